@@ -1,0 +1,1 @@
+"""Policy families, the training loop and action executors (``rosmind.policies``). No rclpy."""

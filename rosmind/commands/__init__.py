@@ -1,0 +1,1 @@
+"""Subcommands of the ``rosmind`` CLI; see ``rosmind.cli``."""

@@ -1,0 +1,52 @@
+"""The policy contract shared by every family.
+
+    policy.reset()
+    out = policy.infer(obs)      # obs: {key: [To, *shape]} -> out["action"]: [Ta, Da]
+
+``obs`` holds the last ``n_obs_steps`` observations per key (oldest first), with the keys
+of ``rosmind.robot`` (``joint_pos``, ``ee_pose``, ``object_poses``, ...) and camera frames as
+``camera/<name>/rgb`` ``[To, H, W, 3] uint8``. ``action`` rows are absolute joint position
+targets in the robot spec's joint order, one per control period, starting at the control
+tick of the newest observation + 1. A policy may return more (RDP's latent, a value).
+
+Each family has a config dataclass (its single source of truth), registers with
+``@POLICIES.register(name, config=Config)``, and keeps its normalizer inside itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from rosmind.errors import SpecError
+
+
+@dataclass
+class PolicyConfig:
+    """Fields every family has. ``obs_keys`` name the observation keys the policy reads."""
+
+    robot: str = "panda"
+    obs_keys: tuple[str, ...] = ("joint_pos",)
+    n_obs_steps: int = 1
+    horizon: int = 16
+    n_action_steps: int = 8
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.obs_keys = tuple(self.obs_keys)
+        if self.n_obs_steps < 1:
+            raise SpecError(f"{type(self).__name__}.n_obs_steps: must be >= 1, got {self.n_obs_steps}")
+        if not 1 <= self.n_action_steps <= self.horizon:
+            raise SpecError(f"{type(self).__name__}.n_action_steps: must be in [1, horizon={self.horizon}], "
+                            f"got {self.n_action_steps}")
+
+
+@runtime_checkable
+class Policy(Protocol):
+    config: PolicyConfig
+
+    def reset(self) -> None: ...
+
+    def infer(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...

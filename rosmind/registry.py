@@ -1,0 +1,76 @@
+"""One decorator registry per kind (robots, tasks, policies, devices).
+
+Entries register themselves when their module is imported; each registry knows which
+modules to import lazily on the first lookup, so ``import rosmind`` stays cheap and
+torch is only imported when a policy is asked for.
+
+    @POLICIES.register("diffusion", config=DiffusionConfig)
+    class DiffusionPolicy: ...
+
+    POLICIES.get("diffusion").factory(cfg)
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rosmind.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    factory: Callable[..., Any]
+    config: type | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry:
+    """Name -> (factory, config class). Lookups of unknown names raise ``UnknownNameError``."""
+
+    def __init__(self, kind: str, modules: tuple[str, ...] = ()):
+        self.kind = kind
+        self._modules = modules
+        self._entries: dict[str, Entry] = {}
+        self._loaded = False
+
+    def register(self, name: str, config: type | None = None, **meta: Any):
+        def deco(obj):
+            if name in self._entries and self._entries[name].factory is not obj:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self._entries[name] = Entry(name, obj, config, dict(meta))
+            return obj
+
+        return deco
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for mod in self._modules:
+            importlib.import_module(mod)
+
+    def get(self, name: str) -> Entry:
+        self._load()
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries)) or "(none)"
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._entries
+
+
+ROBOTS = Registry("robot", ("rosmind.sim.robots",))
+TASKS = Registry("task", ("rosmind.sim.tasks",))
+POLICIES = Registry("policy", ("rosmind.policies.expert", "rosmind.policies.instant"))
+DEVICES = Registry("teleop device", ())

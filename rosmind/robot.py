@@ -1,0 +1,79 @@
+"""The Robot interface: one shape for sim and hardware.
+
+``read()`` returns an observation dict of numpy arrays with these keys (those the robot
+has; shapes per key, ``D`` = ``spec.dof``)::
+
+    stamp            ()       seconds on the robot's clock
+    joint_pos        [D]      rad or m, in spec.joint_names order
+    joint_vel        [D]
+    joint_effort     [D]
+    ee_pose          [7]      x y z qx qy qz qw of spec.ee_link in spec.base_frame (arms)
+    wrench           [6]      fx fy fz tx ty tz at the wrist (arms with F/T)
+    object_poses     [N, 7]   task objects (sim ground truth, or a perception node)
+    goal_pose        [7]      task target
+    imu_orientation  [4]      qx qy qz qw (quadrupeds)
+    imu_angular_velocity [3], imu_linear_acceleration [3]
+    odom_pose        [7], odom_twist [6]
+
+Camera frames cost real time, so they come from ``render(name) -> (rgb[H,W,3] uint8,
+depth[H,W] float32 metres)`` at the camera's own rate, not from every ``read()``.
+
+``write(positions[D]) -> positions actually sent`` (after the robot's own clipping).
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from rosmind.spec import RobotSpec
+
+Observation = dict[str, np.ndarray]
+
+
+class Robot(abc.ABC):
+    spec: RobotSpec
+
+    @abc.abstractmethod
+    def connect(self) -> None: ...
+
+    @abc.abstractmethod
+    def disconnect(self) -> None: ...
+
+    @abc.abstractmethod
+    def read(self) -> Observation: ...
+
+    @abc.abstractmethod
+    def write(self, positions: np.ndarray) -> np.ndarray: ...
+
+    def render(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__} has no camera {camera!r}")
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.disconnect()
+
+
+class SimRobot(Robot):
+    """A Robot whose world we own: it steps on command and can be reset to a seeded task."""
+
+    @abc.abstractmethod
+    def reset(self, seed: int | None = None) -> Observation:
+        """Re-randomize the task from ``seed`` and return the first observation."""
+
+    @abc.abstractmethod
+    def step(self) -> None:
+        """Advance physics by one control period, tracking the last written setpoint."""
+
+    @property
+    @abc.abstractmethod
+    def time(self) -> float:
+        """Sim time in seconds since reset."""
+
+    @abc.abstractmethod
+    def task_status(self) -> dict:
+        """``{"success": bool, "done": bool, "time_limit": float}`` for the current episode."""

@@ -1,0 +1,1 @@
+"""Physics backends, robots, tasks and scripted experts (``rosmind.sim``). No rclpy."""
