@@ -6,8 +6,8 @@
 ``obs`` holds the last ``n_obs_steps`` observations per key (oldest first), with the keys
 of ``rosmind.robot`` (``joint_pos``, ``ee_pose``, ``object_poses``, ...) and camera frames as
 ``camera/<name>/rgb`` ``[To, H, W, 3] uint8``. ``action`` rows are absolute joint position
-targets in the robot spec's joint order, one per control period, starting at the control
-tick of the newest observation + 1. A policy may return more (RDP's latent, a value).
+targets in the robot spec's joint order, one per control period; row 0 is the command for
+the control tick of the newest observation (applied right after it was observed). A policy may return more (RDP's latent, a value).
 
 Each family has a config dataclass (its single source of truth), registers with
 ``@POLICIES.register(name, config=Config)``, and keeps its normalizer inside itself.
