@@ -1,0 +1,260 @@
+"""The one module that converts ROS 2 messages to numpy and back.
+
+Conventions: stamps are float seconds; poses are ``[x, y, z, qx, qy, qz, qw]``; wrenches are
+``[fx, fy, fz, tx, ty, tz]``; twists ``[vx, vy, vz, wx, wy, wz]``; joint vectors follow the
+order of the ``names`` argument (the RobotSpec order), whatever order the message used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Pose, PoseArray, PoseStamped, WrenchStamped
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+_NS = 1_000_000_000
+
+
+def to_sec(t: Time | Duration) -> float:
+    """``builtin_interfaces`` Time or Duration -> float seconds."""
+    return t.sec + t.nanosec * 1e-9
+
+
+def to_ns(t: Time | Duration) -> int:
+    return t.sec * _NS + t.nanosec
+
+
+def stamp(seconds: float) -> Time:
+    ns = int(round(seconds * _NS))
+    return Time(sec=ns // _NS, nanosec=ns % _NS)
+
+
+def duration(seconds: float) -> Duration:
+    ns = int(round(seconds * _NS))
+    return Duration(sec=ns // _NS, nanosec=ns % _NS)
+
+
+def reorder(msg_names: Sequence[str], names: Sequence[str], values: Sequence[float]) -> np.ndarray:
+    """Values given in ``msg_names`` order -> ``names`` order; KeyError names what's missing."""
+    if list(msg_names) == list(names):
+        return np.asarray(values, dtype=np.float64)
+    index = {n: i for i, n in enumerate(msg_names)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise KeyError(f"joints {missing} missing from message with {list(msg_names)}")
+    v = np.asarray(values, dtype=np.float64)
+    return v[[index[n] for n in names]]
+
+
+def joint_state_to_numpy(msg: JointState, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """-> {joint_pos, joint_vel, joint_effort} [D] in ``names`` order (absent fields: zeros)."""
+    d = len(names)
+    out = {"joint_pos": reorder(msg.name, names, msg.position)}
+    for key, field in (("joint_vel", msg.velocity), ("joint_effort", msg.effort)):
+        out[key] = reorder(msg.name, names, field) if len(field) == len(msg.name) else np.zeros(d)
+    return out
+
+
+def joint_state(names: Sequence[str], pos, vel=None, effort=None, t: float = 0.0, frame_id: str = "") -> JointState:
+    msg = JointState()
+    msg.header.stamp = stamp(t)
+    msg.header.frame_id = frame_id
+    msg.name = list(names)
+    msg.position = np.asarray(pos, dtype=np.float64).tolist()
+    if vel is not None:
+        msg.velocity = np.asarray(vel, dtype=np.float64).tolist()
+    if effort is not None:
+        msg.effort = np.asarray(effort, dtype=np.float64).tolist()
+    return msg
+
+
+def pose_to_numpy(p: Pose) -> np.ndarray:
+    return np.array([p.position.x, p.position.y, p.position.z,
+                     p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w])
+
+
+def pose(a) -> Pose:
+    a = np.asarray(a, dtype=np.float64)
+    p = Pose()
+    p.position.x, p.position.y, p.position.z = float(a[0]), float(a[1]), float(a[2])
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(x) for x in a[3:7])
+    return p
+
+
+def pose_stamped(a, t: float, frame_id: str) -> PoseStamped:
+    msg = PoseStamped()
+    msg.header.stamp = stamp(t)
+    msg.header.frame_id = frame_id
+    msg.pose = pose(a)
+    return msg
+
+
+def pose_array(a, t: float, frame_id: str) -> PoseArray:
+    """[N, 7] -> PoseArray."""
+    msg = PoseArray()
+    msg.header.stamp = stamp(t)
+    msg.header.frame_id = frame_id
+    msg.poses = [pose(row) for row in np.asarray(a).reshape(-1, 7)]
+    return msg
+
+
+def pose_array_to_numpy(msg: PoseArray) -> np.ndarray:
+    """-> [N, 7]."""
+    return np.array([pose_to_numpy(p) for p in msg.poses]).reshape(-1, 7)
+
+
+def wrench_stamped(w, t: float, frame_id: str) -> WrenchStamped:
+    w = np.asarray(w, dtype=np.float64)
+    msg = WrenchStamped()
+    msg.header.stamp = stamp(t)
+    msg.header.frame_id = frame_id
+    f, tq = msg.wrench.force, msg.wrench.torque
+    f.x, f.y, f.z, tq.x, tq.y, tq.z = (float(x) for x in w[:6])
+    return msg
+
+
+def wrench_to_numpy(msg: WrenchStamped) -> np.ndarray:
+    f, t = msg.wrench.force, msg.wrench.torque
+    return np.array([f.x, f.y, f.z, t.x, t.y, t.z])
+
+
+_ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.uint8, 1),
+              "32FC1": (np.float32, 1), "16UC1": (np.uint16, 1)}
+
+
+def image(a: np.ndarray, encoding: str, t: float, frame_id: str) -> Image:
+    dtype, ch = _ENCODINGS[encoding]
+    a = np.ascontiguousarray(a, dtype=dtype)
+    msg = Image()
+    msg.header.stamp = stamp(t)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(a.shape[0]), int(a.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * ch * a.itemsize
+    msg.data = a.tobytes()
+    return msg
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """-> [H, W, C] (C=3) or [H, W]; respects ``step`` padding. Unknown encodings raise ValueError."""
+    if msg.encoding not in _ENCODINGS:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; supported: {sorted(_ENCODINGS)}")
+    dtype, ch = _ENCODINGS[msg.encoding]
+    item = np.dtype(dtype).itemsize
+    buf = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
+    buf = buf[:, : msg.width * ch * item]
+    a = np.ascontiguousarray(buf).view(dtype)
+    return a.reshape(msg.height, msg.width, ch) if ch > 1 else a.reshape(msg.height, msg.width)
+
+
+def camera_info(width: int, height: int, fx: float, fy: float, cx: float, cy: float, t: float, frame_id: str) -> CameraInfo:
+    msg = CameraInfo()
+    msg.header.stamp = stamp(t)
+    msg.header.frame_id = frame_id
+    msg.width, msg.height = int(width), int(height)
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+def imu(orientation, angular_velocity, linear_acceleration, t: float, frame_id: str) -> Imu:
+    msg = Imu()
+    msg.header.stamp = stamp(t)
+    msg.header.frame_id = frame_id
+    o = np.asarray(orientation, dtype=np.float64)
+    msg.orientation.x, msg.orientation.y, msg.orientation.z, msg.orientation.w = (float(x) for x in o)
+    av, la = msg.angular_velocity, msg.linear_acceleration
+    av.x, av.y, av.z = (float(x) for x in angular_velocity)
+    la.x, la.y, la.z = (float(x) for x in linear_acceleration)
+    return msg
+
+
+def imu_to_numpy(msg: Imu) -> dict[str, np.ndarray]:
+    o, av, la = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+    return {"imu_orientation": np.array([o.x, o.y, o.z, o.w]),
+            "imu_angular_velocity": np.array([av.x, av.y, av.z]),
+            "imu_linear_acceleration": np.array([la.x, la.y, la.z])}
+
+
+def odometry(pose7, twist6, t: float, frame_id: str, child_frame_id: str) -> Odometry:
+    msg = Odometry()
+    msg.header.stamp = stamp(t)
+    msg.header.frame_id = frame_id
+    msg.child_frame_id = child_frame_id
+    msg.pose.pose = pose(pose7)
+    tw = np.asarray(twist6, dtype=np.float64)
+    lin, ang = msg.twist.twist.linear, msg.twist.twist.angular
+    lin.x, lin.y, lin.z, ang.x, ang.y, ang.z = (float(x) for x in tw[:6])
+    return msg
+
+
+def odometry_to_numpy(msg: Odometry) -> dict[str, np.ndarray]:
+    lin, ang = msg.twist.twist.linear, msg.twist.twist.angular
+    return {"odom_pose": pose_to_numpy(msg.pose.pose),
+            "odom_twist": np.array([lin.x, lin.y, lin.z, ang.x, ang.y, ang.z])}
+
+
+def float_array(values) -> Float64MultiArray:
+    msg = Float64MultiArray()
+    msg.data = np.asarray(values, dtype=np.float64).ravel().tolist()
+    return msg
+
+
+def float_array_to_numpy(msg: Float64MultiArray) -> np.ndarray:
+    return np.asarray(msg.data, dtype=np.float64)
+
+
+def joint_trajectory(names: Sequence[str], points, t: float, dt: float, frame_id: str = "") -> JointTrajectory:
+    """[N, D] positions, one per control period from stamp ``t`` -> JointTrajectory
+    (point i at time_from_start ``i * dt``)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, len(names))
+    msg = JointTrajectory()
+    msg.header.stamp = stamp(t)
+    msg.header.frame_id = frame_id
+    msg.joint_names = list(names)
+    for i, row in enumerate(pts):
+        p = JointTrajectoryPoint()
+        p.positions = row.tolist()
+        p.time_from_start = duration(i * dt)
+        msg.points.append(p)
+    return msg
+
+
+def joint_trajectory_to_numpy(msg: JointTrajectory, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """-> (positions [N, D] in ``names`` order, times_from_start [N] seconds).
+    Raises KeyError for missing joints, ValueError for ragged points."""
+    n = len(msg.joint_names)
+    rows = []
+    for i, p in enumerate(msg.points):
+        if len(p.positions) != n:
+            raise ValueError(f"point {i} has {len(p.positions)} positions for {n} joint names")
+        rows.append(reorder(msg.joint_names, names, p.positions))
+    pos = np.array(rows, dtype=np.float64).reshape(-1, len(names))
+    times = np.array([to_sec(p.time_from_start) for p in msg.points], dtype=np.float64)
+    return pos, times
+
+
+_LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
+           "ERROR": DiagnosticStatus.ERROR, "STALE": DiagnosticStatus.STALE}
+
+
+def diagnostic_status(name: str, level: str, message: str, values: dict, hardware_id: str = "") -> DiagnosticStatus:
+    st = DiagnosticStatus()
+    st.name, st.message, st.hardware_id = name, message, hardware_id
+    st.level = _LEVELS[level]
+    st.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+    return st
+
+
+def diagnostic_values(st: DiagnosticStatus) -> dict[str, str]:
+    return {kv.key: kv.value for kv in st.values}
