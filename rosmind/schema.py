@@ -1,0 +1,108 @@
+"""Observation key <-> ROS topic and message type: the one table nodes and manifests share.
+
+Keys are those of ``rosmind.robot`` (``joint_pos``, ``ee_pose``, ...) plus camera frames
+``camera/<name>/rgb`` and ``camera/<name>/depth``. Topic names are relative (launch files
+namespace them); message types are written ``pkg/msg/Type`` as in ``ros2 topic info``.
+
+``ee_pose`` is not in DESIGN.md's topic table: it is the arm's end-effector pose
+(``spec.ee_link`` in ``spec.base_frame``) as a PoseStamped on ``ee_pose``, because tf2 does
+not install from pip; on a full ROS install a tf2 lookup could feed the same key.
+
+Several keys share one message (``joint_pos``/``joint_vel``/``joint_effort`` are fields of
+one JointState); ``field`` says which part of the message a key is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rosmind.errors import SpecError, UnknownNameError
+from rosmind.spec import RobotSpec
+
+JOINT_STATE = "sensor_msgs/msg/JointState"
+POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
+POSE_ARRAY = "geometry_msgs/msg/PoseArray"
+WRENCH_STAMPED = "geometry_msgs/msg/WrenchStamped"
+IMAGE = "sensor_msgs/msg/Image"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+IMU = "sensor_msgs/msg/Imu"
+ODOMETRY = "nav_msgs/msg/Odometry"
+
+
+@dataclass(frozen=True)
+class TopicBinding:
+    """Where one observation key comes from.
+
+    ``per_tick``: the robot publishes it every control tick stamped with the tick's time,
+    so a policy must see the very stamp of the tick (cameras run at their own rate).
+    """
+
+    key: str
+    topic: str
+    msg_type: str
+    field: str
+    per_tick: bool = True
+
+
+_FIXED: dict[str, TopicBinding] = {
+    b.key: b
+    for b in (
+        TopicBinding("joint_pos", "joint_states", JOINT_STATE, "position"),
+        TopicBinding("joint_vel", "joint_states", JOINT_STATE, "velocity"),
+        TopicBinding("joint_effort", "joint_states", JOINT_STATE, "effort"),
+        TopicBinding("ee_pose", "ee_pose", POSE_STAMPED, "pose"),
+        TopicBinding("wrench", "wrench", WRENCH_STAMPED, "wrench"),
+        TopicBinding("object_poses", "object_poses", POSE_ARRAY, "poses"),
+        TopicBinding("goal_pose", "goal_pose", POSE_STAMPED, "pose"),
+        TopicBinding("imu_orientation", "imu", IMU, "orientation"),
+        TopicBinding("imu_angular_velocity", "imu", IMU, "angular_velocity"),
+        TopicBinding("imu_linear_acceleration", "imu", IMU, "linear_acceleration"),
+        TopicBinding("odom_pose", "odom", ODOMETRY, "pose"),
+        TopicBinding("odom_twist", "odom", ODOMETRY, "twist"),
+    )
+}
+_CAMERA = re.compile(r"^camera/([A-Za-z_][A-Za-z0-9_]*)/(rgb|depth)$")
+
+
+def camera_topics(name: str) -> dict[str, str]:
+    """Relative topic names of camera ``name``: ``rgb``, ``depth``, ``info``."""
+    return {"rgb": f"camera/{name}/image_raw", "depth": f"camera/{name}/depth/image_raw",
+            "info": f"camera/{name}/camera_info"}
+
+
+def binding(key: str, spec: RobotSpec | None = None) -> TopicBinding:
+    """The topic of observation ``key``; with ``spec``, also check the robot has that sensor.
+
+    Raises ``UnknownNameError`` for a key nobody publishes, ``SpecError`` for a camera the
+    robot does not have.
+    """
+    if key in _FIXED:
+        return _FIXED[key]
+    m = _CAMERA.match(key)
+    if m is None:
+        known = ", ".join([*_FIXED, "camera/<name>/rgb", "camera/<name>/depth"])
+        raise UnknownNameError(f"unknown observation key {key!r}; known keys: {known}")
+    cam, channel = m.groups()
+    if spec is not None:
+        sensor = spec.sensor(cam)
+        if sensor.kind not in ("rgb", "rgbd") or (channel == "depth" and sensor.kind != "rgbd"):
+            raise SpecError(f"observation key {key!r}: sensor {cam!r} of robot {spec.name!r} "
+                            f"is a {sensor.kind} sensor, it has no {channel} channel")
+    return TopicBinding(key, camera_topics(cam)[channel], IMAGE, "data", per_tick=False)
+
+
+def topics_for(keys: Iterable[str], spec: RobotSpec | None = None) -> dict[str, tuple[str, list[str]]]:
+    """``{topic: (msg_type, [keys read from it])}`` for a policy's ``obs_keys``, in key order."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    for key in keys:
+        b = binding(key, spec)
+        out.setdefault(b.topic, (b.msg_type, []))[1].append(key)
+    return out
+
+
+def camera_name(key: str) -> str | None:
+    """``"wrist"`` for ``camera/wrist/rgb``; None for a non-camera key."""
+    m = _CAMERA.match(key)
+    return m.group(1) if m else None
