@@ -1,0 +1,140 @@
+"""Executors: turn a chunking policy into one action per control tick.
+
+Time is counted in integer control ticks. A chunk inferred from the observation of tick
+``k`` has row ``i`` for tick ``k + i`` (row 0 is the command for tick ``k`` itself; see
+``rosmind.policy``). Cross-cutting behaviour wraps the policy instead of subclassing it.
+
+``ChunkExecutor`` implements, for every family:
+
+- **receding horizon**: execute ``n_action_steps`` rows of a chunk, then plan again from the
+  newest observation (diffusion_policy's execution scheme);
+- **temporal ensembling** (ACT, Zhao et al. 2023, sec. 3.3): plan every ``replan_every``
+  ticks and average all chunks that cover a tick with weights ``exp(-m * i)``, ``i = 0`` for
+  the oldest chunk;
+- **latency compensation**: a chunk that arrives ``d`` ticks after its observation is
+  indexed by tick, so its first ``d`` rows, whose time has passed, are dropped;
+- **prefetch**: in real time, ask for the next chunk ``prefetch`` ticks before the current
+  one runs out, so inference latency is hidden instead of stalling the robot.
+
+Threading: ``request``/``add_chunk`` may be called from an inference worker while the
+control thread calls ``action``; all state is behind one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from rosmind.errors import SpecError
+
+
+@dataclass
+class ChunkExecutorConfig:
+    n_action_steps: int | None = None  # None: the policy config's n_action_steps
+    temporal_ensemble: float | None = None  # m in exp(-m * i); None disables ensembling
+    replan_every: int = 1  # ticks between plans when ensembling
+    prefetch: int = 0  # ask for the next chunk this many ticks early (real time)
+
+    def __post_init__(self):
+        if self.n_action_steps is not None and self.n_action_steps < 1:
+            raise SpecError(f"ChunkExecutorConfig.n_action_steps: must be >= 1, got {self.n_action_steps}")
+        if self.temporal_ensemble is not None and self.temporal_ensemble < 0:
+            raise SpecError(f"ChunkExecutorConfig.temporal_ensemble: must be >= 0, got {self.temporal_ensemble}")
+        if self.replan_every < 1 or self.prefetch < 0:
+            raise SpecError("ChunkExecutorConfig: replan_every must be >= 1 and prefetch >= 0, "
+                            f"got {self.replan_every} and {self.prefetch}")
+
+
+class ChunkExecutor:
+    """Wraps a policy: ``step(obs, tick) -> action [Da]`` (synchronous), or the split
+    ``wants_inference / request / add_chunk / action`` API for an asynchronous worker."""
+
+    def __init__(self, policy, config: ChunkExecutorConfig | None = None):
+        self.policy = policy
+        self.config = config or ChunkExecutorConfig()
+        pc = getattr(policy, "config", None)
+        self.n_action_steps = self.config.n_action_steps or getattr(pc, "n_action_steps", 1)
+        self._lock = threading.Lock()
+        self._chunks: list[tuple[int, np.ndarray]] = []  # (obs tick, [Ta, Da]), oldest first
+        self._pending = False
+        self.dropped_rows = 0  # rows that arrived after their tick had passed
+
+    def reset(self) -> None:
+        with self._lock:
+            self._chunks.clear()
+            self._pending = False
+            self.dropped_rows = 0
+        self.policy.reset()
+
+    @property
+    def _interval(self) -> int:
+        return self.config.replan_every if self.config.temporal_ensemble is not None else self.n_action_steps
+
+    def wants_inference(self, tick: int) -> bool:
+        """True when a new plan should start from the observation of ``tick``."""
+        with self._lock:
+            if self._pending:
+                return False
+            if not self._chunks:
+                return True
+            last_tick, last = self._chunks[-1]
+            # A plan may also run out before its interval (short chunk).
+            due = last_tick + min(self._interval, len(last)) - self.config.prefetch
+            return tick >= due
+
+    def request(self) -> None:
+        """Mark an inference as in flight (so ``wants_inference`` stays False until it lands)."""
+        with self._lock:
+            self._pending = True
+
+    def add_chunk(self, chunk: np.ndarray, obs_tick: int, now_tick: int | None = None) -> None:
+        """Add a chunk planned from the observation of ``obs_tick``; ``now_tick`` (if given)
+        is the tick at which it became available, for latency accounting."""
+        chunk = np.asarray(chunk, dtype=np.float64)
+        if chunk.ndim != 2 or not np.all(np.isfinite(chunk)):
+            with self._lock:
+                self._pending = False
+            raise ValueError(f"policy returned an action chunk of shape {chunk.shape} "
+                             f"with non-finite values: expected finite [Ta, Da]")
+        with self._lock:
+            self._pending = False
+            if now_tick is not None:
+                self.dropped_rows += max(0, min(now_tick - obs_tick, len(chunk)))
+            self._chunks.append((obs_tick, chunk))
+            if self.config.temporal_ensemble is None:
+                self._chunks = self._chunks[-1:]
+
+    def _covering(self, tick: int) -> list[np.ndarray]:
+        return [c[tick - k] for k, c in self._chunks if k <= tick < k + len(c)]
+
+    def _blend(self, rows: list[np.ndarray]) -> np.ndarray:
+        m = self.config.temporal_ensemble
+        if m is None or len(rows) == 1:
+            return rows[-1]
+        w = np.exp(-m * np.arange(len(rows)))
+        return (w[:, None] * np.stack(rows)).sum(0) / w.sum()
+
+    def action(self, tick: int) -> np.ndarray | None:
+        """The command for ``tick``, or None when no plan covers it (the caller holds)."""
+        with self._lock:
+            self._chunks = [(k, c) for k, c in self._chunks if k + len(c) > tick]
+            rows = self._covering(tick)
+            return None if not rows else self._blend(rows)
+
+    def planned(self, tick: int) -> np.ndarray:
+        """Planned commands for ``tick, tick+1, ...`` up to the end of the newest chunk, [N, Da]."""
+        with self._lock:
+            if not self._chunks:
+                return np.zeros((0, 0))
+            k, c = self._chunks[-1]
+            out = [self._blend(self._covering(t)) for t in range(max(tick, k), k + len(c))]
+            return np.stack(out) if out else np.zeros((0, c.shape[1]))
+
+    def step(self, obs: dict[str, np.ndarray], tick: int) -> np.ndarray | None:
+        """Synchronous use (direct eval, lockstep): plan if due, then return the tick's action."""
+        if self.wants_inference(tick):
+            self.request()
+            self.add_chunk(self.policy.infer(obs)["action"], tick)
+        return self.action(tick)
