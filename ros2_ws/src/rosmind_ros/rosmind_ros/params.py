@@ -7,8 +7,9 @@ validates them. A node therefore never lists its parameters twice.
 
 Supported field types: ``bool``, ``int``, ``float`` (an int value is accepted), ``str``,
 ``Literal[...]`` of str/int, ``list[float|int|str|bool]``, ``tuple[X, ...]`` / fixed-length
-tuples (passed as ROS arrays), and ``X | None`` of those (unset = ``None``). A field without a
-default is a required parameter.
+tuples (passed as ROS arrays), ``dict`` (a YAML/JSON mapping in a string parameter, e.g.
+``-p "extra:='{k: 1}'"``: rcl needs the inner quotes), and ``X | None`` of those (unset or ``""`` = ``None``). A field without
+a default is a required parameter.
 
 ``run_node(factory)`` initialises rclpy, builds the node, spins it until SIGINT/SIGTERM (or
 until the node sets ``node.exit_code``), then destroys it and shuts rclpy down. A node that
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import rclpy
+import yaml
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
@@ -67,6 +69,15 @@ def _coerce_scalar(value: Any, tp: Any) -> Any:
 
 def _coerce(value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
+    if tp is dict or origin is dict:
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value) if value.strip() else {}
+            except yaml.YAMLError as e:
+                raise TypeError(f"expected a YAML mapping ({e.__class__.__name__})") from None
+        if not isinstance(value, dict):
+            raise TypeError("expected a YAML mapping such as {key: value}")
+        return value
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise TypeError(f"expected a list ({_type_name(tp)})")
@@ -89,7 +100,9 @@ def _type_name(tp: Any) -> str:
 
 def _check_supported(tp: Any, where: str) -> None:
     origin = typing.get_origin(tp)
-    if origin in (list, tuple):
+    if tp is dict or origin is dict:
+        ok = True
+    elif origin in (list, tuple):
         elems = [a for a in typing.get_args(tp) if a is not Ellipsis] or [str]
         ok = all(e in _SCALARS or typing.get_origin(e) is typing.Literal for e in elems)
     else:
@@ -103,6 +116,8 @@ def _ros_default(value: Any) -> Any:
     """The value to declare: lists for tuples; None where ROS cannot infer a type (empty list)."""
     if isinstance(value, tuple | list):
         return list(value) if value else None
+    if isinstance(value, dict):
+        return yaml.safe_dump(value, default_flow_style=True).strip() if value else None
     return value
 
 
