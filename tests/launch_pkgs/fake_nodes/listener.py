@@ -1,0 +1,26 @@
+"""rclpy node: prints ``heard: <data>`` for each std_msgs/String on ``chatter``."""
+
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from std_msgs.msg import String
+
+rclpy.init(args=sys.argv)
+node = rclpy.create_node("listener")
+heard = [0]
+
+
+def on_msg(msg):
+    heard[0] += 1
+    print(f"heard: {msg.data} (ns {node.get_namespace()})", flush=True)
+
+
+node.create_subscription(String, "chatter", on_msg, 10)
+try:
+    rclpy.spin(node)
+except (KeyboardInterrupt, ExternalShutdownException):
+    pass
+print(f"listener: clean shutdown after {heard[0]} messages", flush=True)
+node.destroy_node()
+rclpy.try_shutdown()
