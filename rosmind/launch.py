@@ -128,7 +128,10 @@ def ros_literal(value: Any, where: str = "") -> str:
             return ".nan"
         if math.isinf(value):
             return ".inf" if value > 0 else "-.inf"
-        return repr(value)
+        text = repr(value)
+        # YAML 1.1 (PyYAML, launch_ros) reads "1e-09" as a string; "1.0e-09" is a float everywhere.
+        mantissa, e, exp = text.partition("e")
+        return f"{mantissa}.0{e}{exp}" if e and "." not in mantissa else text
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, list | tuple):
