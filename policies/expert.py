@@ -1,0 +1,70 @@
+"""The scripted pick-and-place expert behind the policy contract (``rosmind.policy``).
+
+    policy = POLICIES.get("expert").factory(ExpertConfig())
+    policy.reset()
+    policy.infer({"joint_pos": [1, 8], "ee_pose": [1, 7],
+                  "object_poses": [1, N, 7], "goal_pose": [1, 7]})["action"]   # [horizon, 8]
+
+It reads the newest step of each key; row 0 is the command for that tick. No learning, no
+torch: it is the demonstrator for data collection and the reference in evaluations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rosmind.errors import SpecError
+from rosmind.policy import PolicyConfig
+from rosmind.registry import POLICIES
+from rosmind.sim.experts import PickPlaceExpert, PickPlaceExpertConfig
+from rosmind.spec import load_spec
+
+
+@dataclass
+class ExpertConfig(PolicyConfig):
+    """``expert`` holds the state machine's own knobs (speeds, heights, tolerances)."""
+
+    robot: str = "panda"
+    obs_keys: tuple[str, ...] = ("joint_pos", "ee_pose", "object_poses", "goal_pose")
+    n_obs_steps: int = 1
+    horizon: int = 8
+    n_action_steps: int = 4
+    expert: PickPlaceExpertConfig | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.robot != "panda":
+            raise SpecError(f"ExpertConfig.robot: the pick_place expert drives the panda, got {self.robot!r}")
+        if self.expert is None:
+            self.expert = PickPlaceExpertConfig(horizon=self.horizon)
+        elif self.expert.horizon != self.horizon:
+            raise SpecError(f"ExpertConfig: expert.horizon {self.expert.horizon} differs from "
+                            f"horizon {self.horizon}")
+
+
+@POLICIES.register("expert", config=ExpertConfig)
+class ExpertPolicy:
+    """``infer(obs: {key: [To, ...]}) -> {"action": [horizon, 8], "phase": str}``."""
+
+    def __init__(self, config: ExpertConfig | None = None):
+        self.config = config or ExpertConfig()
+        self.expert = PickPlaceExpert(load_spec(self.config.robot), self.config.expert)
+
+    def reset(self) -> None:
+        self.expert.reset()
+
+    def infer(self, obs: dict[str, np.ndarray]) -> dict:
+        missing = [k for k in self.config.obs_keys if k not in obs]
+        if missing:
+            raise SpecError(f"expert policy: observation lacks key(s) {missing}; it has {sorted(obs)}")
+        newest = {k: np.asarray(obs[k])[-1] for k in self.config.obs_keys}
+        bad = [k for k, v in newest.items() if not np.all(np.isfinite(v))]
+        if bad:
+            raise SpecError(f"expert policy: non-finite values in observation key(s) {bad}")
+        action = self.expert.act(newest)
+        return {"action": action, "phase": self.expert.phase}
+
+    def close(self) -> None:
+        self.expert.close()

@@ -1,0 +1,236 @@
+"""Scripted experts: closed-loop state machines over ground-truth observations.
+
+``PickPlaceExpert.act(obs) -> [H, 8]`` absolute joint targets (7 arm joints + finger width)
+for the Panda ``pick_place`` task. Each call re-reads the observation (``joint_pos`` [8],
+``ee_pose`` [7], ``object_poses`` [N, 7], ``goal_pose`` [7], all in the base frame), advances
+its phase when the observation says the current one is finished, and plans ``horizon`` rows
+toward the phase's Cartesian target at a bounded speed. Phases::
+
+    approach -> descend -> grasp -> lift -> carry -> lower -> release -> retreat -> done
+         ^________________________ (cube lost) ________________|
+
+Arm rows come from PyBullet's null-space IK, solved on a private DIRECT client that holds
+only a Panda (kinematics only; it never touches the sim's world), with the gripper pointing
+down and its fingers square to the cube. Every row moves each joint by at most
+``velocity_margin`` times its spec velocity limit per control period, so a safety node
+never has to clamp the expert.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as p
+import pybullet_data
+
+from rosmind.errors import SpecError
+from rosmind.spec import RobotSpec, load_spec
+
+PHASES = ("approach", "descend", "grasp", "lift", "carry", "lower", "release", "retreat", "done")
+REST_POSE = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
+
+
+@dataclass
+class PickPlaceExpertConfig:
+    """Speeds in m/s, distances in metres (base frame; the table top is z = 0)."""
+
+    horizon: int = 8
+    speed: float = 0.30  # free-space Cartesian speed
+    slow_speed: float = 0.12  # descending onto the cube / the target
+    hover_height: float = 0.10  # above the cube's centre before descending
+    carry_height: float = 0.16  # grasp-target height while carrying
+    grasp_depth: float = 0.0  # grasp target below the cube's centre
+    place_clearance: float = 0.004  # cube bottom above the table when released
+    tolerance: float = 0.008  # position error that ends a move
+    open_width: float = 0.04  # per finger
+    velocity_margin: float = 0.9
+
+    def __post_init__(self):
+        for n in ("speed", "slow_speed", "hover_height", "carry_height", "tolerance", "open_width"):
+            v = getattr(self, n)
+            if not (math.isfinite(v) and v > 0):
+                raise SpecError(f"PickPlaceExpertConfig.{n}: must be positive, got {v!r}")
+        if self.horizon < 1:
+            raise SpecError(f"PickPlaceExpertConfig.horizon: must be >= 1, got {self.horizon}")
+        if not 0 < self.velocity_margin <= 1:
+            raise SpecError(f"PickPlaceExpertConfig.velocity_margin: in (0, 1], got {self.velocity_margin}")
+
+
+def _yaw(quat) -> float:
+    return p.getEulerFromQuaternion(list(map(float, quat)))[2]
+
+
+def _square_yaw(yaw: float) -> float:
+    """A cube looks the same every quarter turn: the equivalent yaw in [-pi/4, pi/4)."""
+    return (yaw + math.pi / 4) % (math.pi / 2) - math.pi / 4
+
+
+class PandaKinematics:
+    """A private DIRECT client holding one fixed-base Panda, used only for IK and FK."""
+
+    EE_LINK = "panda_grasptarget"
+
+    def __init__(self, spec: RobotSpec):
+        self.cid = p.connect(p.DIRECT)
+        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.cid)
+        self.body = p.loadURDF("franka_panda/panda.urdf", useFixedBase=True, physicsClientId=self.cid)
+        names = {p.getJointInfo(self.body, i, physicsClientId=self.cid)[12].decode(): i
+                 for i in range(p.getNumJoints(self.body, physicsClientId=self.cid))}
+        self.ee = names[self.EE_LINK]
+        arm = spec.joints[:7]
+        # IK works over every movable joint (7 arm + 2 fingers), in body order.
+        self.lower = [j.lower for j in arm] + [0.0, 0.0]
+        self.upper = [j.upper for j in arm] + [0.04, 0.04]
+        self.ranges = [u - lo for lo, u in zip(self.lower, self.upper, strict=True)]
+
+    def close(self) -> None:
+        if self.cid is not None:
+            try:
+                p.disconnect(physicsClientId=self.cid)
+            finally:
+                self.cid = None
+
+    def _set(self, q_arm: np.ndarray) -> None:
+        for i, q in enumerate(q_arm):
+            p.resetJointState(self.body, i, float(q), 0.0, physicsClientId=self.cid)
+
+    def fk(self, q_arm: np.ndarray) -> np.ndarray:
+        self._set(q_arm)
+        s = p.getLinkState(self.body, self.ee, computeForwardKinematics=True, physicsClientId=self.cid)
+        return np.asarray(s[4])
+
+    def ik(self, pos, quat, seed: np.ndarray, rest_yaw: float = 0.0) -> np.ndarray:
+        """Arm joints [7] placing the grasp target at ``pos``/``quat``, starting from ``seed``."""
+        rest = list(REST_POSE) + [0.04, 0.04]
+        rest[6] += rest_yaw
+        q = np.asarray(seed, dtype=np.float64)
+        for _ in range(3):
+            self._set(q)
+            sol = p.calculateInverseKinematics(
+                self.body, self.ee, list(map(float, pos)), list(map(float, quat)),
+                lowerLimits=self.lower, upperLimits=self.upper, jointRanges=self.ranges,
+                restPoses=rest, maxNumIterations=100, residualThreshold=1e-5,
+                physicsClientId=self.cid)
+            q = np.clip(np.asarray(sol[:7]), self.lower[:7], self.upper[:7])
+            if np.linalg.norm(self.fk(q) - np.asarray(pos)) < 1e-3:
+                break
+        return q
+
+
+class PickPlaceExpert:
+    """Closed-loop pick-and-place state machine; ``reset()`` then ``act(obs)`` per plan."""
+
+    def __init__(self, spec: RobotSpec | None = None, config: PickPlaceExpertConfig | None = None):
+        self.spec = spec or load_spec("panda")
+        if self.spec.dof != 8:
+            raise SpecError(f"PickPlaceExpert: needs the Panda's 8 joints, robot {self.spec.name!r} "
+                            f"has {self.spec.dof}")
+        self.config = config or PickPlaceExpertConfig()
+        self.kin = PandaKinematics(self.spec)
+        dt = self.spec.control_period
+        self.max_step = np.array(self.spec.limits("velocity")) * dt * self.config.velocity_margin
+        self.lower = np.array(self.spec.limits("lower"))
+        self.upper = np.array(self.spec.limits("upper"))
+        self.reset()
+
+    def close(self) -> None:
+        self.kin.close()
+
+    def reset(self) -> None:
+        self.phase = "approach"
+        self.grasp_yaw = 0.0
+        self.carry_xy = np.zeros(2)
+        self._last_width: float | None = None
+        self._offset = np.zeros(3)  # cube centre minus grasp target, measured once lifted
+
+    def _next_phase(self, q, ee, cube, goal) -> None:
+        c = self.config
+        width = q[7]
+        half = goal[2]
+        lost = (self.phase in ("lift", "carry", "lower")
+                and (np.linalg.norm(cube[:3] - ee[:3]) > 0.04 or width < half - 0.008))
+        if lost:
+            self.phase = "approach"
+        for _ in range(len(PHASES)):
+            target, _, _ = self._target(ee, cube, goal)
+            near = np.linalg.norm(target - ee[:3]) < c.tolerance
+            before = self.phase
+            if self.phase == "approach" and near:
+                self.phase = "descend"
+            elif self.phase == "descend":
+                if np.linalg.norm(cube[:2] - ee[:2]) > 0.02:
+                    self.phase = "approach"
+                elif near:
+                    self.phase = "grasp"
+            elif self.phase == "grasp":
+                stalled = self._last_width is not None and abs(width - self._last_width) < 5e-4
+                if stalled and width < half + 0.004:
+                    self.carry_xy = ee[:2].copy()
+                    self.phase = "lift"
+                elif stalled and width < half - 0.008:
+                    self.phase = "approach"
+            elif self.phase == "lift" and near:
+                self._offset = cube[:3] - ee[:3]
+                self.phase = "carry"
+            elif self.phase == "carry" and near:
+                self.phase = "lower"
+            elif self.phase == "lower" and (near or cube[2] < half + 0.5 * c.place_clearance):
+                self.phase = "release"
+            elif self.phase == "release" and width > c.open_width - 0.005:
+                self.phase = "retreat"
+            elif self.phase == "retreat" and near:
+                self.phase = "done"
+            if self.phase == before:
+                break
+        self._last_width = float(width)
+
+    def _target(self, ee, cube, goal) -> tuple[np.ndarray, float, float]:
+        """(grasp-target position [3], Cartesian speed, finger width) for the current phase."""
+        c = self.config
+        half = goal[2]
+        ph = self.phase
+        if ph in ("approach", "descend"):
+            z = cube[2] + (c.hover_height if ph == "approach" else -c.grasp_depth)
+            return np.array([cube[0], cube[1], z]), c.speed if ph == "approach" else c.slow_speed, c.open_width
+        if ph == "grasp":
+            return np.array([cube[0], cube[1], cube[2] - c.grasp_depth]), c.slow_speed, 0.0
+        if ph == "lift":
+            return np.array([*self.carry_xy, c.carry_height]), c.slow_speed, 0.0
+        if ph in ("carry", "lower"):
+            # Put the cube's centre (not the fingers) on the target: correct by the held offset.
+            xy = goal[:2] - self._offset[:2]
+            z = c.carry_height if ph == "carry" else half + c.place_clearance - self._offset[2]
+            return np.array([*xy, z]), c.speed if ph == "carry" else c.slow_speed, 0.0
+        if ph == "release":
+            return ee[:3].copy(), c.slow_speed, c.open_width
+        return np.array([ee[0], ee[1], c.carry_height]), c.speed, c.open_width
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """``obs``: one tick (``joint_pos`` [8], ``ee_pose`` [7], ``object_poses`` [N, 7],
+        ``goal_pose`` [7]) -> ``[horizon, 8]`` absolute joint targets, row 0 for this tick."""
+        q = np.asarray(obs["joint_pos"], dtype=np.float64)
+        ee = np.asarray(obs["ee_pose"], dtype=np.float64)
+        cube = np.asarray(obs["object_poses"], dtype=np.float64).reshape(-1, 7)[0]
+        goal = np.asarray(obs["goal_pose"], dtype=np.float64)
+        if self.phase in ("approach", "descend"):
+            self.grasp_yaw = _square_yaw(_yaw(cube[3:]))
+        self._next_phase(q, ee, cube, goal)
+        target, speed, width = self._target(ee, cube, goal)
+        quat = p.getQuaternionFromEuler([math.pi, 0.0, self.grasp_yaw])
+        step = speed * self.spec.control_period
+        rows = np.empty((self.config.horizon, 8))
+        prev = q.copy()
+        pos = ee[:3].copy()
+        for k in range(self.config.horizon):
+            delta = target - pos
+            dist = np.linalg.norm(delta)
+            pos = target.copy() if dist <= step else pos + delta * (step / dist)
+            arm = self.kin.ik(pos, quat, prev[:7], rest_yaw=self.grasp_yaw)
+            row = np.concatenate([arm, [width]])
+            row = np.clip(row, prev - self.max_step, prev + self.max_step)
+            row = np.clip(row, self.lower, self.upper)
+            rows[k] = row
+            prev = row
+        return rows

@@ -1,0 +1,372 @@
+"""PyBullet robots behind the ``rosmind.robot.SimRobot`` contract: ``panda`` and ``a1``.
+
+    with make_sim("panda", "pick_place") as sim:
+        obs = sim.reset(seed=3)            # read() of tick 0
+        sim.write(obs["joint_pos"])        # -> the clipped setpoint actually used
+        sim.step()                         # one control period (spec.control_rate_hz)
+        rgb, depth = sim.render("wrist")   # [H, W, 3] uint8, [H, W] float32 metres
+
+Each sim owns one DIRECT physics client (``sim/world.py``). ``reset(seed)`` rebuilds the
+world from scratch and seeds the task, so equal seeds give bit-identical episodes. Joints
+track the last written setpoint with PyBullet's position motors (force limited by the spec's
+effort, speed by its velocity limit); the first setpoint after a reset is the robot's
+``default_setpoint``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pybullet as p
+
+from rosmind.errors import SpecError
+from rosmind.registry import ROBOTS, TASKS
+from rosmind.robot import Observation, SimRobot
+from rosmind.spec import RobotSpec, load_spec
+
+from .tasks import Task, build_task_config
+from .world import GRAVITY, CameraModel, World, pose7, quat_to_matrix
+
+
+class BulletRobot(SimRobot):
+    """What Panda and A1 share: the world, joints by spec name, setpoints, task plumbing.
+
+    Subclasses set ``NAME``, ``DEFAULT_TASK`` and implement ``_load_robot()`` (returns the body
+    id), ``initial_positions()`` and ``default_setpoint()`` (both ``[D]`` in spec order) and may
+    extend ``read()``.
+    """
+
+    NAME = ""
+    DEFAULT_TASK = ""
+    POSITION_GAIN = 0.3
+    VELOCITY_GAIN = 1.0
+
+    def __init__(self, task: str | Task | None = None, spec: RobotSpec | str | None = None,
+                 **task_options):
+        self.spec = spec if isinstance(spec, RobotSpec) else load_spec(spec or self.NAME)
+        self.task = self._make_task(task or self.DEFAULT_TASK, task_options)
+        self.world = World(self.spec.control_rate_hz)
+        self.body = -1
+        self.joint_ids: list[int] = []
+        self.lower = np.array(self.spec.limits("lower"))
+        self.upper = np.array(self.spec.limits("upper"))
+        self.setpoint = np.zeros(self.spec.dof)
+        self._tick = 0
+        self._built = False
+
+    def _make_task(self, task: str | Task, options: dict) -> Task:
+        if isinstance(task, Task):
+            if options:
+                raise SpecError(f"{self.NAME}: task options {sorted(options)} given with a task object")
+            obj = task
+        else:
+            entry = TASKS.get(task)
+            obj = entry.factory(build_task_config(entry.config, options, task))
+        if obj.robot and obj.robot != self.NAME:
+            raise SpecError(f"task {type(obj).__name__} is for robot {obj.robot!r}, not {self.NAME!r}")
+        return obj
+
+    def connect(self) -> None:
+        self.world.connect()
+        if not self._built:
+            self.reset(0)
+
+    def disconnect(self) -> None:
+        self.world.disconnect()
+        self._built = False
+
+    def _load_robot(self) -> int:
+        raise NotImplementedError
+
+    def initial_positions(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def default_setpoint(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _joint_index(self, name: str) -> int:
+        for i in range(p.getNumJoints(self.body, physicsClientId=self.world.cid)):
+            info = p.getJointInfo(self.body, i, physicsClientId=self.world.cid)
+            if info[1].decode() == name:
+                return i
+        raise SpecError(f"{self.spec.source}: joint {name!r} is not in the {self.NAME} URDF")
+
+    def link_index(self, name: str) -> int:
+        for i in range(p.getNumJoints(self.body, physicsClientId=self.world.cid)):
+            if p.getJointInfo(self.body, i, physicsClientId=self.world.cid)[12].decode() == name:
+                return i
+        raise SpecError(f"{self.NAME}: link {name!r} is not in the URDF")
+
+    def reset(self, seed: int | None = None) -> Observation:
+        self.world.build()
+        self.body = self._load_robot()
+        self.joint_ids = [self._joint_index(n) for n in self.spec.joint_names]
+        for j, q in zip(self.joint_ids, self.initial_positions(), strict=True):
+            p.resetJointState(self.body, j, float(q), 0.0, physicsClientId=self.world.cid)
+        self._after_load()
+        self.task.load(self, np.random.default_rng(seed))
+        self._tick = 0
+        self._built = True
+        self._apply(np.clip(self.default_setpoint(), self.lower, self.upper))
+        return self.read()
+
+    def _after_load(self) -> None:
+        """Hook run once the robot is loaded and posed, before the task loads."""
+
+    def _motor(self, joint: int, target: float, effort: float, velocity: float) -> None:
+        p.setJointMotorControl2(self.body, joint, p.POSITION_CONTROL, targetPosition=target,
+                                force=effort, maxVelocity=velocity, positionGain=self.POSITION_GAIN,
+                                velocityGain=self.VELOCITY_GAIN, physicsClientId=self.world.cid)
+
+    def _apply(self, setpoint: np.ndarray) -> None:
+        self.setpoint = setpoint
+        for j, q, js in zip(self.joint_ids, setpoint, self.spec.joints, strict=True):
+            self._motor(j, float(q), js.effort, js.velocity)
+
+    def write(self, positions: np.ndarray) -> np.ndarray:
+        """Set the joint setpoint ``[D]`` (spec order), clipped to the spec's position limits.
+
+        A wrong shape or a non-finite value is refused (SpecError) and nothing is sent.
+        """
+        if not self._built:
+            self.connect()
+        q = np.asarray(positions, dtype=np.float64)
+        if q.shape != (self.spec.dof,):
+            raise SpecError(f"{self.NAME}.write: expected {self.spec.dof} joint positions "
+                            f"{self.spec.joint_names}, got shape {q.shape}")
+        if not np.all(np.isfinite(q)):
+            bad = [n for n, v in zip(self.spec.joint_names, q, strict=True) if not math.isfinite(v)]
+            raise SpecError(f"{self.NAME}.write: non-finite command for joint(s) {bad}; nothing sent")
+        sent = np.clip(q, self.lower, self.upper)
+        self._apply(sent)
+        return sent.copy()
+
+    def step(self) -> None:
+        if not self._built:
+            self.connect()
+        self.world.step()
+        self._tick += 1
+        self.task.update(self)
+
+    @property
+    def time(self) -> float:
+        return self._tick / self.spec.control_rate_hz
+
+    @property
+    def tick(self) -> int:
+        return self._tick
+
+    def task_status(self) -> dict:
+        return self.task.status(self)
+
+    def base_pose(self) -> tuple[tuple, tuple]:
+        """World pose of the base link's frame (PyBullet reports its centre of mass)."""
+        cid = self.world.cid
+        com_pos, com_quat = p.getBasePositionAndOrientation(self.body, physicsClientId=cid)
+        local_pos, local_quat = p.getDynamicsInfo(self.body, -1, physicsClientId=cid)[3:5]
+        inv_pos, inv_quat = p.invertTransform(local_pos, local_quat)
+        return p.multiplyTransforms(com_pos, com_quat, inv_pos, inv_quat)
+
+    def world_to_base(self, pos, quat) -> tuple[tuple, tuple]:
+        bp, bq = self.base_pose()
+        ip, iq = p.invertTransform(bp, bq)
+        return p.multiplyTransforms(ip, iq, pos, quat)
+
+    def base_to_world(self, pos, quat) -> tuple[tuple, tuple]:
+        bp, bq = self.base_pose()
+        return p.multiplyTransforms(bp, bq, pos, quat)
+
+    def link_world_pose(self, link: int) -> tuple[tuple, tuple]:
+        s = p.getLinkState(self.body, link, computeForwardKinematics=True, physicsClientId=self.world.cid)
+        return s[4], s[5]
+
+    def read(self) -> Observation:
+        """``stamp``, ``joint_pos``/``joint_vel``/``joint_effort`` ``[D]`` plus the task's keys."""
+        if not self._built:
+            self.connect()
+        states = p.getJointStates(self.body, self.joint_ids, physicsClientId=self.world.cid)
+        obs = {
+            "stamp": np.asarray(self.time, dtype=np.float64),
+            "joint_pos": np.array([s[0] for s in states], dtype=np.float64),
+            "joint_vel": np.array([s[1] for s in states], dtype=np.float64),
+            "joint_effort": np.array([s[3] for s in states], dtype=np.float64),
+        }
+        obs.update(self.task.observe(self))
+        return obs
+
+
+PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04)
+
+
+@ROBOTS.register("panda")
+class PandaSim(BulletRobot):
+    """Franka Panda on the table (the ground plane, z = 0 of ``panda_link0``).
+
+    Joint 8 of the spec is ``panda_finger_joint1`` (0..0.04 m per finger); finger 2 is
+    driven to the same target. Extra ``read()`` keys: ``ee_pose`` [7] of the grasp target
+    between the fingertips, ``wrench`` [6] at ``panda_hand_joint``. Cameras: ``wrist`` (on
+    the hand, looking along the fingers) and ``scene`` (fixed, facing the robot).
+    """
+
+    NAME = "panda"
+    DEFAULT_TASK = "pick_place"
+    # Offset of the grasp target from panda_hand, used if the URDF lacks the link.
+    GRASP_OFFSET = 0.105
+
+    def __init__(self, task: str | Task | None = None, spec: RobotSpec | str | None = None, **kw):
+        super().__init__(task, spec, **kw)
+        self.cameras = {s.name: CameraModel(*s.resolution) for s in self.spec.sensors_of("rgb", "rgbd")}
+
+    def _load_robot(self) -> int:
+        return p.loadURDF("franka_panda/panda.urdf", [0, 0, 0], [0, 0, 0, 1], useFixedBase=True,
+                          flags=p.URDF_USE_INERTIA_FROM_FILE, physicsClientId=self.world.cid)
+
+    def initial_positions(self) -> np.ndarray:
+        return np.array(PANDA_HOME)
+
+    def default_setpoint(self) -> np.ndarray:
+        return np.array(PANDA_HOME)
+
+    def _after_load(self) -> None:
+        cid = self.world.cid
+        self.hand = self.link_index("panda_hand")
+        self.hand_joint = self._joint_index("panda_hand_joint")
+        self.finger2 = self._joint_index("panda_finger_joint2")
+        self.finger_links = [self.joint_ids[-1], self.finger2]
+        p.resetJointState(self.body, self.finger2, PANDA_HOME[-1], 0.0, physicsClientId=cid)
+        try:
+            self.grasp_link: int | None = self.link_index(self.spec.ee_link)
+        except SpecError:
+            self.grasp_link = None
+        p.enableJointForceTorqueSensor(self.body, self.hand_joint, True, physicsClientId=cid)
+        # The real fingers are coupled by one mechanism; a gear constraint keeps them mirrored
+        # so that a grasped cube cannot push one finger open while the other closes.
+        gear = p.createConstraint(self.body, self.joint_ids[-1], self.body, self.finger2, p.JOINT_GEAR,
+                                  [1, 0, 0], [0, 0, 0], [0, 0, 0], physicsClientId=cid)
+        p.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=self.spec.joints[-1].effort,
+                           physicsClientId=cid)
+        for link in self.finger_links:
+            p.changeDynamics(self.body, link, lateralFriction=1.0, spinningFriction=0.001,
+                             physicsClientId=cid)
+
+    def _apply(self, setpoint: np.ndarray) -> None:
+        super()._apply(setpoint)
+        g = self.spec.joints[-1]
+        self._motor(self.finger2, float(setpoint[-1]), g.effort, g.velocity)
+
+    def gripper_width(self) -> float:
+        """Opening of finger 1 (m); the spec's gripper joint."""
+        return float(p.getJointState(self.body, self.joint_ids[-1], physicsClientId=self.world.cid)[0])
+
+    def ee_world_pose(self) -> tuple[tuple, tuple]:
+        if self.grasp_link is not None:
+            return self.link_world_pose(self.grasp_link)
+        hp, hq = self.link_world_pose(self.hand)
+        return p.multiplyTransforms(hp, hq, [0, 0, self.GRASP_OFFSET], [0, 0, 0, 1])
+
+    def read(self) -> Observation:
+        obs = super().read()
+        obs["ee_pose"] = pose7(*self.world_to_base(*self.ee_world_pose()))
+        wrench = p.getJointState(self.body, self.hand_joint, physicsClientId=self.world.cid)[2]
+        obs["wrench"] = np.array(wrench, dtype=np.float64)
+        return dict(sorted(obs.items()))
+
+    def camera_intrinsics(self, name: str) -> dict[str, float]:
+        """``dict(width, height, fx, fy, cx, cy)`` of a camera, for a CameraInfo message."""
+        self.spec.sensor(name)
+        return self.cameras[name].intrinsics()
+
+    def _camera_view(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if name == "wrist":
+            hp, hq = self.link_world_pose(self.hand)
+            r = quat_to_matrix(hq)
+            # Beside the hand (along its x axis, clear of the fingers), looking along +z.
+            eye = np.asarray(hp) + r @ np.array([0.07, 0.0, 0.03])
+            return eye, eye + r[:, 2], r[:, 0]
+        bp, bq = self.base_pose()
+        r = quat_to_matrix(bq)
+        eye = np.asarray(bp) + r @ np.array([1.25, 0.0, 0.75])
+        return eye, np.asarray(bp) + r @ np.array([0.45, 0.0, 0.05]), r[:, 2]
+
+    def render(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(rgb [H, W, 3] uint8, depth [H, W] float32 m)`` at the spec's resolution."""
+        if camera not in self.cameras:
+            self.spec.sensor(camera)  # raises, naming the cameras there are
+            raise SpecError(f"panda: sensor {camera!r} is not a camera")
+        if not self._built:
+            self.connect()
+        return self.world.render(self.cameras[camera], *self._camera_view(camera))
+
+
+A1_STAND = (0.0, 0.8, -1.6) * 4
+A1_LYING = (0.0, 1.2, -2.6) * 4
+
+
+@ROBOTS.register("a1")
+class A1Sim(BulletRobot):
+    """Unitree A1, starting folded on the ground; its first setpoint is the standing pose.
+
+    Extra ``read()`` keys: ``imu_orientation`` [4] (qx qy qz qw, world to trunk),
+    ``imu_angular_velocity`` [3] and ``imu_linear_acceleration`` [3] in the trunk frame (the
+    accelerometer's specific force: +9.81 m/s^2 up at rest), ``odom_pose`` [7] (world frame)
+    and ``odom_twist`` [6] (linear then angular velocity in the trunk frame, as
+    nav_msgs/Odometry's child frame).
+    """
+
+    NAME = "a1"
+    DEFAULT_TASK = "stand"
+    # Soft enough that the step from lying to standing does not throw the robot in the air.
+    POSITION_GAIN = 0.03
+    VELOCITY_GAIN = 1.0
+
+    def _load_robot(self) -> int:
+        return p.loadURDF("a1/a1.urdf", [0, 0, 0.3], [0, 0, 0, 1],
+                          physicsClientId=self.world.cid)
+
+    def initial_positions(self) -> np.ndarray:
+        return np.array(A1_LYING)
+
+    def default_setpoint(self) -> np.ndarray:
+        return np.array(A1_STAND)
+
+    def _after_load(self) -> None:
+        cid = self.world.cid
+        # Lift the folded body so that its lowest point just touches the ground.
+        lowest = min(p.getAABB(self.body, i, physicsClientId=cid)[0][2]
+                     for i in range(-1, p.getNumJoints(self.body, physicsClientId=cid)))
+        pos, quat = self.base_pose()
+        p.resetBasePositionAndOrientation(self.body, [pos[0], pos[1], pos[2] - lowest + 1e-3], quat,
+                                          physicsClientId=cid)
+        for leg in ("FR", "FL", "RR", "RL"):
+            p.changeDynamics(self.body, self.link_index(f"{leg}_toe"), lateralFriction=1.0,
+                             physicsClientId=cid)
+        self._prev_vel = np.zeros(3)
+        self._accel = np.zeros(3)
+
+    def step(self) -> None:
+        v0 = np.asarray(p.getBaseVelocity(self.body, physicsClientId=self.world.cid)[0])
+        super().step()
+        v1 = np.asarray(p.getBaseVelocity(self.body, physicsClientId=self.world.cid)[0])
+        self._accel = (v1 - v0) * self.spec.control_rate_hz
+
+    def read(self) -> Observation:
+        obs = super().read()
+        cid = self.world.cid
+        pos, quat = self.base_pose()
+        lin, ang = p.getBaseVelocity(self.body, physicsClientId=cid)
+        r = quat_to_matrix(quat)
+        obs["imu_orientation"] = pose7(pos, quat)[3:]
+        obs["imu_angular_velocity"] = r.T @ np.asarray(ang)
+        obs["imu_linear_acceleration"] = r.T @ (self._accel - np.array([0.0, 0.0, GRAVITY]))
+        obs["odom_pose"] = pose7(pos, quat)
+        obs["odom_twist"] = np.concatenate([r.T @ np.asarray(lin), r.T @ np.asarray(ang)])
+        return dict(sorted(obs.items()))
+
+
+def make_sim(robot: str, task: str | None = None, **options) -> BulletRobot:
+    """Build a sim robot by registry names; ``options`` override fields of the task's config.
+
+    Unknown robot or task names raise ``UnknownNameError``; unknown options ``SpecError``.
+    """
+    return ROBOTS.get(robot).factory(task=task, **options)

@@ -1,0 +1,220 @@
+"""Tasks: what a sim episode asks of a robot, how it is randomized, and when it ends.
+
+A task is built from its config dataclass (its single source of truth) and plugs into a
+``BulletRobot`` (``sim/robots.py``) through four calls, all made by the robot::
+
+    task.load(sim, rng)     # fresh world: add objects, randomize them from rng
+    task.observe(sim)       # extra read() keys, e.g. object_poses [N, 7], goal_pose [7]
+    task.update(sim)        # after every control step (success bookkeeping)
+    task.status(sim)        # {"success": bool, "done": bool, "time_limit": float}
+
+Poses are in the robot's base frame (``spec.base_frame``), ``x y z qx qy qz qw``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pybullet as p
+
+from rosmind.errors import SpecError
+from rosmind.registry import TASKS
+
+from .world import pose7, quat_to_matrix
+
+if TYPE_CHECKING:
+    from .robots import BulletRobot
+
+
+def _check_positive(cfg, *names: str) -> None:
+    for n in names:
+        v = getattr(cfg, n)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise SpecError(f"{type(cfg).__name__}.{n}: must be a positive finite number, got {v!r}")
+
+
+def _check_range(cfg, name: str) -> None:
+    lo, hi = getattr(cfg, name)
+    if not lo < hi:
+        raise SpecError(f"{type(cfg).__name__}.{name}: expected (low, high) with low < high, got {(lo, hi)}")
+
+
+def build_task_config(config_cls: type, overrides: dict, task: str):
+    """``config_cls(**overrides)`` with unknown keys reported as a SpecError naming the task."""
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise SpecError(f"task {task!r}: unknown option(s) {unknown}; it has {sorted(known)}")
+    return config_cls(**overrides)
+
+
+class Task:
+    """Base class: a task needs a config and the name of the robot it is written for."""
+
+    robot: str = ""
+
+    def __init__(self, config=None):
+        self.config = config if config is not None else self.config_cls()
+
+    config_cls: type = object
+
+    def load(self, sim: BulletRobot, rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def observe(self, sim: BulletRobot) -> dict[str, np.ndarray]:
+        return {}
+
+    def update(self, sim: BulletRobot) -> None:
+        pass
+
+    def status(self, sim: BulletRobot) -> dict:
+        raise NotImplementedError
+
+
+@dataclass
+class PickPlaceConfig:
+    """Pick a cube off the table and put it down on a target marker.
+
+    Regions are in the Panda base frame (metres); the table top is z = 0 of that frame.
+    """
+
+    time_limit_s: float = 10.0
+    cube_size: float = 0.045
+    cube_mass: float = 0.1
+    cube_friction: float = 1.0
+    cube_x: tuple[float, float] = (0.40, 0.62)
+    cube_y: tuple[float, float] = (-0.20, 0.20)
+    cube_yaw: tuple[float, float] = (-math.pi / 4, math.pi / 4)
+    goal_x: tuple[float, float] = (0.40, 0.62)
+    goal_y: tuple[float, float] = (-0.20, 0.20)
+    min_goal_distance: float = 0.12
+    xy_tolerance: float = 0.03
+    z_tolerance: float = 0.01
+    release_width: float = 0.03  # finger joint above this (per finger, m) counts as open
+    hold_ticks: int = 3
+
+    def __post_init__(self):
+        _check_positive(self, "time_limit_s", "cube_size", "cube_mass", "cube_friction",
+                        "min_goal_distance", "xy_tolerance", "z_tolerance", "release_width")
+        for r in ("cube_x", "cube_y", "cube_yaw", "goal_x", "goal_y"):
+            _check_range(self, r)
+        if not 0.01 <= self.cube_size <= 0.07:
+            raise SpecError(f"PickPlaceConfig.cube_size: the Panda hand opens 0.08 m; "
+                            f"use 0.01..0.07 m, got {self.cube_size}")
+        if self.hold_ticks < 1:
+            raise SpecError(f"PickPlaceConfig.hold_ticks: must be >= 1, got {self.hold_ticks}")
+        gx, gy = self.goal_x[1] - self.goal_x[0], self.goal_y[1] - self.goal_y[0]
+        if self.min_goal_distance >= math.hypot(gx, gy):
+            raise SpecError(f"PickPlaceConfig.min_goal_distance {self.min_goal_distance} "
+                            f"cannot be met inside the goal region")
+
+
+@TASKS.register("pick_place", config=PickPlaceConfig, robot="panda")
+class PickPlaceTask(Task):
+    """A cube at a seeded random spot, a visual-only target at least ``min_goal_distance`` away.
+
+    Success: the cube's centre within ``xy_tolerance`` of the target in xy, resting on the
+    table (centre height within ``z_tolerance`` of half the cube size) and released (the
+    gripper is open or no finger touches it), for ``hold_ticks`` consecutive control ticks.
+    Done on success or when ``time_limit_s`` of sim time have passed.
+    """
+
+    robot = "panda"
+    config_cls = PickPlaceConfig
+
+    def __init__(self, config: PickPlaceConfig | None = None):
+        super().__init__(config)
+        self.cube = -1
+        self.goal_base = np.zeros(7)
+        self._hold = 0
+
+    def load(self, sim: BulletRobot, rng: np.random.Generator) -> None:
+        c, cid = self.config, sim.world.cid
+        half = c.cube_size / 2
+        cx, cy = rng.uniform(*c.cube_x), rng.uniform(*c.cube_y)
+        yaw = rng.uniform(*c.cube_yaw)
+        for _ in range(1000):
+            gx, gy = rng.uniform(*c.goal_x), rng.uniform(*c.goal_y)
+            if math.hypot(gx - cx, gy - cy) >= c.min_goal_distance:
+                break
+        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[half] * 3, physicsClientId=cid)
+        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[half] * 3, rgbaColor=[0.85, 0.15, 0.1, 1],
+                                  physicsClientId=cid)
+        pos, quat = sim.base_to_world([cx, cy, half], p.getQuaternionFromEuler([0, 0, yaw]))
+        self.cube = p.createMultiBody(c.cube_mass, col, vis, pos, quat, physicsClientId=cid)
+        p.changeDynamics(self.cube, -1, lateralFriction=c.cube_friction, spinningFriction=0.001,
+                         rollingFriction=0.0001, physicsClientId=cid)
+        marker = p.createVisualShape(p.GEOM_CYLINDER, radius=c.xy_tolerance, length=0.002,
+                                     rgbaColor=[0.1, 0.8, 0.2, 1], physicsClientId=cid)
+        gpos, gquat = sim.base_to_world([gx, gy, 0.001], [0, 0, 0, 1])
+        # Mass 0 and no collision shape: the marker is drawn but never touched.
+        p.createMultiBody(0, -1, marker, gpos, gquat, physicsClientId=cid)
+        self.goal_base = pose7([gx, gy, half], [0, 0, 0, 1])
+        self._hold = 0
+
+    def cube_pose(self, sim: BulletRobot) -> np.ndarray:
+        pos, quat = p.getBasePositionAndOrientation(self.cube, physicsClientId=sim.world.cid)
+        return pose7(*sim.world_to_base(pos, quat))
+
+    def observe(self, sim: BulletRobot) -> dict[str, np.ndarray]:
+        return {"object_poses": self.cube_pose(sim)[None, :], "goal_pose": self.goal_base.copy()}
+
+    def _released(self, sim: BulletRobot) -> bool:
+        if sim.gripper_width() > self.config.release_width:
+            return True
+        cid = sim.world.cid
+        return not any(p.getContactPoints(self.cube, sim.body, linkIndexB=link, physicsClientId=cid)
+                       for link in sim.finger_links)
+
+    def placed(self, sim: BulletRobot) -> bool:
+        c = self.config
+        cube = self.cube_pose(sim)
+        on_goal = np.hypot(*(cube[:2] - self.goal_base[:2])) <= c.xy_tolerance
+        resting = abs(cube[2] - c.cube_size / 2) <= c.z_tolerance
+        return bool(on_goal and resting and self._released(sim))
+
+    def update(self, sim: BulletRobot) -> None:
+        self._hold = self._hold + 1 if self.placed(sim) else 0
+
+    def status(self, sim: BulletRobot) -> dict:
+        success = self._hold >= self.config.hold_ticks
+        limit = self.config.time_limit_s
+        return {"success": success, "done": success or sim.time >= limit - 1e-9, "time_limit": limit}
+
+
+@dataclass
+class StandConfig:
+    """Stand up from the lying pose and stay standing until ``time_limit_s``."""
+
+    time_limit_s: float = 3.0
+    min_height: float = 0.22  # trunk origin above the ground, m
+    min_upright: float = 0.9  # cosine between the trunk's z axis and the world's
+
+    def __post_init__(self):
+        _check_positive(self, "time_limit_s", "min_height", "min_upright")
+        if self.min_upright > 1:
+            raise SpecError(f"StandConfig.min_upright: a cosine, at most 1, got {self.min_upright}")
+
+
+@TASKS.register("stand", config=StandConfig, robot="a1")
+class StandTask(Task):
+    """Success: at the time limit the trunk is above ``min_height`` and upright."""
+
+    robot = "a1"
+    config_cls = StandConfig
+
+    def load(self, sim: BulletRobot, rng: np.random.Generator) -> None:
+        pass
+
+    def standing(self, sim: BulletRobot) -> bool:
+        pos, quat = p.getBasePositionAndOrientation(sim.body, physicsClientId=sim.world.cid)
+        up = quat_to_matrix(quat)[2, 2]
+        return bool(pos[2] >= self.config.min_height and up >= self.config.min_upright)
+
+    def status(self, sim: BulletRobot) -> dict:
+        limit = self.config.time_limit_s
+        done = sim.time >= limit - 1e-9
+        return {"success": bool(done and self.standing(sim)), "done": done, "time_limit": limit}

@@ -1,0 +1,115 @@
+"""A headless PyBullet world: one physics client per instance, fixed small time step.
+
+Every PyBullet call made through a ``World`` passes its own ``physicsClientId``, so several
+worlds in one process never interfere. ``World.build()`` wipes the client
+(``resetSimulation``) and rebuilds from scratch: a reset is a fresh world, which is what makes
+episodes bit-identical under a seed.
+
+Camera conventions (used by ``render`` and ``intrinsics``): a pinhole with square pixels, the
+vertical field of view ``fov_deg``, principal point at the image centre, depth in metres along
+the optical axis (linearized from the OpenGL depth buffer).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as p
+import pybullet_data
+
+PHYSICS_HZ = 240.0
+GRAVITY = -9.81
+
+
+def substeps_for(control_rate_hz: float) -> tuple[int, float]:
+    """Physics substeps per control period and the time step that makes them exact.
+
+    ``240 / rate`` substeps of 1/240 s when that is a whole number (Panda at 20 Hz: 12). When it
+    is not (A1 at 50 Hz: 4.8), round up and shrink the step so that the control period is still
+    an exact number of steps (5 steps of 1/250 s); the step never exceeds 1/240 s.
+    """
+    n = max(1, math.ceil(PHYSICS_HZ / control_rate_hz - 1e-9))
+    return n, 1.0 / (control_rate_hz * n)
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """A pinhole camera: ``width`` x ``height`` pixels, vertical field of view, clip planes."""
+
+    width: int
+    height: int
+    fov_deg: float = 58.0
+    near: float = 0.01
+    far: float = 3.0
+
+    def intrinsics(self) -> dict[str, float]:
+        fy = 0.5 * self.height / math.tan(math.radians(self.fov_deg) / 2)
+        return {"width": self.width, "height": self.height, "fx": fy, "fy": fy,
+                "cx": self.width / 2.0, "cy": self.height / 2.0}
+
+    def projection(self) -> list[float]:
+        return p.computeProjectionMatrixFOV(self.fov_deg, self.width / self.height, self.near, self.far)
+
+
+class World:
+    """One PyBullet DIRECT client. ``connect()``/``disconnect()`` are idempotent."""
+
+    def __init__(self, control_rate_hz: float):
+        self.substeps, self.dt = substeps_for(control_rate_hz)
+        self.cid: int | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.cid is not None
+
+    def connect(self) -> None:
+        if self.cid is None:
+            self.cid = p.connect(p.DIRECT)
+
+    def disconnect(self) -> None:
+        if self.cid is not None:
+            try:
+                p.disconnect(physicsClientId=self.cid)
+            finally:
+                self.cid = None
+
+    def build(self) -> int:
+        """Wipe the world; set time step, gravity, determinism; load the ground plane (its id)."""
+        self.connect()
+        cid = self.cid
+        p.resetSimulation(physicsClientId=cid)
+        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=cid)
+        p.setPhysicsEngineParameter(fixedTimeStep=self.dt, numSubSteps=0, numSolverIterations=50,
+                                    deterministicOverlappingPairs=1, physicsClientId=cid)
+        p.setGravity(0, 0, GRAVITY, physicsClientId=cid)
+        return p.loadURDF("plane.urdf", physicsClientId=cid)
+
+    def step(self, n: int | None = None) -> None:
+        for _ in range(self.substeps if n is None else n):
+            p.stepSimulation(physicsClientId=self.cid)
+
+    def render(self, cam: CameraModel, eye, target, up) -> tuple[np.ndarray, np.ndarray]:
+        """TinyRenderer image from ``eye`` looking at ``target``: (rgb[H,W,3] uint8, depth[H,W] f32 m)."""
+        view = p.computeViewMatrix(list(map(float, eye)), list(map(float, target)), list(map(float, up)))
+        _, _, rgba, zbuf, _ = p.getCameraImage(
+            cam.width, cam.height, viewMatrix=view, projectionMatrix=cam.projection(),
+            renderer=p.ER_TINY_RENDERER, flags=p.ER_NO_SEGMENTATION_MASK, physicsClientId=self.cid)
+        rgb = np.asarray(rgba, dtype=np.uint8).reshape(cam.height, cam.width, 4)[..., :3].copy()
+        z = np.asarray(zbuf, dtype=np.float64).reshape(cam.height, cam.width)
+        depth = cam.far * cam.near / (cam.far - (cam.far - cam.near) * z)
+        return rgb, depth.astype(np.float32)
+
+
+def quat_to_matrix(q) -> np.ndarray:
+    """3x3 rotation matrix of a quaternion ``qx qy qz qw``."""
+    return np.asarray(p.getMatrixFromQuaternion(list(map(float, q))), dtype=np.float64).reshape(3, 3)
+
+
+def pose7(pos, quat) -> np.ndarray:
+    """``[x y z qx qy qz qw]`` as float64, with the quaternion's sign fixed to ``qw >= 0``."""
+    q = np.asarray(quat, dtype=np.float64)
+    if q[3] < 0:
+        q = -q
+    return np.concatenate([np.asarray(pos, dtype=np.float64), q])
