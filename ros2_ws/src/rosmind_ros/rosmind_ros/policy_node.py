@@ -1,0 +1,253 @@
+"""policy_node: hosts one policy behind a ChunkExecutor and publishes action chunks.
+
+Subscribes the topics of the policy's ``obs_keys`` (``rosmind.schema``) plus ``joint_states``,
+whose every message is a control tick. When a tick's observation is complete
+(``rosmind.observation.ObservationAssembler``) it plans if the executor asks for it — inference
+runs on a worker thread; lockstep waits for it, realtime never blocks and uses whatever plan
+covers the tick (rows whose tick passed are dropped) — and publishes ``joint_trajectory``:
+header.stamp = the tick's observation stamp, the spec's joint order, the planned actions from
+this tick on at ``time_from_start = i * dt``.
+
+A subscribed topic silent for ``startup_timeout_s`` stops the node with one error naming it
+(exit 2, nothing published). A tick whose inputs are stale is skipped (no command: safety's
+watchdog holds) and counted on ``/diagnostics`` with per-stage latency p50/p99.
+Serves ``policy/reset`` (Trigger): policy, executor and observation history start over.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray, PoseStamped, WrenchStamped
+from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from sensor_msgs.msg import Image, Imu, JointState
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from rosmind import schema
+from rosmind.errors import CheckpointError, SpecError, TopicTimeoutError
+from rosmind.observation import STAMP_EPS, ObservationAssembler
+from rosmind.policies.executors import ChunkExecutor, ChunkExecutorConfig
+from rosmind.registry import POLICIES
+from rosmind.spec import load_spec
+from rosmind.stats import latency_summary
+from rosmind_ros import conversions as cv
+from rosmind_ros.params import declare_from_dataclass, run_node
+
+MSG_CLASSES = {schema.JOINT_STATE: JointState, schema.POSE_STAMPED: PoseStamped,
+               schema.POSE_ARRAY: PoseArray, schema.WRENCH_STAMPED: WrenchStamped,
+               schema.IMAGE: Image, schema.IMU: Imu, schema.ODOMETRY: Odometry}
+
+
+@dataclass
+class PolicyNodeConfig:
+    policy: str = "expert"  # registry name (ignored when a checkpoint names its own)
+    checkpoint: str = ""  # checkpoint folder; "" = build the policy from its defaults
+    robot: str = "panda"
+    mode: Literal["lockstep", "realtime"] = "lockstep"
+    max_age_s: float = 0.0  # per-tick topics: 0 = the tick's own stamp
+    camera_max_age_s: float = 0.25
+    startup_timeout_s: float = 10.0
+    inference_timeout_s: float = 60.0  # lockstep: the longest a tick waits for one inference
+    diagnostics_period_s: float = 1.0
+    latency_window: int = 500  # ticks in the latency percentiles
+
+    def __post_init__(self):
+        for name in ("startup_timeout_s", "inference_timeout_s", "diagnostics_period_s"):
+            if not getattr(self, name) > 0:
+                raise SpecError(f"PolicyNodeConfig.{name}: must be > 0, got {getattr(self, name)}")
+        if self.max_age_s < 0 or self.camera_max_age_s < 0 or self.latency_window < 1:
+            raise SpecError("PolicyNodeConfig: max ages must be >= 0 and latency_window >= 1")
+
+
+def load_policy(cfg: PolicyNodeConfig, spec):
+    """The policy to host; refuses one made for another robot than ``spec``."""
+    if cfg.checkpoint:
+        if importlib.util.find_spec("rosmind.checkpoint") is None:
+            raise CheckpointError(f"checkpoint {cfg.checkpoint!r}: this install cannot load checkpoints")
+        from rosmind.checkpoint import load_checkpoint
+
+        policy = load_checkpoint(cfg.checkpoint)
+        if isinstance(policy, tuple):
+            policy = policy[0]
+    else:
+        entry = POLICIES.get(cfg.policy)
+        policy = entry.factory(entry.config(robot=cfg.robot) if entry.config else None)
+    robot = getattr(policy.config, "robot", spec.name)
+    if robot != spec.name:
+        raise CheckpointError(f"policy {cfg.checkpoint or cfg.policy!r} was made for robot {robot!r}, "
+                              f"but this graph runs robot {spec.name!r}")
+    return policy
+
+
+class PolicyNode(Node):
+    def __init__(self):
+        super().__init__("policy_node")
+        self.cfg = cfg = declare_from_dataclass(self, PolicyNodeConfig)
+        ex_cfg = declare_from_dataclass(self, ChunkExecutorConfig)
+        self.spec = load_spec(cfg.robot)
+        self.dt = self.spec.control_period
+        self.policy = load_policy(cfg, self.spec)
+        self.executor_ = ChunkExecutor(self.policy, ex_cfg)
+        keys = self.policy.config.obs_keys
+        self.topics = schema.topics_for(keys, self.spec)
+        self.topics.setdefault("joint_states", (schema.JOINT_STATE, []))  # the tick, always
+        ages = {k: cfg.max_age_s if schema.binding(k).per_tick else cfg.camera_max_age_s for k in keys}
+        self.asm = ObservationAssembler(keys, self.policy.config.n_obs_steps, ages, self.dt)
+        self._seen: set[str] = set()
+        self._pending: tuple[float, float] | None = None  # (tick stamp, wall time it arrived)
+        self._last: tuple[float, JointTrajectory | None] | None = None  # last processed tick
+        self._tick = 0
+        self._generation = 0  # bumped by reset: a plan from before it is dropped
+        self._error: BaseException | None = None
+        self.skipped_stale = 0
+        self._stale_keys: list[str] = []
+        self.lat = {s: deque(maxlen=cfg.latency_window) for s in ("obs", "inference", "publish", "e2e")}
+        for topic, (msg_type, tkeys) in self.topics.items():
+            self.create_subscription(MSG_CLASSES[msg_type], topic,
+                                     lambda m, t=topic, mt=msg_type, k=tkeys: self._on_msg(t, mt, k, m), 10)
+        self.pub = self.create_publisher(JointTrajectory, "joint_trajectory", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(Trigger, "policy/reset", self._on_reset)
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._started = time.monotonic()
+        self._startup_timer = self.create_timer(0.2, self._check_startup, clock=steady)
+        self.create_timer(cfg.diagnostics_period_s, self._diagnostics, clock=steady)
+        self.get_logger().info(f"hosting policy {cfg.checkpoint or cfg.policy!r} ({cfg.mode}); "
+                               f"topics {sorted(self.topics)}")
+
+    def _check_startup(self) -> None:
+        missing = [t for t in self.topics if t not in self._seen]
+        if not missing:
+            self._startup_timer.cancel()
+        elif time.monotonic() - self._started > self.cfg.startup_timeout_s:
+            names = ", ".join(f"{self.resolve_topic_name(t)} ({self.topics[t][0]})" for t in missing)
+            raise TopicTimeoutError(
+                f"no message on topic(s) {names} within startup_timeout_s={self.cfg.startup_timeout_s:g} s; "
+                f"is robot_node running in ROS_DOMAIN_ID and namespace of this node?")
+
+    def _decode(self, msg_type: str, keys: list[str], msg) -> dict:
+        if msg_type == schema.JOINT_STATE:
+            try:
+                d = cv.joint_state_to_numpy(msg, self.spec.joint_names)
+            except KeyError as e:
+                raise SpecError(f"joint_states does not match robot {self.spec.name!r}: {e.args[0]}") from None
+        elif msg_type == schema.IMU:
+            d = cv.imu_to_numpy(msg)
+        elif msg_type == schema.ODOMETRY:
+            d = cv.odometry_to_numpy(msg)
+        elif msg_type == schema.POSE_STAMPED:
+            d = dict.fromkeys(keys, cv.pose_to_numpy(msg.pose))
+        elif msg_type == schema.POSE_ARRAY:
+            d = dict.fromkeys(keys, cv.pose_array_to_numpy(msg))
+        elif msg_type == schema.WRENCH_STAMPED:
+            d = dict.fromkeys(keys, cv.wrench_to_numpy(msg))
+        else:
+            d = dict.fromkeys(keys, cv.image_to_numpy(msg))
+        return {k: d[k] for k in keys}
+
+    def _on_msg(self, topic: str, msg_type: str, keys: list[str], msg) -> None:
+        t = cv.to_sec(msg.header.stamp)
+        self._seen.add(topic)
+        for k, v in self._decode(msg_type, keys, msg).items():
+            self.asm.add(k, t, v)
+        if topic == "joint_states":
+            if self._last is not None and abs(t - self._last[0]) <= STAMP_EPS:
+                if self._last[1] is not None:  # the robot re-sent a tick: answer it again
+                    self.pub.publish(self._last[1])
+                return
+            if self._pending is not None and t > self._pending[0] + STAMP_EPS:
+                self._skip(self._pending[0])
+            self._pending = (t, time.perf_counter())
+        if self._pending is not None and self.asm.ready(self._pending[0]):
+            t_tick, arrived = self._pending
+            self._pending = None
+            self._process(t_tick, arrived)
+
+    def _skip(self, t: float) -> None:
+        self.skipped_stale += 1
+        self._stale_keys = self.asm.stale(t)
+        self.get_logger().warn(f"tick t={t:.3f} skipped: stale input(s) {self._stale_keys}",
+                               throttle_duration_sec=1.0)
+
+    def _infer(self, obs: dict, tick: int, generation: int) -> None:
+        t0 = time.perf_counter()
+        chunk = self.policy.infer(obs)["action"]
+        self.lat["inference"].append(time.perf_counter() - t0)
+        if generation == self._generation:
+            self.executor_.add_chunk(chunk, tick, now_tick=self._tick)
+
+    def _process(self, t: float, arrived: float) -> None:
+        if self._error is not None:
+            raise self._error
+        t0 = time.perf_counter()
+        self._tick = tick = round(t / self.dt)
+        obs = self.asm.history(t)
+        self.lat["obs"].append(time.perf_counter() - t0)
+        if self.executor_.wants_inference(tick):
+            self.executor_.request()
+            fut = self.worker.submit(self._infer, obs, tick, self._generation)
+            if self.cfg.mode == "lockstep":
+                fut.result(timeout=self.cfg.inference_timeout_s)
+            else:
+                fut.add_done_callback(self._note_error)
+        msg = None
+        if self.executor_.action(tick) is not None:
+            t1 = time.perf_counter()
+            msg = cv.joint_trajectory(self.spec.joint_names, self.executor_.planned(tick), t, self.dt)
+            self.pub.publish(msg)
+            done = time.perf_counter()
+            self.lat["publish"].append(done - t1)
+            self.lat["e2e"].append(done - arrived)
+        self._last = (t, msg)
+
+    def _note_error(self, fut) -> None:
+        if fut.exception() is not None:
+            self._error = fut.exception()
+
+    def _on_reset(self, _req, resp):
+        def reset():
+            self._generation += 1
+            self.executor_.reset()
+        self.worker.submit(reset).result()  # on the worker: never during an inference
+        self.asm.reset()
+        self._pending, self._last = None, None
+        resp.success, resp.message = True, "policy, executor and observation history reset"
+        return resp
+
+    def _diagnostics(self) -> None:
+        values = {"skipped_stale_ticks": self.skipped_stale, "stale_keys": ",".join(self._stale_keys),
+                  "dropped_late_rows": self.executor_.dropped_rows, "mode": self.cfg.mode}
+        for stage, samples in self.lat.items():
+            s = latency_summary(list(samples))
+            values[f"{stage}_p50_ms"], values[f"{stage}_p99_ms"] = f"{s['p50']:.3f}", f"{s['p99']:.3f}"
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        level = "WARN" if self.skipped_stale else "OK"
+        msg.status = [cv.diagnostic_status(f"{self.get_name()}: policy", level,
+                                           f"{self.cfg.checkpoint or self.cfg.policy}", values, self.spec.name)]
+        self.diag_pub.publish(msg)
+
+    def destroy_node(self):
+        self.worker.shutdown(wait=True, cancel_futures=True)
+        if hasattr(self.policy, "close"):
+            self.policy.close()
+        return super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_node(PolicyNode, argv))
+
+
+if __name__ == "__main__":
+    main()

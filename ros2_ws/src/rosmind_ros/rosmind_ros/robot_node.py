@@ -1,0 +1,304 @@
+"""robot_node: hosts one Robot (the PyBullet sim here) on the robot's ROS 2 topics.
+
+Publishes each control tick, stamped with sim time: ``/clock``, ``ee_pose``, ``wrench``,
+``object_poses``, ``goal_pose`` (arms), ``imu``, ``odom`` (quadrupeds), then ``joint_states``
+last (a policy treats it as the tick). Cameras publish ``camera/<n>/image_raw`` (rgb8),
+``camera/<n>/depth/image_raw`` (32FC1) and ``camera/<n>/camera_info`` every k-th tick (their
+own rate). Consumes ``joint_trajectory`` and ``forward_position_controller/commands``;
+serves ``reset`` (Trigger: end this episode, start the next seed); publishes
+``episode/outcome`` (JSON) and ``/diagnostics``.
+
+Modes: ``lockstep`` steps once the command for the published tick arrived (or after
+``lockstep_timeout_s``, holding the last setpoint and counting a missed command), as fast as the
+graph answers; ``realtime`` steps on the wall clock at the control rate. The control loop runs in
+its own thread; callbacks run on the node's executor. Episode bookkeeping and setpoint choice are
+in ``rosmind.bridge`` (no ROS there).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray, PoseStamped, WrenchStamped
+from nav_msgs.msg import Odometry
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from rosmind.bridge import CommandMailbox, EpisodeLog, EpisodeResult, episode_line
+from rosmind.errors import SpecError
+from rosmind.schema import camera_topics
+from rosmind.sim.robots import make_sim
+from rosmind.stats import latency_summary
+from rosmind_ros import conversions as cv
+from rosmind_ros.params import declare_from_dataclass, run_node
+
+
+@dataclass
+class RobotNodeConfig:
+    robot: str = "panda"
+    task: str = ""  # "" = the robot's default task
+    mode: Literal["lockstep", "realtime"] = "lockstep"
+    seed: int = 0  # episode i uses seed + i
+    episodes: int = 0  # 0 = forever
+    cameras: bool = True  # rendering costs ~14 ms a frame; tests turn it off
+    lockstep_timeout_s: float = 2.0  # wall seconds to wait for a tick's command
+    lockstep_retry_s: float = 0.5  # re-publish the tick this often while waiting (discovery races)
+    policy_wait_s: float = 10.0  # wait this long for policy/reset before the first episode
+    results: str = ""  # JSON path written after the last episode
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self):
+        for name in ("lockstep_timeout_s", "lockstep_retry_s", "diagnostics_period_s"):
+            if not getattr(self, name) > 0:
+                raise SpecError(f"RobotNodeConfig.{name}: must be > 0, got {getattr(self, name)}")
+        if self.episodes < 0 or self.policy_wait_s < 0:
+            raise SpecError("RobotNodeConfig: episodes and policy_wait_s must be >= 0")
+
+
+class RobotNode(Node):
+    def __init__(self):
+        super().__init__("robot_node")
+        self.cfg = cfg = declare_from_dataclass(self, RobotNodeConfig)
+        self.sim = make_sim(cfg.robot, cfg.task or None)
+        self.sim.connect()
+        self.spec = self.sim.spec
+        self.dt = self.spec.control_period
+        self.exit_code: int | None = None
+        self.mailbox = CommandMailbox(self.spec.dof)
+        self.log = EpisodeLog(cfg.robot, cfg.task or getattr(self.sim, "DEFAULT_TASK", ""), cfg.mode, cfg.seed)
+        keys = set(self.sim.read())
+        pub = self.create_publisher
+        self.pubs = {"clock": pub(Clock, "/clock", 10), "joint_states": pub(JointState, "joint_states", 10),
+                     "outcome": pub(String, "episode/outcome", 10),
+                     "diagnostics": pub(DiagnosticArray, "/diagnostics", 10)}
+        for key, msg, topic in (("ee_pose", PoseStamped, "ee_pose"), ("wrench", WrenchStamped, "wrench"),
+                                ("object_poses", PoseArray, "object_poses"),
+                                ("goal_pose", PoseStamped, "goal_pose"),
+                                ("imu_orientation", Imu, "imu"), ("odom_pose", Odometry, "odom")):
+            if key in keys:
+                self.pubs[topic] = pub(msg, topic, 10)
+        self.cameras = [s for s in self.spec.sensors_of("rgb", "rgbd")] if cfg.cameras else []
+        for s in self.cameras:
+            names = camera_topics(s.name)
+            self.pubs[names["rgb"]] = pub(Image, names["rgb"], 5)
+            self.pubs[names["info"]] = pub(CameraInfo, names["info"], 5)
+            if s.kind == "rgbd":
+                self.pubs[names["depth"]] = pub(Image, names["depth"], 5)
+        self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, 10)
+        self.create_subscription(Float64MultiArray, "forward_position_controller/commands",
+                                 self._on_commands, 10)
+        self.create_service(Trigger, "reset", self._on_reset)
+        # A service client on its own node and single-threaded executor: calls from the loop
+        # thread then never wait on this node's executor.
+        self._client_node = Node("robot_node_policy_client", namespace=self.get_namespace(),
+                                 context=self.context, use_global_arguments=False)
+        self._client = self._client_node.create_client(Trigger, "policy/reset")
+        self._client_exec = SingleThreadedExecutor(context=self.context)
+        self._client_exec.add_node(self._client_node)
+        self._stop = threading.Event()
+        self._reset_requested = threading.Event()
+        self._tick = 0  # global tick count: sim time stays monotonic across episodes
+        self._rejected = 0
+        self._window_start, self._window_ticks = time.monotonic(), 0
+        self._lateness: deque[float] = deque(maxlen=2000)  # realtime: tick start - schedule, s
+        self._thread = threading.Thread(target=self._run, name="robot_loop", daemon=True)
+        self._thread.start()
+
+    def _reject(self, why: str) -> None:
+        self._rejected += 1
+        self.get_logger().error(f"rejected command: {why}", throttle_duration_sec=1.0)
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        if sorted(msg.joint_names) != sorted(self.spec.joint_names):
+            return self._reject(f"joint_trajectory joint_names {list(msg.joint_names)} do not match "
+                                f"robot {self.spec.name!r} joints {self.spec.joint_names}")
+        try:
+            pos, times = cv.joint_trajectory_to_numpy(msg, self.spec.joint_names)
+        except (KeyError, ValueError) as e:
+            return self._reject(f"joint_trajectory: {e}")
+        if not len(times) or not np.all(np.isfinite(pos)) or np.any(np.diff(times) < 0):
+            return self._reject("joint_trajectory: empty, non-finite, or times not increasing")
+        self.mailbox.put_trajectory(cv.to_sec(msg.header.stamp), times, pos)
+
+    def _on_commands(self, msg: Float64MultiArray) -> None:
+        q = cv.float_array_to_numpy(msg)
+        if q.shape != (self.spec.dof,) or not np.all(np.isfinite(q)):
+            return self._reject(f"forward_position_controller/commands: expected {self.spec.dof} "
+                                f"finite positions {self.spec.joint_names}, got {q.tolist()}")
+        self.mailbox.put_position(q)
+
+    def _on_reset(self, _req, resp):
+        self._reset_requested.set()
+        resp.success, resp.message = True, "the current episode ends; the next seed starts"
+        return resp
+
+    def _reset_policy(self, wait_s: float) -> None:
+        if not self._client.wait_for_service(timeout_sec=wait_s):
+            if wait_s > 0.5:
+                self.get_logger().warn(f"no policy/reset service after {wait_s:.1f} s; running without it")
+            return
+        future = self._client.call_async(Trigger.Request())
+        self._client_exec.spin_until_future_complete(future, timeout_sec=5.0)
+        if not future.done():
+            self.get_logger().warn("policy/reset did not answer within 5 s")
+
+    def _publish_tick(self, obs: dict, t: float, ep_tick: int) -> list:
+        """Build and publish tick ``t``'s messages; returns [(publisher, msg)] for re-sending."""
+        base, st = self.spec.base_frame, cv.stamp(t)
+        out = [(self.pubs["clock"], Clock(clock=st))]
+        if "ee_pose" in obs:
+            out.append((self.pubs["ee_pose"], cv.pose_stamped(obs["ee_pose"], t, base)))
+        if "wrench" in obs:
+            frame = self.spec.sensor("wrench").frame_id if self.spec.sensors_of("wrench") else base
+            out.append((self.pubs["wrench"], cv.wrench_stamped(obs["wrench"], t, frame)))
+        if "object_poses" in obs:
+            out.append((self.pubs["object_poses"], cv.pose_array(obs["object_poses"], t, base)))
+        if "goal_pose" in obs:
+            out.append((self.pubs["goal_pose"], cv.pose_stamped(obs["goal_pose"], t, base)))
+        if "imu_orientation" in obs:
+            imu_frame = next((s.frame_id for s in self.spec.sensors_of("imu")), base)
+            out.append((self.pubs["imu"], cv.imu(obs["imu_orientation"], obs["imu_angular_velocity"],
+                                                 obs["imu_linear_acceleration"], t, imu_frame)))
+        if "odom_pose" in obs:
+            out.append((self.pubs["odom"], cv.odometry(obs["odom_pose"], obs["odom_twist"], t, "odom", base)))
+        for s in self.cameras:
+            if ep_tick % max(1, round(self.spec.control_rate_hz / s.rate_hz)):
+                continue
+            names = camera_topics(s.name)
+            rgb, depth = self.sim.render(s.name)
+            out.append((self.pubs[names["rgb"]], cv.image(rgb, "rgb8", t, s.frame_id)))
+            if s.kind == "rgbd":
+                out.append((self.pubs[names["depth"]], cv.image(depth, "32FC1", t, s.frame_id)))
+            k = self.sim.camera_intrinsics(s.name)
+            out.append((self.pubs[names["info"]], cv.camera_info(
+                k["width"], k["height"], k["fx"], k["fy"], k["cx"], k["cy"], t, s.frame_id)))
+        out.append((self.pubs["joint_states"], cv.joint_state(
+            self.spec.joint_names, obs["joint_pos"], obs["joint_vel"], obs["joint_effort"], t)))
+        for p, m in out:
+            p.publish(m)
+        return out
+
+    def _lockstep_command(self, sent: list) -> np.ndarray | None:
+        deadline = time.monotonic() + self.cfg.lockstep_timeout_s
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            q = self.mailbox.wait(min(left, self.cfg.lockstep_retry_s))
+            if q is not None:
+                return q
+            for p, m in sent:  # a subscriber matched after the first send gets the tick now
+                p.publish(m)
+        return None
+
+    def _episode(self, index: int, seed: int) -> EpisodeResult:
+        obs = self.sim.reset(seed)
+        self.mailbox.clear()
+        self._reset_requested.clear()
+        ticks = missed = late = 0
+        wall0 = time.monotonic()
+        anchor = wall0  # realtime: wall time of tick 0 of this episode (re-anchored when late)
+        while not self._stop.is_set():
+            t = self._tick * self.dt
+            if self.cfg.mode == "realtime":
+                self._lateness.append(time.monotonic() - (anchor + ticks * self.dt))
+            sent = self._publish_tick(obs, t, ticks)
+            if self.cfg.mode == "lockstep":
+                self.mailbox.open_tick(t)
+                q = self._lockstep_command(sent)
+                missed += q is None
+            else:
+                q = self.mailbox.setpoint_at(t)
+            if q is not None:
+                self.sim.write(q)  # clipped to the spec's limits; safety_node is the real gate
+            self.sim.step()
+            self._tick += 1
+            ticks += 1
+            self._window_ticks += 1
+            if self.cfg.mode == "realtime":
+                wait = anchor + ticks * self.dt - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                else:
+                    late += 1
+                    anchor = time.monotonic() - ticks * self.dt
+            self._diagnostics(t, missed, late)
+            if self.sim.task_status()["done"] or self._reset_requested.is_set():
+                break
+            obs = self.sim.read()
+        status = self.sim.task_status()
+        return EpisodeResult(index, seed, bool(status["success"]), ticks, ticks * self.dt,
+                             time.monotonic() - wall0, missed, late,
+                             "reset" if self._reset_requested.is_set() else "done")
+
+    def _diagnostics(self, t: float, missed: int, late: int) -> None:
+        now = time.monotonic()
+        if now - self._window_start < self.cfg.diagnostics_period_s:
+            return
+        rate = self._window_ticks / (now - self._window_start)
+        values = {"tick_rate_hz": f"{rate:.1f}", "sim_time_s": f"{t:.2f}", "missed_commands": missed,
+                  "late_ticks": late, "rejected_commands": self._rejected, "mode": self.cfg.mode}
+        if self._lateness:
+            lat = latency_summary(list(self._lateness))
+            values.update(tick_jitter_p50_ms=f"{lat['p50']:.2f}", tick_jitter_p99_ms=f"{lat['p99']:.2f}")
+        level = "WARN" if (missed or late) else "OK"
+        msg = DiagnosticArray()
+        msg.header.stamp = cv.stamp(t)
+        msg.status = [cv.diagnostic_status(f"{self.get_name()}: control loop", level,
+                                           f"{rate:.1f} ticks/s", values, self.spec.name)]
+        self.pubs["diagnostics"].publish(msg)
+        self._window_start, self._window_ticks = now, 0
+
+    def _run(self) -> None:
+        try:
+            i = 0
+            while not self._stop.is_set() and (self.cfg.episodes == 0 or i < self.cfg.episodes):
+                self._reset_policy(self.cfg.policy_wait_s if i == 0 else 1.0)
+                r = self._episode(i, self.cfg.seed + i)
+                if self._stop.is_set():
+                    break
+                self.log.add(r)
+                self.pubs["outcome"].publish(String(data=json.dumps(asdict(r))))
+                print(episode_line(r), flush=True)
+                if self.cfg.results:
+                    self.log.write(self.cfg.results)
+                i += 1
+            if self._lateness:
+                lat = latency_summary(list(self._lateness))
+                print(f"realtime tick jitter p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms", flush=True)
+            print(f"ticks/s {self.log.summary()['ticks_per_s']:.1f}", flush=True)
+            self.exit_code = 0
+        except Exception as e:  # noqa: BLE001 - the loop thread must report, not die silently
+            self.get_logger().error(f"control loop failed: {type(e).__name__}: {e}")
+            print(f"robot_node: error: {e}", file=sys.stderr, flush=True)
+            self.exit_code = 1
+
+    def destroy_node(self):
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+        self._client_exec.shutdown(timeout_sec=1.0)
+        self._client_node.destroy_node()
+        self.sim.disconnect()
+        return super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_node(RobotNode, argv))
+
+
+if __name__ == "__main__":
+    main()

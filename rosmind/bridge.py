@@ -1,0 +1,157 @@
+"""The ROS-free core of ``robot_node``: which setpoint to apply each tick, and episode results.
+
+``CommandMailbox`` receives commands from any thread (ROS callbacks) and answers the control
+loop:
+
+- real time: ``setpoint_at(t)`` -> the setpoint of the newest command at time ``t``. For a
+  trajectory that is the point whose time ``stamp + time_from_start`` is the latest one
+  ``<= t``, holding the last point past the end (None before its first point); for a position
+  command it is that command.
+- lockstep: ``open_tick(t)`` after publishing tick ``t``'s observation, then
+  ``wait(timeout)`` -> the command for that tick: a trajectory stamped ``t`` (its point at
+  ``t``, i.e. ``points[0]``) or any position command received after ``open_tick``; None on
+  timeout (the caller holds its last setpoint and counts a missed command).
+
+Stamps are float seconds; two stamps within ``STAMP_EPS`` are the same tick.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rosmind.observation import STAMP_EPS
+
+
+class CommandMailbox:
+    def __init__(self, dof: int):
+        self.dof = dof
+        self._cond = threading.Condition()
+        self._traj: tuple[float, np.ndarray, np.ndarray] | None = None  # stamp, times [N], pos [N, D]
+        self._position: np.ndarray | None = None
+        self._newest = ""  # "trajectory" | "position": the kind received last
+        self._open: float | None = None
+        self._tick_cmd: np.ndarray | None = None
+        self.received = 0
+
+    def clear(self) -> None:
+        """Forget every command (new episode: the old plan must not drive the new scene)."""
+        with self._cond:
+            self._traj, self._position, self._newest = None, None, ""
+            self._open, self._tick_cmd = None, None
+
+    @staticmethod
+    def _point_at(traj: tuple[float, np.ndarray, np.ndarray], t: float) -> np.ndarray | None:
+        stamp, times, pos = traj
+        i = int(np.searchsorted(stamp + times, t + STAMP_EPS, side="right")) - 1
+        return None if i < 0 else pos[i].copy()
+
+    def put_trajectory(self, stamp: float, times: np.ndarray, positions: np.ndarray) -> None:
+        """A trajectory: ``times`` [N] seconds from ``stamp`` (non-decreasing), ``positions`` [N, D]."""
+        times = np.asarray(times, dtype=np.float64)
+        positions = np.asarray(positions, dtype=np.float64).reshape(len(times), self.dof)
+        with self._cond:
+            self._traj = (float(stamp), times, positions)
+            self._newest = "trajectory"
+            self.received += 1
+            if self._open is not None and abs(stamp - self._open) <= STAMP_EPS and len(times):
+                q = self._point_at(self._traj, self._open)
+                if q is not None:
+                    self._tick_cmd = q
+                    self._cond.notify_all()
+
+    def put_position(self, positions: np.ndarray) -> None:
+        q = np.asarray(positions, dtype=np.float64).reshape(self.dof)
+        with self._cond:
+            self._position = q.copy()
+            self._newest = "position"
+            self.received += 1
+            if self._open is not None:
+                self._tick_cmd = q.copy()
+                self._cond.notify_all()
+
+    def setpoint_at(self, t: float) -> np.ndarray | None:
+        with self._cond:
+            if self._newest == "position":
+                return self._position.copy()
+            if self._newest == "trajectory":
+                return self._point_at(self._traj, t)
+            return None
+
+    def open_tick(self, t: float) -> None:
+        with self._cond:
+            self._open, self._tick_cmd = float(t), None
+
+    def wait(self, timeout: float) -> np.ndarray | None:
+        """Block until the command of the open tick arrives (or ``timeout`` seconds pass)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._tick_cmd is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._cond.wait(left):
+                    break
+            q, self._tick_cmd = self._tick_cmd, None
+            if q is not None:
+                self._open = None
+            return q
+
+
+@dataclass
+class EpisodeResult:
+    episode: int
+    seed: int
+    success: bool
+    ticks: int
+    sim_time: float
+    wall_s: float
+    missed_commands: int = 0
+    late_ticks: int = 0
+    ended_by: str = "done"  # done | reset
+
+
+@dataclass
+class EpisodeLog:
+    """Outcomes of a run of episodes; ``write`` saves the results JSON robot_node promises."""
+
+    robot: str
+    task: str
+    mode: str
+    seed: int
+    episodes: list[EpisodeResult] = field(default_factory=list)
+
+    def add(self, result: EpisodeResult) -> None:
+        self.episodes.append(result)
+
+    def summary(self) -> dict:
+        n = len(self.episodes)
+        ticks = sum(e.ticks for e in self.episodes)
+        wall = sum(e.wall_s for e in self.episodes)
+        return {
+            "n_episodes": n,
+            "success_rate": (sum(e.success for e in self.episodes) / n) if n else 0.0,
+            "ticks": ticks,
+            "ticks_per_s": ticks / wall if wall > 0 else 0.0,
+            "missed_commands": sum(e.missed_commands for e in self.episodes),
+            "late_ticks": sum(e.late_ticks for e in self.episodes),
+        }
+
+    def to_dict(self) -> dict:
+        return {"robot": self.robot, "task": self.task, "mode": self.mode, "seed": self.seed,
+                **self.summary(), "episodes": [asdict(e) for e in self.episodes]}
+
+    def write(self, path: str | Path) -> None:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(p)
+
+
+def episode_line(r: EpisodeResult) -> str:
+    """The one line robot_node prints per episode."""
+    return f"episode {r.episode} seed {r.seed} success {r.success} ticks {r.ticks} sim_time {r.sim_time:.2f}"
