@@ -16,7 +16,6 @@ Serves ``policy/reset`` (Trigger): policy, executor and observation history star
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from collections import deque
@@ -72,13 +71,10 @@ class PolicyNodeConfig:
 def load_policy(cfg: PolicyNodeConfig, spec):
     """The policy to host; refuses one made for another robot than ``spec``."""
     if cfg.checkpoint:
-        if importlib.util.find_spec("rosmind.checkpoint") is None:
-            raise CheckpointError(f"checkpoint {cfg.checkpoint!r}: this install cannot load checkpoints")
         from rosmind.checkpoint import load_checkpoint
 
-        policy = load_checkpoint(cfg.checkpoint)
-        if isinstance(policy, tuple):
-            policy = policy[0]
+        # Refuses (CheckpointError) a manifest whose robot name or joint order differs from spec.
+        policy = load_checkpoint(cfg.checkpoint, spec)
     else:
         entry = POLICIES.get(cfg.policy)
         policy = entry.factory(entry.config(robot=cfg.robot) if entry.config else None)
@@ -134,7 +130,7 @@ class PolicyNode(Node):
             names = ", ".join(f"{self.resolve_topic_name(t)} ({self.topics[t][0]})" for t in missing)
             raise TopicTimeoutError(
                 f"no message on topic(s) {names} within startup_timeout_s={self.cfg.startup_timeout_s:g} s; "
-                f"is robot_node running in ROS_DOMAIN_ID and namespace of this node?")
+                f"is robot_node running, in the same ROS_DOMAIN_ID and namespace as this node?")
 
     def _decode(self, msg_type: str, keys: list[str], msg) -> dict:
         if msg_type == schema.JOINT_STATE:
