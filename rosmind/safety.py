@@ -22,9 +22,10 @@ reference); then the end-effector workspace box (only with an injected ``fk``). 
 rejection is one intervention of one kind (see ``KINDS``), with a reason.
 
 The reference for point 0 is the last safe setpoint: the accepted plan evaluated at the tick
-before ``stamp`` (ARMED), the hold setpoint (HOLDING), or the measured position (STOPPED;
-there the jump threshold is ``rearm_tolerance_rad``: a command re-arms only near where the
-robot is).
+before ``stamp`` (ARMED), the hold setpoint (HOLDING), or the measured position (STOPPED, or
+when the measured position is more than ``max_jump_rad`` from the setpoint, e.g. after a sim
+reset; there the jump threshold is ``rearm_tolerance_rad``: a command re-arms only near where
+the robot is).
 
 States: ``STOPPED`` at start (nothing accepted yet), ``ARMED`` after an accepted command,
 ``HOLDING`` when no accepted command covers the last ``watchdog_hold_periods`` control periods
@@ -291,13 +292,20 @@ class SafetySupervisor:
 
     def _reference(self, stamp: float) -> tuple[np.ndarray, np.ndarray, float, str]:
         """(position, per-step velocity, jump threshold, name) that point 0 continues from."""
+        ref = None
         if self.state is State.ARMED and self.plan is not None:
-            prev = self.plan.at_tick(stamp - self.dt, self.dt)
-            return (prev, prev - self.plan.at_tick(stamp - 2 * self.dt, self.dt),
-                    self.config.max_jump_rad, "last safe setpoint")
-        if self.state is State.HOLDING and self.setpoint is not None:
-            return (self.setpoint, np.zeros_like(self.setpoint), self.config.max_jump_rad,
-                    "hold setpoint")
+            ref = self.plan.at_tick(stamp - self.dt, self.dt)
+            ref_step, name = ref - self.plan.at_tick(stamp - 2 * self.dt, self.dt), "last safe setpoint"
+        elif self.state is State.HOLDING and self.setpoint is not None:
+            ref, ref_step, name = self.setpoint, np.zeros_like(self.setpoint), "hold setpoint"
+        if ref is not None:
+            gap = float(np.max(np.abs(ref - self.measured)))
+            if gap <= self.config.max_jump_rad:
+                return ref, ref_step, self.config.max_jump_rad, name
+            # The robot is far from its setpoint: it was moved by something else (a sim reset,
+            # a driver re-homing). Continue from where it really is, as after a stop.
+            self._log(f"measured position is {gap:.3f} from the {name}: re-referencing to the "
+                      "measured position")
         return (self.measured, np.zeros_like(self.measured), self.config.rearm_tolerance_rad,
                 "measured position")
 

@@ -139,6 +139,7 @@ def test_single_commands_keep_their_velocity_between_messages():
         q = q.copy()
         q[0] += min(k + 1, 3) * 0.03
         sent.append(sup.filter_command(q))
+        sup.update_measured(sent[-1])  # a robot that tracks its setpoint
     assert all(s is not None for s in sent)
     np.testing.assert_allclose(sent[-1], q)
     assert sup.interventions_total == 0
@@ -344,6 +345,7 @@ def test_random_commands_never_leave_the_limits():
             q[rng.integers(8)] = rng.choice([np.nan, np.inf, 50.0])
         out = sup.filter_command(q)
         setpoints.append(setpoints[-1] if out is None else out)
+        sup.update_measured(setpoints[-1])
         accepted.append(out is not None)
     s = np.array(setpoints)
     assert np.all(np.isfinite(s))
@@ -381,9 +383,26 @@ def test_brakes_in_time_for_a_position_limit():
         q = out[-1].copy()
         q[3] += 0.15
         out.append(sup.filter_command(q))
+        sup.update_measured(out[-1])
     s = np.array(out)[:, 3]
     steps = np.diff(s)
     assert s[-1] == pytest.approx(SPEC.joints[3].upper) and np.all(s <= SPEC.joints[3].upper)
     assert np.all(np.abs(steps) <= MAX_STEP[3] + 1e-9)
     assert np.all(np.abs(np.diff(steps)) <= MAX_DSTEP[3] + 1e-9)  # no wall-stop
     assert steps.max() == pytest.approx(MAX_STEP[3])  # it did reach full speed
+
+
+def test_rereferences_when_the_robot_was_moved_externally():
+    sup, clock, _ = make()
+    assert sup.filter_command(Q0) is not None
+    moved = Q0.copy()
+    moved[0] = 1.2  # e.g. the sim reset the arm to another start pose
+    sup.update_measured(moved)
+    clock.t += DT
+    np.testing.assert_array_equal(sup.filter_command(moved), moved)
+    assert sup.interventions_total == 0 and sup.state is State.ARMED
+    clock.t += DT
+    far = moved.copy()
+    far[0] = 1.5
+    assert sup.filter_command(moved + 0.001) is not None  # now the plan is back on the robot
+    assert sup.filter_command(far + 0.3) is None
