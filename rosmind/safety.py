@@ -275,6 +275,7 @@ class SafetySupervisor:
             "last_intervention": self.last_intervention,
             "command_age_ms": round(age, 1),
             "workspace_enforced": self.workspace_active,
+            "joint_states_received": self.measured is not None,
         }
         return {"level": level, "message": msg, "values": values}
 
