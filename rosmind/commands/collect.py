@@ -1,0 +1,36 @@
+"""``rosmind collect --task pick_place --episodes N --out data/pick_place.zarr [--workers K]``"""
+
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(p):
+    p.add_argument("--task", default="pick_place")
+    p.add_argument("--robot", default="panda")
+    p.add_argument("--policy", default="expert", help="the demonstrator (registry name)")
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--out", required=True, help="zarr replay buffer; appended to if it exists")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--seed-start", type=int, default=0)
+    p.add_argument("--cameras", default="", help="comma-separated camera names to record (e.g. wrist,scene)")
+    p.add_argument("--keep-failed", action="store_true", help="store failed episodes too (success=0)")
+
+
+def run(args) -> int:
+    from rosmind.registry import POLICIES, TASKS
+    from rosmind.sim.collect import CollectConfig, collect
+    from rosmind.spec import load_spec
+
+    TASKS.get(args.task)
+    POLICIES.get(args.policy)
+    spec = load_spec(args.robot)
+    cams = tuple(c for c in args.cameras.split(",") if c)
+    for c in cams:
+        spec.sensor(c)
+    cfg = CollectConfig(task=args.task, robot=args.robot, policy=args.policy, episodes=args.episodes,
+                        seed_start=args.seed_start, workers=args.workers, cameras=cams,
+                        keep_failed=args.keep_failed)
+    summary = collect(cfg, args.out)
+    print(json.dumps(summary))
+    return 0

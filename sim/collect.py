@@ -1,0 +1,139 @@
+"""Scripted-expert demonstrations into a zarr replay buffer, in parallel worker processes.
+
+Every episode is a seed; workers run seeds and send back whole episodes, and the parent
+appends them in seed order, so a collection is deterministic whatever the worker count.
+A resumed run skips the seeds the buffer already holds (kept or failed).
+
+Per tick the buffer stores the observation the expert saw and the command it sent::
+
+    data/joint_pos [N, 8]  data/joint_vel [N, 8]  data/ee_pose [N, 7]  data/wrench [N, 6]
+    data/object_poses [N, 1, 7]  data/goal_pose [N, 7]  data/action [N, 8]
+    data/camera/<name>/rgb [N, H, W, 3] uint8   (with --cameras)
+    meta/episode_ends, meta/episode_seed, meta/episode_success
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rosmind.dataset import ReplayBuffer
+from rosmind.errors import SpecError
+
+STATE_KEYS = ("joint_pos", "joint_vel", "ee_pose", "wrench", "object_poses", "goal_pose")
+FAILED_ATTR = "failed_seeds"
+
+
+@dataclass
+class CollectConfig:
+    task: str = "pick_place"
+    robot: str = "panda"
+    policy: str = "expert"
+    episodes: int = 100
+    seed_start: int = 0
+    workers: int = 1
+    cameras: tuple[str, ...] = ()
+    keep_failed: bool = False
+
+    def __post_init__(self):
+        if self.episodes < 1:
+            raise SpecError(f"collect: --episodes must be >= 1, got {self.episodes}")
+        if self.workers < 1:
+            raise SpecError(f"collect: --workers must be >= 1, got {self.workers}")
+
+
+@dataclass
+class Episode:
+    seed: int
+    success: bool
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class _Worker:
+    """Holds one sim and one policy per process (built on first use)."""
+
+    sim = None
+    policy = None
+
+    @classmethod
+    def run(cls, cfg: CollectConfig, seed: int) -> Episode:
+        from rosmind.registry import POLICIES
+        from rosmind.sim.robots import make_sim
+        from rosmind.sim.rollout import run_episode
+
+        if cls.sim is None:
+            cls.sim = make_sim(cfg.robot, cfg.task)
+            cls.sim.connect()
+            entry = POLICIES.get(cfg.policy)
+            cls.policy = entry.factory(entry.config())
+        rows: dict[str, list] = {k: [] for k in (*STATE_KEYS, "action")}
+        for cam in cfg.cameras:
+            rows[f"camera/{cam}/rgb"] = []
+        last = [None]
+
+        def on_tick(tick, obs, action):
+            for k in STATE_KEYS:
+                rows[k].append(np.asarray(obs[k]))
+            if action is None:  # held: the setpoint did not change
+                action = last[0] if last[0] is not None else obs["joint_pos"]
+            last[0] = action
+            rows["action"].append(np.asarray(action, dtype=np.float64))
+            for cam in cfg.cameras:
+                rows[f"camera/{cam}/rgb"].append(cls.sim.render(cam)[0])
+
+        res = run_episode(cls.sim, cls.policy, seed, on_tick=on_tick)
+        data = {k: np.stack(v) for k, v in rows.items()}
+        return Episode(seed=seed, success=res.success, data=data)
+
+
+def _run(args):
+    return _Worker.run(*args)
+
+
+def _episodes(cfg: CollectConfig, seeds: list[int]) -> Iterator[Episode]:
+    if cfg.workers == 1:
+        for s in seeds:
+            yield _Worker.run(cfg, s)
+        return
+    # spawn: PyBullet clients and torch threads do not survive fork cleanly.
+    with ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
+        yield from pool.map(_run, [(cfg, s) for s in seeds])
+
+
+def collect(cfg: CollectConfig, out: str | Path, progress: bool = True) -> dict:
+    """Run the seeds ``seed_start .. seed_start+episodes-1`` that ``out`` does not have yet.
+    Returns a summary: {"new", "kept", "failed", "skipped", "episodes_in_buffer", "success_rate"}."""
+    from tqdm import tqdm
+
+    buf = ReplayBuffer.open(out, "a")
+    have = set()
+    if buf.n_episodes and "seed" in buf.meta_fields():
+        have |= {int(s) for s in buf.episode_meta("seed")}
+    failed_before = [int(s) for s in buf.root.attrs.get(FAILED_ATTR, [])]
+    have |= set(failed_before)
+    wanted = [cfg.seed_start + i for i in range(cfg.episodes)]
+    seeds = [s for s in wanted if s not in have]
+    kept = failed = 0
+    failed_now = list(failed_before)
+    bar = tqdm(total=len(seeds), desc=f"collect {cfg.task}", unit="ep", disable=not progress)
+    for ep in _episodes(cfg, seeds):
+        if ep.success or cfg.keep_failed:
+            buf.add_episode(ep.data, {"seed": np.int64(ep.seed), "success": np.uint8(ep.success)})
+            kept += 1
+        if not ep.success:
+            failed += 1
+            if not cfg.keep_failed:
+                failed_now.append(ep.seed)
+                buf.root.attrs[FAILED_ATTR] = failed_now
+        bar.update(1)
+        bar.set_postfix(kept=kept, failed=failed)
+    bar.close()
+    n_new = len(seeds)
+    return {"new": n_new, "kept": kept, "failed": failed, "skipped": len(wanted) - n_new,
+            "episodes_in_buffer": buf.n_episodes,
+            "success_rate": (n_new - failed) / n_new if n_new else None}
