@@ -63,7 +63,7 @@ class ExpertPolicy:
         bad = [k for k, v in newest.items() if not np.all(np.isfinite(v))]
         if bad:
             raise SpecError(f"expert policy: non-finite values in observation key(s) {bad}")
-        action = self.expert.act(newest)
+        action = self.expert.act(newest, n_executed=self.config.n_action_steps)
         return {"action": action, "phase": self.expert.phase}
 
     def close(self) -> None:

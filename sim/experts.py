@@ -45,6 +45,7 @@ class PickPlaceExpertConfig:
     place_clearance: float = 0.004  # cube bottom above the table when released
     tolerance: float = 0.008  # position error that ends a move
     open_width: float = 0.04  # per finger
+    squeeze: float = 0.008  # close to this far inside the cube's half size (grip force)
     velocity_margin: float = 0.9
 
     def __post_init__(self):
@@ -106,15 +107,15 @@ class PandaKinematics:
         rest = list(REST_POSE) + [0.04, 0.04]
         rest[6] += rest_yaw
         q = np.asarray(seed, dtype=np.float64)
-        for _ in range(3):
+        for _ in range(2):
             self._set(q)
             sol = p.calculateInverseKinematics(
                 self.body, self.ee, list(map(float, pos)), list(map(float, quat)),
                 lowerLimits=self.lower, upperLimits=self.upper, jointRanges=self.ranges,
-                restPoses=rest, maxNumIterations=100, residualThreshold=1e-5,
+                restPoses=rest, maxNumIterations=50, residualThreshold=1e-4,
                 physicsClientId=self.cid)
             q = np.clip(np.asarray(sol[:7]), self.lower[:7], self.upper[:7])
-            if np.linalg.norm(self.fk(q) - np.asarray(pos)) < 1e-3:
+            if np.linalg.norm(self.fk(q) - np.asarray(pos)) < 1.5e-3:
                 break
         return q
 
@@ -143,15 +144,14 @@ class PickPlaceExpert:
         self.grasp_yaw = 0.0
         self.carry_xy = np.zeros(2)
         self._last_width: float | None = None
+        self._last_cmd: np.ndarray | None = None  # last row of the previous plan that ran
         self._offset = np.zeros(3)  # cube centre minus grasp target, measured once lifted
 
     def _next_phase(self, q, ee, cube, goal) -> None:
         c = self.config
         width = q[7]
         half = goal[2]
-        lost = (self.phase in ("lift", "carry", "lower")
-                and (np.linalg.norm(cube[:3] - ee[:3]) > 0.04 or width < half - 0.008))
-        if lost:
+        if self.phase in ("lift", "carry", "lower") and np.linalg.norm(cube[:3] - ee[:3]) > 0.04:
             self.phase = "approach"
         for _ in range(len(PHASES)):
             target, _, _ = self._target(ee, cube, goal)
@@ -169,7 +169,7 @@ class PickPlaceExpert:
                 if stalled and width < half + 0.004:
                     self.carry_xy = ee[:2].copy()
                     self.phase = "lift"
-                elif stalled and width < half - 0.008:
+                elif stalled and width < half - 0.75 * c.squeeze:
                     self.phase = "approach"
             elif self.phase == "lift" and near:
                 self._offset = cube[:3] - ee[:3]
@@ -190,26 +190,32 @@ class PickPlaceExpert:
         """(grasp-target position [3], Cartesian speed, finger width) for the current phase."""
         c = self.config
         half = goal[2]
+        closed = max(0.0, half - c.squeeze)
         ph = self.phase
         if ph in ("approach", "descend"):
             z = cube[2] + (c.hover_height if ph == "approach" else -c.grasp_depth)
             return np.array([cube[0], cube[1], z]), c.speed if ph == "approach" else c.slow_speed, c.open_width
         if ph == "grasp":
-            return np.array([cube[0], cube[1], cube[2] - c.grasp_depth]), c.slow_speed, 0.0
+            return np.array([cube[0], cube[1], cube[2] - c.grasp_depth]), c.slow_speed, closed
         if ph == "lift":
-            return np.array([*self.carry_xy, c.carry_height]), c.slow_speed, 0.0
+            return np.array([*self.carry_xy, c.carry_height]), c.slow_speed, closed
         if ph in ("carry", "lower"):
             # Put the cube's centre (not the fingers) on the target: correct by the held offset.
             xy = goal[:2] - self._offset[:2]
             z = c.carry_height if ph == "carry" else half + c.place_clearance - self._offset[2]
-            return np.array([*xy, z]), c.speed if ph == "carry" else c.slow_speed, 0.0
+            return np.array([*xy, z]), c.speed if ph == "carry" else c.slow_speed, closed
         if ph == "release":
             return ee[:3].copy(), c.slow_speed, c.open_width
         return np.array([ee[0], ee[1], c.carry_height]), c.speed, c.open_width
 
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def act(self, obs: dict[str, np.ndarray], n_executed: int = 1) -> np.ndarray:
         """``obs``: one tick (``joint_pos`` [8], ``ee_pose`` [7], ``object_poses`` [N, 7],
-        ``goal_pose`` [7]) -> ``[horizon, 8]`` absolute joint targets, row 0 for this tick."""
+        ``goal_pose`` [7]) -> ``[horizon, 8]`` absolute joint targets, row 0 for this tick.
+
+        ``n_executed``: how many rows of this plan will run before the next call (the
+        executor's ``n_action_steps``). Rows are rate-limited against the last row that ran,
+        so commands stay within the velocity limits across plans too.
+        """
         q = np.asarray(obs["joint_pos"], dtype=np.float64)
         ee = np.asarray(obs["ee_pose"], dtype=np.float64)
         cube = np.asarray(obs["object_poses"], dtype=np.float64).reshape(-1, 7)[0]
@@ -221,16 +227,17 @@ class PickPlaceExpert:
         quat = p.getQuaternionFromEuler([math.pi, 0.0, self.grasp_yaw])
         step = speed * self.spec.control_period
         rows = np.empty((self.config.horizon, 8))
-        prev = q.copy()
+        # Paths start at the measured pose (closed loop); steps are limited against the last
+        # command, which for the gripper differs from its position whenever it holds the cube.
+        seed = q[:7].copy()
+        prev = q.copy() if self._last_cmd is None else self._last_cmd.copy()
         pos = ee[:3].copy()
         for k in range(self.config.horizon):
             delta = target - pos
             dist = np.linalg.norm(delta)
             pos = target.copy() if dist <= step else pos + delta * (step / dist)
-            arm = self.kin.ik(pos, quat, prev[:7], rest_yaw=self.grasp_yaw)
-            row = np.concatenate([arm, [width]])
-            row = np.clip(row, prev - self.max_step, prev + self.max_step)
-            row = np.clip(row, self.lower, self.upper)
-            rows[k] = row
-            prev = row
+            seed = self.kin.ik(pos, quat, seed, rest_yaw=self.grasp_yaw)
+            row = np.clip(np.append(seed, width), prev - self.max_step, prev + self.max_step)
+            rows[k] = prev = np.clip(row, self.lower, self.upper)
+        self._last_cmd = rows[min(max(n_executed, 1), len(rows)) - 1].copy()
         return rows

@@ -1,0 +1,112 @@
+"""Scripted expert, the ``expert`` and ``instant`` policies, and the direct rollout loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rosmind.errors import SpecError
+from rosmind.policy import Policy
+from rosmind.registry import POLICIES
+from rosmind.sim.robots import make_sim
+from rosmind.sim.rollout import ObsHistory, run_episode
+
+N_SEEDS = 25  # the full 50 run in benchmarks/expert_success.py
+
+
+def _example_obs(n_obs_steps: int) -> dict[str, np.ndarray]:
+    """A plausible Panda pick_place observation, stacked ``[To, ...]``."""
+    one = {
+        "joint_pos": np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04]),
+        "ee_pose": np.array([0.307, 0.0, 0.485, 1.0, 0.0, 0.0, 0.0]),
+        "object_poses": np.array([[0.5, 0.1, 0.0225, 0.0, 0.0, 0.0, 1.0]]),
+        "goal_pose": np.array([0.5, -0.1, 0.0225, 0.0, 0.0, 0.0, 1.0]),
+    }
+    return {k: np.stack([v] * n_obs_steps) for k, v in one.items()}
+
+
+def _build(name: str):
+    entry = POLICIES.get(name)
+    return entry.factory(entry.config())
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("name", ["expert", "instant"])
+def test_policy_contract(name):
+    policy = _build(name)
+    assert isinstance(policy, Policy)
+    cfg = policy.config
+    obs = {k: v for k, v in _example_obs(cfg.n_obs_steps).items() if k in cfg.obs_keys}
+    policy.reset()
+    first = policy.infer(obs)["action"]
+    assert first.ndim == 2 and first.shape[1] == 8 and np.all(np.isfinite(first))
+    assert first.shape[0] == cfg.horizon >= cfg.n_action_steps
+    for _ in range(3):
+        policy.infer(obs)
+    policy.reset()
+    policy.reset()
+    assert np.array_equal(policy.infer(obs)["action"], first)
+    with pytest.raises(SpecError, match="joint_pos"):
+        policy.infer({k: v for k, v in obs.items() if k != "joint_pos"})
+
+
+@pytest.mark.sim
+def test_expert_refuses_nan_and_bad_config():
+    policy = _build("expert")
+    obs = _example_obs(1)
+    obs["ee_pose"][0, 1] = np.nan
+    with pytest.raises(SpecError, match="ee_pose"):
+        policy.infer(obs)
+    cfg_cls = POLICIES.get("expert").config
+    with pytest.raises(SpecError, match="robot"):
+        cfg_cls(robot="a1")
+    with pytest.raises(SpecError, match="n_action_steps"):
+        cfg_cls(horizon=4, n_action_steps=6)
+
+
+@pytest.mark.unit
+def test_instant_returns_newest_joint_pos():
+    policy = _build("instant")
+    q = np.arange(16.0).reshape(2, 8)
+    assert np.array_equal(policy.infer({"joint_pos": q})["action"], q[-1:])
+
+
+@pytest.mark.unit
+def test_obs_history_pads_then_rolls():
+    hist = ObsHistory(("a",), 3)
+    out = hist.push({"a": np.array([1.0])})
+    assert out["a"].tolist() == [[1.0], [1.0], [1.0]]
+    out = hist.push({"a": np.array([2.0])})
+    assert out["a"].tolist() == [[1.0], [1.0], [2.0]]
+    for v in (3.0, 4.0):
+        out = hist.push({"a": np.array([v])})
+    assert out["a"].tolist() == [[2.0], [3.0], [4.0]]
+    with pytest.raises(SpecError, match="'a'"):
+        hist.push({"b": np.zeros(1)})
+
+
+@pytest.mark.sim
+def test_holding_still_times_out_without_success():
+    sim = make_sim("panda", "pick_place", time_limit_s=2.0)
+    with sim:
+        r = run_episode(sim, _build("instant"), seed=1)
+    assert not r.success and r.ticks == 40 and r.sim_time == pytest.approx(2.0)
+
+
+@pytest.mark.sim
+def test_expert_succeeds_within_velocity_limits():
+    """The scripted expert solves >= 95% of seeds; no command step exceeds a velocity limit."""
+    policy = _build("expert")
+    sim = make_sim("panda", "pick_place")
+    limit = np.array(sim.spec.limits("velocity")) * sim.spec.control_period
+    results, worst = [], 0.0
+    with sim:
+        for seed in range(N_SEEDS):
+            actions = []
+            results.append(run_episode(sim, policy, seed, on_tick=lambda t, o, a, log=actions: log.append(a)))
+            steps = np.abs(np.diff(np.array(actions), axis=0)) / limit
+            worst = max(worst, float(steps.max()))
+    rate = np.mean([r.success for r in results])
+    assert rate >= 0.95, f"expert success {rate:.2f} on {N_SEEDS} seeds"
+    assert worst <= 1.0, f"a command step reached {worst:.2f}x a joint's velocity limit"
+    assert max(r.ticks for r in results if r.success) < 200
