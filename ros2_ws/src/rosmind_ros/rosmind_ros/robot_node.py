@@ -54,7 +54,7 @@ class RobotNodeConfig:
     seed: int = 0  # episode i uses seed + i
     episodes: int = 0  # 0 = forever
     cameras: bool = True  # rendering costs ~14 ms a frame; tests turn it off
-    lockstep_timeout_s: float = 2.0  # wall seconds to wait for a tick's command
+    lockstep_timeout_s: float = 10.0  # wall seconds to wait for a tick's command (slow policies)
     lockstep_retry_s: float = 0.5  # re-publish the tick this often while waiting (discovery races)
     policy_wait_s: float = 10.0  # wait this long for policy/reset before the first episode
     results: str = ""  # JSON path written after the last episode
