@@ -60,6 +60,7 @@ from rosmind.errors import SpecError
 
 _ROS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ROS_NS = re.compile(r"^/?([A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*)?/?$")
+_PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./-]*$")
 _CLI_ARG = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):=(.*)$", re.S)
 OUTPUTS = ("screen", "log", "both")
 _REPO = Path(__file__).resolve().parents[1]
@@ -133,6 +134,10 @@ def ros_literal(value: Any, where: str = "") -> str:
         mantissa, e, exp = text.partition("e")
         return f"{mantissa}.0{e}{exp}" if e and "." not in mantissa else text
     if isinstance(value, str):
+        # (strtod in rcl's parser would read nan/inf/infinity as doubles)
+        if (_PLAIN.match(value) and yaml.safe_load(value) == value
+                and value.lower() not in ("nan", "inf", "infinity")):
+            return value  # reads back as this string: no quotes needed
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, list | tuple):
         if not value:
@@ -196,7 +201,7 @@ def find_pkg_share(pkg: str) -> Path:
     else:
         try:
             return Path(get_package_share_directory(pkg))
-        except (PackageNotFoundError, LookupError, ValueError):
+        except (PackageNotFoundError, LookupError, ValueError, OSError):
             pass
     if pkg in SHARE_FALLBACK and (SHARE_FALLBACK[pkg] / "launch").is_dir():
         return SHARE_FALLBACK[pkg]

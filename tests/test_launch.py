@@ -89,7 +89,7 @@ def test_parse_resolves_args_substitutions_namespaces_and_typed_params(tmp_path,
     assert argv[6:] == [
         "-r", "__node:=shown", "-r", "__ns:=/a1/arm",
         "-p", "rate:=20", "-p", "gain:=0.5", "-p", "enabled:=true", "-p", "label:='007'",
-        "-p", "names:=['a', '1']", "-p", "home:='/tmp/x'",
+        "-p", "names:=[a, '1']", "-p", "home:=/tmp/x",
         "-r", "joint_states:=/a1/joint_states"]
 
 
@@ -97,9 +97,11 @@ def test_parse_resolves_args_substitutions_namespaces_and_typed_params(tmp_path,
 def test_ros_literal_round_trips_through_yaml():
     import yaml
 
-    for v in (True, 3, -2.5, 1e-9, "true", "12", "it's", [1.0, 2.0], ["a", "b"], [True]):
+    for v in (True, 3, -2.5, 1e-9, "true", "on", "12", "it's", "", "/a/b", "nan", "x: y",
+              [1.0, 2.0], ["a", "b"], [True]):
         assert yaml.safe_load(ros_literal(v)) == v
     assert ros_literal([1, 2.5]) == "[1.0, 2.5]"  # ROS arrays are homogeneous
+    assert (ros_literal("panda"), ros_literal("nan"), ros_literal("on")) == ("panda", "'nan'", "'on'")
     for bad in ([], [1, "a"], {"a": 1}, None):
         with pytest.raises(SpecError):
             ros_literal(bad, "x")
@@ -117,6 +119,21 @@ def test_include_passes_args_and_param_files(tmp_path, pkgs):
     assert node.name == "bob_2"
     assert node.params == (("file", str((tmp_path / "params.yaml").resolve()), None),)
     assert "--params-file" in node.argv()
+
+
+@pytest.mark.unit
+def test_find_pkg_share_env_and_the_shipped_launch_file(tmp_path, pkgs, monkeypatch, repo):
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    monkeypatch.setenv("ROSMIND_TEST_SET", "from-env")
+    f = write(tmp_path, "launch:\n" + node_yaml("sleeper", "s", "    param:\n"
+              "    - {name: share, value: $(find-pkg-share rosmind_ros)}\n"
+              "    - {name: e, value: $(env ROSMIND_TEST_SET)}\n"))
+    params = {k: v for _, k, v in load_launch(f).nodes[0].params}
+    assert params == {"share": str(repo), "e": "from-env"}  # pip install: the repo holds launch/
+    shipped = repo / "launch" / "sim_pick_place.launch.yaml"
+    if shipped.is_file():  # the demo graph must parse with `rosmind launch` too
+        plan = load_launch(shipped, {"episodes": "1"})
+        assert {n.executable for n in plan.nodes} >= {"robot_node", "policy_node"}
 
 
 BAD = [

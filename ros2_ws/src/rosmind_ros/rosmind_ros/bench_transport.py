@@ -376,16 +376,16 @@ def run_main(a) -> int:
 def table(r: dict) -> str:
     rows = [f"transport benchmark: {r['rmw']}, ROS_DOMAIN_ID {r['domain_id']}, "
             f"{r['host']['cpus']} CPUs (load {r['host']['load_avg_1m']})",
-            f"{'case':<44}{'n':>5}{'RTT p50':>10}{'RTT p99':>10}{'1-way p50':>11}{'1-way p99':>11}  ms"]
+            f"{'case':<50}{'n':>5}{'RTT p50':>10}{'RTT p99':>10}{'1-way p50':>11}{'1-way p99':>11}  ms"]
     for c in r["cases"].values():
         label = f"{c['msg']} [{c['profile']}]"
-        rows.append(f"{label:<44}{c['samples']:>5}{c['rtt_ms']['p50']:>10.3f}"
+        rows.append(f"{label:<50}{c['samples']:>5}{c['rtt_ms']['p50']:>10.3f}"
                     f"{c['rtt_ms']['p99']:>10.3f}{c['one_way_ms']['p50']:>11.3f}"
                     f"{c['one_way_ms']['p99']:>11.3f}")
     p = r["policy"]
     if p["status"] == "ok":
         label = f"policy_node joint_states->command [{p['mode']}]"
-        rows.append(f"{label:<44}{p['samples']:>5}"
+        rows.append(f"{label:<50}{p['samples']:>5}"
                     f"{p['latency_ms']['p50']:>10.3f}{p['latency_ms']['p99']:>10.3f}"
                     f"{'(sensor->command latency)':>22}")
     else:
