@@ -1,0 +1,109 @@
+"""``rosmind eval --checkpoint DIR --task pick_place --episodes N [--ros] [--json OUT] [--video OUT.mp4]``
+
+Direct mode runs the sim in-process (vectorized when the policy batches); ``--ros`` runs the
+same seeds through robot_node + policy_node + safety_node in lockstep. Both report the same
+JSON: success_rate, ci95 (Wilson), episodes, episode_lengths, latency_ms {p50, p99}.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rosmind.errors import UserError
+
+LAUNCH = Path(__file__).resolve().parents[2] / "launch" / "sim_pick_place.launch.yaml"
+
+
+def add_arguments(p):
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint folder (model.safetensors + manifest.json)")
+    src.add_argument("--policy", help="registry name of a policy built from its defaults (e.g. expert)")
+    p.add_argument("--task", default="pick_place")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed-start", type=int, default=100_000, help="seeds never used for training")
+    p.add_argument("--ros", action="store_true", help="through the ROS 2 graph in lockstep")
+    p.add_argument("--n-envs", type=int, default=8, help="direct mode: envs stepped together")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], help="diffusion: override the sampler")
+    p.add_argument("--steps", type=int, help="diffusion: override the number of inference steps")
+    p.add_argument("--json", type=Path, help="write the result JSON here")
+    p.add_argument("--video", type=Path, help="MP4 of the first episode (scene camera)")
+
+
+def load_policy(args, spec):
+    from rosmind.checkpoint import load_checkpoint
+    from rosmind.registry import POLICIES
+
+    if args.checkpoint:
+        policy = load_checkpoint(args.checkpoint, spec)
+    else:
+        entry = POLICIES.get(args.policy)
+        policy = entry.factory(entry.config()) if entry.config else entry.factory()
+    if args.sampler or args.steps:
+        if not hasattr(policy, "set_sampler"):
+            raise UserError(f"--sampler/--steps: policy {args.checkpoint or args.policy!r} is not a diffusion policy")
+        policy.set_sampler(args.sampler or policy.config.sampler, args.steps or policy.config.num_inference_steps)
+    return policy
+
+
+def _direct(args, spec) -> dict:
+    from rosmind.sim.evaluate import evaluate
+    from rosmind.sim.robots import make_sim
+
+    policy = load_policy(args, spec)
+    seeds = list(range(args.seed_start, args.seed_start + args.episodes))
+    res = evaluate(lambda: make_sim(spec.name, args.task), policy, seeds, n_envs=args.n_envs,
+                   video=args.video, progress=True)
+    return res.to_dict(mode="direct")
+
+
+def _ros(args, spec) -> dict:
+    from rosmind.stats import wilson_interval
+
+    if args.sampler or args.steps:
+        raise UserError("--sampler/--steps apply to direct mode only")
+    with tempfile.TemporaryDirectory(prefix="rosmind-eval-") as tmp:
+        out = Path(tmp) / "results.json"
+        cmd = [sys.executable, "-m", "rosmind.cli", "launch", str(LAUNCH), f"robot:={spec.name}",
+               f"task:={args.task}", f"episodes:={args.episodes}", f"seed:={args.seed_start}",
+               f"results:={out}", "mode:=lockstep"]
+        cmd += [f"checkpoint:={Path(args.checkpoint).resolve()}"] if args.checkpoint else [f"policy:={args.policy}"]
+        rc = subprocess.call(cmd, stdout=subprocess.DEVNULL if args.json else None)
+        if rc != 0 or not out.exists():
+            raise UserError(f"the ROS graph exited with code {rc} before finishing {args.episodes} episodes")
+        log = json.loads(out.read_text())
+    eps = log["episodes"]
+    k, n = sum(bool(e["success"]) for e in eps), len(eps)
+    return {"success_rate": k / n if n else 0.0, "ci95": list(wilson_interval(k, n)), "episodes": n,
+            "successes": k, "seeds": [e["seed"] for e in eps], "success": [bool(e["success"]) for e in eps],
+            "episode_lengths": [e["ticks"] for e in eps], "latency_ms": log.get("latency_ms", {}),
+            "mode": "ros"}
+
+
+def run(args) -> int:
+    from rosmind.registry import TASKS
+    from rosmind.spec import load_spec
+
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+    TASKS.get(args.task)
+    robot = "panda"
+    if args.checkpoint:
+        from rosmind.checkpoint import read_manifest
+
+        robot = read_manifest(args.checkpoint)["robot"]["fingerprint"]["name"]
+    spec = load_spec(robot)
+    out = _ros(args, spec) if args.ros else _direct(args, spec)
+    out.update(task=args.task, checkpoint=args.checkpoint, policy=args.policy)
+    lo, hi = out["ci95"]
+    lat = out.get("latency_ms") or {}
+    print(f"success {out['successes']}/{out['episodes']} = {out['success_rate']:.3f} "
+          f"(95% CI {lo:.3f}-{hi:.3f}); inference p50 {lat.get('p50', float('nan')):.2f} ms "
+          f"p99 {lat.get('p99', float('nan')):.2f} ms")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
