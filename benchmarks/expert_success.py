@@ -1,0 +1,85 @@
+"""Scripted expert on pick_place over N seeds, plus sim step and render costs.
+
+    .venv/bin/python benchmarks/expert_success.py [--seeds 50] [--out benchmarks/results/expert.json]
+
+Writes: success rate (with its Wilson 95% interval), mean/max episode ticks, wall time per
+episode, physics+control time per Panda tick without cameras, render time per camera frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rosmind.registry import POLICIES
+from rosmind.sim.robots import make_sim
+from rosmind.sim.rollout import run_episode
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    ph = k / n
+    d = 1 + z * z / n
+    c = (ph + z * z / (2 * n)) / d
+    h = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def step_and_render_costs(ticks: int = 400, frames: int = 30) -> dict:
+    with make_sim("panda", "pick_place") as sim:
+        sim.reset(0)
+        q = sim.setpoint.copy()
+        t0 = time.perf_counter()
+        for i in range(ticks):
+            q[0] = 0.3 * math.sin(i / 20)
+            sim.write(q)
+            sim.step()
+            sim.read()
+        tick_ms = (time.perf_counter() - t0) / ticks * 1e3
+        render_ms = {}
+        for cam in sim.cameras:
+            t0 = time.perf_counter()
+            for _ in range(frames):
+                sim.render(cam)
+            render_ms[cam] = (time.perf_counter() - t0) / frames * 1e3
+    return {"panda_tick_ms_no_cameras": tick_ms, "render_ms_per_frame": render_ms}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=50)
+    ap.add_argument("--out", default="benchmarks/results/expert.json")
+    args = ap.parse_args(argv)
+    entry = POLICIES.get("expert")
+    policy = entry.factory(entry.config())
+    results = []
+    with make_sim("panda", "pick_place") as sim:
+        for seed in range(args.seeds):
+            results.append(run_episode(sim, policy, seed))
+    k = sum(r.success for r in results)
+    ticks = np.array([r.ticks for r in results])
+    out = {
+        "task": "pick_place", "policy": "expert", "seeds": args.seeds, "successes": k,
+        "success_rate": k / args.seeds, "success_ci95": wilson(k, args.seeds),
+        "failed_seeds": [r.seed for r in results if not r.success],
+        "mean_ticks": float(ticks.mean()), "max_ticks": int(ticks.max()),
+        "mean_sim_time_s": float(np.mean([r.sim_time for r in results])),
+        "mean_wall_time_s": float(np.mean([r.wall_time for r in results])),
+        **step_and_render_costs(),
+        "machine": platform.processor() or platform.machine(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+    return 0 if out["success_rate"] >= 0.95 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
