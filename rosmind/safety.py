@@ -129,14 +129,17 @@ class SafetySupervisor:
     """Validates commands against ``spec`` limits; runs the stale-command watchdog and e-stop.
 
     ``clock() -> seconds`` (ROS time in the node, fake in tests); ``log(text)`` receives one
-    line per intervention (throttled to one per kind per second); ``fk(q[D]) -> xyz[3]`` in the
-    workspace frame enables the workspace check.
+    warning line per intervention (throttled to one per kind per second) and ``info(text)``
+    state changes (default: ``log``); ``fk(q[D]) -> xyz[3]`` in the workspace frame enables the
+    workspace check.
     """
 
     def __init__(self, spec: RobotSpec, config: SafetyConfig, clock: Callable[[], float],
                  log: Callable[[str], None] = print,
-                 fk: Callable[[np.ndarray], np.ndarray] | None = None):
+                 fk: Callable[[np.ndarray], np.ndarray] | None = None,
+                 info: Callable[[str], None] | None = None):
         self.spec, self.config, self.clock, self._log, self.fk = spec, config, clock, log, fk
+        self._info = info or log
         self.dt = spec.control_period
         if config.watchdog_stop_timeout_s <= config.watchdog_hold_periods * self.dt:
             raise SpecError(
@@ -226,7 +229,7 @@ class SafetySupervisor:
         self.state = State.ARMED
         self._set_plan(now, self.measured[None], self.measured, np.zeros_like(self.measured), now)
         self.setpoint = None
-        self._log(f"reset: {previous} -> ARMED at the measured position")
+        self._info(f"reset: {previous} -> ARMED at the measured position")
         return self.measured.copy(), f"re-armed from {previous} at the measured position"
 
     def tick(self, now: float | None = None) -> np.ndarray | None:
@@ -348,7 +351,7 @@ class SafetySupervisor:
         self._set_plan(stamp, out, ref, ref_step, now)
         self.setpoint = None
         if self.state is not State.ARMED:
-            self._log(f"armed: accepted a command in {self.state.value}")
+            self._info(f"armed: accepted a command in {self.state.value}")
         self.state = State.ARMED
         self.accepted += 1
         return out
@@ -358,6 +361,13 @@ class SafetySupervisor:
         acceleration bounds, never overshooting the target and braking in time for the
         position limits. A command that already respects the limits comes back unchanged."""
         a, vmax = self.max_dstep, self.max_step
+        prevs = np.vstack([ref[None], pts[:-1]])
+        steps = pts - prevs
+        dsteps = np.diff(np.vstack([ref_step[None], steps]), axis=0)
+        if (np.all(np.abs(steps) <= vmax + _EPS) and np.all(np.abs(dsteps) <= a + _EPS)
+                and np.all(steps <= _brake(self.upper - prevs, a) + _EPS)
+                and np.all(-steps <= _brake(prevs - self.lower, a) + _EPS)):
+            return pts.copy()  # the common case, vectorized: nothing to limit
         out = np.empty_like(pts)
         prev, prev_step, prev_target = ref, ref_step, ref
         for i, target in enumerate(pts):

@@ -57,7 +57,7 @@ class SafetyNode(Node):
             if fk is None:
                 log.warning(f"workspace box of robot {spec.name!r} NOT enforced: no kinematics "
                             "model for it (joint limits still are)")
-        self.core = SafetySupervisor(spec, cfg, self._now, log.warning, fk=fk)
+        self.core = SafetySupervisor(spec, cfg, self._now, log.warning, fk=fk, info=log.info)
         self.pub_traj = self.create_publisher(JointTrajectory, "joint_trajectory", 10)
         self.pub_cmd = self.create_publisher(Float64MultiArray,
                                              "forward_position_controller/commands", 10)
