@@ -181,18 +181,18 @@ def declare_from_dataclass(node: Node, cfg_cls: type[T], *, skip: Iterable[str] 
 def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """Run one node in this process until SIGINT/SIGTERM; return the process exit code.
 
-    0 after a signal-triggered shutdown, ``node.exit_code`` if the node set one, the error's
-    ``exit_code`` (2) for a ``UserError`` (construction or callback), 130 for an interrupt
-    during construction. Typical use::
+    0 after a SIGINT/SIGTERM-triggered shutdown (also during construction), ``node.exit_code``
+    if the node set one, the error's ``exit_code`` (2) for a ``UserError`` (construction or
+    callback). Typical use::
 
         def main(argv=None):
             sys.exit(run_node(SafetyNode, argv))
     """
-    stopping = {"flag": False, "spinning": False}
+    stopping = {"flag": False, "constructing": False}
 
     def on_signal(signum, _frame):
         stopping["flag"] = True
-        if not stopping["spinning"]:
+        if stopping["constructing"]:  # a constructor may block (waiting for a topic): interrupt it
             raise KeyboardInterrupt
 
     # Our own handlers for both signals: the spin loop below wakes every 100 ms to honour them,
@@ -209,12 +209,13 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) ->
     node: Node | None = None
     code = 0
     try:
+        stopping["constructing"] = True
         node = node_factory()
+        stopping["constructing"] = False
         threads = int(getattr(node, "executor_threads", 1) or 1)
         executor = (MultiThreadedExecutor(num_threads=threads) if threads > 1
                     else SingleThreadedExecutor())
         executor.add_node(node)
-        stopping["spinning"] = True
         while not stopping["flag"] and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
             if getattr(node, "exit_code", None) is not None:
@@ -225,12 +226,12 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) ->
         name = node.get_name() if node is not None else getattr(node_factory, "__name__", "node")
         print(f"{name}: error: {e}", file=sys.stderr)
         code = e.exit_code
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt:  # our handler, during construction: still an orderly stop
+        code = 0
     except ExternalShutdownException:
         code = 0
     finally:
-        stopping["spinning"] = False
+        stopping["constructing"] = False
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -1,0 +1,114 @@
+"""rosmind_ros.params: ROS parameters derived from config dataclasses; run_node's shutdown."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+import rclpy
+from rclpy.parameter import Parameter
+
+from rosmind.errors import SpecError
+from rosmind_ros.params import declare_from_dataclass
+
+pytestmark = pytest.mark.ros
+
+
+@dataclass
+class DemoConfig:
+    robot: str
+    rate_hz: float = 2.0
+    count: int = 3
+    enabled: bool = False
+    mode: Literal["clamp", "reject"] = "clamp"
+    gains: tuple[float, ...] = ()
+    names: list[str] = field(default_factory=lambda: ["a"])
+    limit: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.rate_hz <= 0:
+            raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
+
+
+@pytest.fixture
+def make_node(ros_domain):
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    nodes = []
+
+    def make(**overrides):
+        params = [Parameter(k, value=v) for k, v in overrides.items()]
+        node = rclpy.create_node(f"params_{len(nodes)}", context=ctx, parameter_overrides=params)
+        nodes.append(node)
+        return node
+
+    try:
+        yield make
+    finally:
+        for n in nodes:
+            n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_declares_every_field_with_its_default(make_node):
+    node = make_node(robot="panda")
+    cfg = declare_from_dataclass(node, DemoConfig)
+    assert cfg == DemoConfig(robot="panda")
+    assert node.get_parameter("rate_hz").value == 2.0
+    assert node.get_parameter("names").value == ["a"]
+    assert {"robot", "rate_hz", "count", "enabled", "mode", "gains", "names", "limit",
+            "extra"} <= set(node._parameters)
+
+
+def test_overrides_are_coerced_to_the_field_types(make_node):
+    node = make_node(robot="a1", rate_hz=5, count=7, enabled=True, mode="reject",
+                     gains=[1.0, 2.5], names=["x", "y"], limit=0.5, extra="{k: [1, 2]}")
+    cfg = declare_from_dataclass(node, DemoConfig)
+    assert cfg.rate_hz == 5.0 and isinstance(cfg.rate_hz, float)
+    assert cfg.gains == (1.0, 2.5) and cfg.names == ["x", "y"] and cfg.limit == 0.5
+    assert (cfg.count, cfg.enabled, cfg.mode, cfg.extra) == (7, True, "reject", {"k": [1, 2]})
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({}, "parameter 'robot' is required"),
+    ({"robot": "p", "count": 1.5}, "parameter 'count': expected int"),
+    ({"robot": "p", "mode": "bogus"}, r"parameter 'mode': expected one of \['clamp', 'reject'\]"),
+    ({"robot": "p", "rate_hz": -1.0}, "rate_hz must be > 0"),
+    ({"robot": "p", "extra": "[1]"}, "parameter 'extra': expected a YAML mapping"),
+])
+def test_bad_values_raise_spec_errors_naming_the_parameter(make_node, overrides, match):
+    node = make_node(**overrides)
+    with pytest.raises(SpecError, match=match):
+        declare_from_dataclass(node, DemoConfig)
+
+
+def test_skip_and_fixed_fields(make_node):
+    node = make_node(robot="ignored")
+    cfg = declare_from_dataclass(node, DemoConfig, skip=("extra",), robot="fixed")
+    assert cfg.robot == "fixed" and not node.has_parameter("extra")
+    assert not node.has_parameter("robot")
+
+
+def test_sigterm_shuts_a_node_down_cleanly(ros_env):
+    proc = subprocess.Popen([sys.executable, "-m", "rosmind_ros.safety_node", "--ros-args",
+                             "-p", "enforce_workspace:=false"], env=ros_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        end = time.monotonic() + 20
+        line = ""
+        while "guarding robot" not in line and time.monotonic() < end:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "safety_node exited early"
+        assert "guarding robot" in line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
