@@ -154,6 +154,7 @@ class SafetySupervisor:
         self.workspace_active = bool(config.enforce_workspace and spec.workspace and fk)
         self.state = State.STOPPED
         self.measured: np.ndarray | None = None
+        self.measured_at = -math.inf
         self.plan: _Plan | None = None
         self.setpoint: np.ndarray | None = None  # latched hold / stop / e-stop setpoint
         self.counts = dict.fromkeys(KINDS, 0)
@@ -168,6 +169,7 @@ class SafetySupervisor:
         q = np.asarray(q, dtype=np.float64)
         if q.shape == (len(self.names),) and np.all(np.isfinite(q)):
             self.measured = q.copy()
+            self.measured_at = self.clock()
 
     def filter_trajectory(self, names: Sequence[str], points: np.ndarray,
                           stamp: float) -> np.ndarray | None:
@@ -263,6 +265,8 @@ class SafetySupervisor:
             level, msg = "ERROR", "e-stop latched; call safety/reset"
         elif self.measured is None:
             level, msg = "WARN", "waiting for joint_states; nothing is forwarded"
+        elif now - self.measured_at > self.config.watchdog_stop_timeout_s:
+            level, msg = "WARN", f"joint_states stale ({now - self.measured_at:.2f} s old)"
         elif self.state is State.ARMED:
             level, msg = "OK", "forwarding validated commands"
         elif self.state is State.HOLDING:
@@ -279,6 +283,8 @@ class SafetySupervisor:
             "command_age_ms": round(age, 1),
             "workspace_enforced": self.workspace_active,
             "joint_states_received": self.measured is not None,
+            "joint_states_age_ms": round((now - self.measured_at) * 1e3, 1)
+            if self.measured is not None else -1.0,
         }
         return {"level": level, "message": msg, "values": values}
 

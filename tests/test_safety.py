@@ -291,7 +291,12 @@ def test_counters_and_status():
     assert v["last_intervention"].startswith("jump_rejected")
     assert v["state"] == "STOPPED" and v["command_age_ms"] == -1.0
     assert v["workspace_enforced"] is False
+    assert v["joint_states_received"] is True and v["joint_states_age_ms"] == 0.0
     assert len(logs) == 4
+    clock.t += 2.0
+    st = sup.status()
+    assert st["level"] == "WARN" and "stale" in st["message"]
+    assert st["values"]["joint_states_age_ms"] == pytest.approx(2000.0)
 
 
 def test_logging_is_throttled_per_kind():
