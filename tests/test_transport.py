@@ -67,3 +67,35 @@ def test_bench_dispatch_rejects_unknown_names_and_bad_options(capsys):
     assert "unknown benchmark 'nope'; known benchmarks: transport" in capsys.readouterr().err
     assert main(["bench", "transport", "--image-samples", "0"]) == 2
     assert "--image-samples must be >= 1" in capsys.readouterr().err
+
+
+_MAPS = """
+import rclpy
+rclpy.init()
+node = rclpy.create_node("profile_probe")
+node.create_publisher(__import__("std_msgs.msg").msg.String, "probe", 10)
+for line in open("/proc/self/maps"):
+    if "/dev/shm/fastrtps_" in line and "_port" not in line:
+        lo, hi = line.split()[0].split("-")
+        print("SEGMENT", int(hi, 16) - int(lo, 16))
+node.destroy_node()
+rclpy.shutdown()
+"""
+
+
+@pytest.mark.ros
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_fastdds_profile_loads_and_maps_a_16mb_segment(ros_env):
+    """Fast DDS falls back to its defaults with only a log line when the XML is bad; prove
+    that the shipped profile parses and its 16 MB shared-memory segment is really mapped."""
+    proc = subprocess.run([sys.executable, "-c", _MAPS], env=ros_env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "XMLPARSER" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+    sizes = [int(ln.split()[1]) for ln in proc.stdout.splitlines() if ln.startswith("SEGMENT")]
+    assert any(s >= 16 * 2**20 for s in sizes), sizes
+    default = {k: v for k, v in ros_env.items() if k != "FASTRTPS_DEFAULT_PROFILES_FILE"}
+    proc = subprocess.run([sys.executable, "-c", _MAPS], env=default, capture_output=True,
+                          text=True, timeout=60)
+    sizes = [int(ln.split()[1]) for ln in proc.stdout.splitlines() if ln.startswith("SEGMENT")]
+    assert sizes and max(sizes) < 16 * 2**20, sizes  # the probe can tell the difference

@@ -257,6 +257,16 @@ class _Proc:
         return self.popen.returncode
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the rosmind checkout when inside it (results get committed)."""
+    import rosmind
+
+    try:
+        return str(path.relative_to(Path(rosmind.__file__).resolve().parents[1]))
+    except ValueError:
+        return str(path)
+
+
 def _me(*args: str) -> list[str]:
     return [sys.executable, "-m", "rosmind_ros.bench_transport", *map(str, args)]
 
@@ -359,7 +369,7 @@ def run_main(a) -> int:
         "host": {"python": platform.python_version(), "machine": platform.machine(),
                  "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
         "rmw": env.get("RMW_IMPLEMENTATION"), "domain_id": domain,
-        "fastdds_profile": str(FASTDDS_PROFILE),
+        "fastdds_profile": _shown(FASTDDS_PROFILE),
         "discovery_range": env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"),
         "qos": "reliable, keep_last 10",
         "cases": cases, "policy": policy, "ratios": ratios,
