@@ -437,9 +437,9 @@ class _Parser:
 
     def do_include(self, body, scope, path, at):
         a = self.attrs(body, ("file", "arg"), ("file",), "include", at)
-        target = Path(self.subst(a["file"], scope, path, at))
-        if not target.is_absolute():
-            target = path.parent / target
+        # A relative path is relative to the working directory, as in ros2 launch; files
+        # next to this one are "$(dirname)/other.launch.yaml".
+        target = Path(self.subst(a["file"], scope, path, at)).absolute()
         inner = scope.child()
         for entry in a.get("arg") or []:
             e = self.attrs(entry, ("name", "value"), ("name", "value"), "include arg", at)
@@ -482,8 +482,7 @@ class _Parser:
         for p in self.entries(a, "param", at, what):
             if "from" in p:
                 self.attrs(p, ("from",), ("from",), f"{what} param", at)
-                f = Path(self.subst(p["from"], scope, path, at))
-                f = f if f.is_absolute() else path.parent / f
+                f = Path(self.subst(p["from"], scope, path, at)).absolute()  # cwd, as ros2 launch
                 if not f.is_file():
                     raise SpecError(f"{at}: {what}: parameter file {str(f)!r} does not exist")
                 params.append(("file", str(f), None))

@@ -98,8 +98,10 @@ class Supervisor:
         env.setdefault("PYTHONUNBUFFERED", "1")
         log = None
         if spec.output in ("log", "both"):
-            self.log_dir = self.log_dir or default_log_dir()
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+            if self.log_dir is None or not self.log_dir.is_dir():
+                self.log_dir = self.log_dir or default_log_dir()
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                self.say("launch", f"node output (output: log) goes to {self.log_dir}/")
             log = open(self.log_dir / f"{spec.label}.log", "a", encoding="utf-8")
         popen = subprocess.Popen(spec.argv(self.python), env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,

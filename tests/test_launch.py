@@ -114,7 +114,7 @@ def test_include_passes_args_and_param_files(tmp_path, pkgs):
         "sleeper", "$(var who)", "    param:\n    - {from: $(dirname)/params.yaml}\n"),
         "inner.launch.yaml")
     outer = write(tmp_path, "launch:\n- arg: {name: n, default: bob}\n- include:\n"
-                  "    file: inner.launch.yaml\n    arg: [{name: who, value: '$(var n)_2'}]\n")
+                  "    file: $(dirname)/inner.launch.yaml\n    arg: [{name: who, value: '$(var n)_2'}]\n")
     (node,) = load_launch(outer).nodes
     assert node.name == "bob_2"
     assert node.params == (("file", str((tmp_path / "params.yaml").resolve()), None),)
