@@ -11,9 +11,10 @@ toward the phase's Cartesian target at a bounded speed. Phases::
 
 Arm rows come from PyBullet's null-space IK, solved on a private DIRECT client that holds
 only a Panda (kinematics only; it never touches the sim's world), with the gripper pointing
-down and its fingers square to the cube. Every row moves each joint by at most
-``velocity_margin`` times its spec velocity limit per control period, so a safety node
-never has to clamp the expert.
+down and its fingers square to the cube. Rows track the IK solutions within
+``limit_margin`` times the spec's velocity and acceleration limits (per control period, with
+braking so a joint stops at its target), continuing from the last row that ran, so a safety
+node (``rosmind.safety``, which checks both) never has to clamp the expert.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class PickPlaceExpertConfig:
     tolerance: float = 0.008  # position error that ends a move
     open_width: float = 0.04  # per finger
     squeeze: float = 0.008  # close to this far inside the cube's half size (grip force)
-    velocity_margin: float = 0.9
+    limit_margin: float = 0.9  # fraction of the spec's velocity and acceleration limits
 
     def __post_init__(self):
         for n in ("speed", "slow_speed", "hover_height", "carry_height", "tolerance", "open_width"):
@@ -55,8 +56,8 @@ class PickPlaceExpertConfig:
                 raise SpecError(f"PickPlaceExpertConfig.{n}: must be positive, got {v!r}")
         if self.horizon < 1:
             raise SpecError(f"PickPlaceExpertConfig.horizon: must be >= 1, got {self.horizon}")
-        if not 0 < self.velocity_margin <= 1:
-            raise SpecError(f"PickPlaceExpertConfig.velocity_margin: in (0, 1], got {self.velocity_margin}")
+        if not 0 < self.limit_margin <= 1:
+            raise SpecError(f"PickPlaceExpertConfig.limit_margin: in (0, 1], got {self.limit_margin}")
 
 
 def _yaw(quat) -> float:
@@ -131,7 +132,9 @@ class PickPlaceExpert:
         self.config = config or PickPlaceExpertConfig()
         self.kin = PandaKinematics(self.spec)
         dt = self.spec.control_period
-        self.max_step = np.array(self.spec.limits("velocity")) * dt * self.config.velocity_margin
+        m = self.config.limit_margin
+        self.max_step = np.array(self.spec.limits("velocity")) * dt * m
+        self.max_dstep = np.array(self.spec.limits("acceleration")) * dt * dt * m
         self.lower = np.array(self.spec.limits("lower"))
         self.upper = np.array(self.spec.limits("upper"))
         self.reset()
@@ -145,6 +148,7 @@ class PickPlaceExpert:
         self.carry_xy = np.zeros(2)
         self._last_width: float | None = None
         self._last_cmd: np.ndarray | None = None  # last row of the previous plan that ran
+        self._last_step = np.zeros(8)  # and its per-tick step
         self._offset = np.zeros(3)  # cube centre minus grasp target, measured once lifted
 
     def _next_phase(self, q, ee, cube, goal) -> None:
@@ -208,6 +212,16 @@ class PickPlaceExpert:
             return ee[:3].copy(), c.slow_speed, c.open_width
         return np.array([ee[0], ee[1], c.carry_height]), c.speed, c.open_width
 
+    def _track(self, prev: np.ndarray, prev_step: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Per-tick step from ``prev`` toward ``target`` within the step (velocity) and
+        step-change (acceleration) bounds, slow enough to brake to a stop at the target."""
+        a, v = self.max_dstep, self.max_step
+        d = target - prev
+        # Fastest step from which steps shrinking by ``a`` each tick still stop within |d|.
+        brake = (np.sqrt(a * a + 8 * a * np.abs(d)) - a) / 2
+        step = np.clip(d, -np.minimum(v, brake), np.minimum(v, brake))
+        return np.clip(np.clip(step, prev_step - a, prev_step + a), -v, v)
+
     def act(self, obs: dict[str, np.ndarray], n_executed: int = 1) -> np.ndarray:
         """``obs``: one tick (``joint_pos`` [8], ``ee_pose`` [7], ``object_poses`` [N, 7],
         ``goal_pose`` [7]) -> ``[horizon, 8]`` absolute joint targets, row 0 for this tick.
@@ -225,19 +239,23 @@ class PickPlaceExpert:
         self._next_phase(q, ee, cube, goal)
         target, speed, width = self._target(ee, cube, goal)
         quat = p.getQuaternionFromEuler([math.pi, 0.0, self.grasp_yaw])
-        step = speed * self.spec.control_period
+        stride = speed * self.spec.control_period
         rows = np.empty((self.config.horizon, 8))
         # Paths start at the measured pose (closed loop); steps are limited against the last
         # command, which for the gripper differs from its position whenever it holds the cube.
         seed = q[:7].copy()
-        prev = q.copy() if self._last_cmd is None else self._last_cmd.copy()
+        start = q.copy() if self._last_cmd is None else self._last_cmd.copy()
+        prev, prev_step = start, self._last_step.copy()
         pos = ee[:3].copy()
         for k in range(self.config.horizon):
             delta = target - pos
             dist = np.linalg.norm(delta)
-            pos = target.copy() if dist <= step else pos + delta * (step / dist)
+            pos = target.copy() if dist <= stride else pos + delta * (stride / dist)
             seed = self.kin.ik(pos, quat, seed, rest_yaw=self.grasp_yaw)
-            row = np.clip(np.append(seed, width), prev - self.max_step, prev + self.max_step)
-            rows[k] = prev = np.clip(row, self.lower, self.upper)
-        self._last_cmd = rows[min(max(n_executed, 1), len(rows)) - 1].copy()
+            step = self._track(prev, prev_step, np.append(seed, width))
+            rows[k] = np.clip(prev + step, self.lower, self.upper)
+            prev_step, prev = rows[k] - prev, rows[k]
+        n = min(max(n_executed, 1), len(rows))
+        self._last_cmd = rows[n - 1].copy()
+        self._last_step = rows[n - 1] - (rows[n - 2] if n > 1 else start)
         return rows

@@ -94,19 +94,28 @@ def test_holding_still_times_out_without_success():
 
 
 @pytest.mark.sim
-def test_expert_succeeds_within_velocity_limits():
-    """The scripted expert solves >= 95% of seeds; no command step exceeds a velocity limit."""
+def test_expert_succeeds_within_velocity_and_acceleration_limits():
+    """The scripted expert solves >= 95% of seeds, and its commands (from the first measured
+    position, at rest) never exceed a joint's velocity or acceleration limit, so the safety
+    node has nothing to clamp."""
     policy = _build("expert")
     sim = make_sim("panda", "pick_place")
-    limit = np.array(sim.spec.limits("velocity")) * sim.spec.control_period
-    results, worst = [], 0.0
+    dt = sim.spec.control_period
+    v_max = np.array(sim.spec.limits("velocity")) * dt
+    a_max = np.array(sim.spec.limits("acceleration")) * dt * dt
+    results, worst_v, worst_a = [], 0.0, 0.0
     with sim:
         for seed in range(N_SEEDS):
-            actions = []
-            results.append(run_episode(sim, policy, seed, on_tick=lambda t, o, a, log=actions: log.append(a)))
-            steps = np.abs(np.diff(np.array(actions), axis=0)) / limit
-            worst = max(worst, float(steps.max()))
+            cmds = []
+            results.append(run_episode(
+                sim, policy, seed,
+                on_tick=lambda t, o, a, log=cmds: log.extend([o["joint_pos"], a] if t == 0 else [a])))
+            steps = np.diff(np.array(cmds), axis=0)
+            dsteps = np.diff(np.vstack([np.zeros(8), steps]), axis=0)
+            worst_v = max(worst_v, float((np.abs(steps) / v_max).max()))
+            worst_a = max(worst_a, float((np.abs(dsteps) / a_max).max()))
     rate = np.mean([r.success for r in results])
     assert rate >= 0.95, f"expert success {rate:.2f} on {N_SEEDS} seeds"
-    assert worst <= 1.0, f"a command step reached {worst:.2f}x a joint's velocity limit"
+    assert worst_v <= 1.0, f"a command step reached {worst_v:.2f}x a joint's velocity limit"
+    assert worst_a <= 1.0, f"a step change reached {worst_a:.2f}x a joint's acceleration limit"
     assert max(r.ticks for r in results if r.success) < 200
