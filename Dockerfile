@@ -13,7 +13,8 @@ FROM python:3.11-slim-bookworm
 
 # The CPU build of torch; PyPI's default Linux wheel pulls gigabytes of CUDA libraries.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG PIP_EXTRA_INDEX_URL=
+# Unset unless given; pip reads it from the environment of the RUN steps below.
+ARG PIP_EXTRA_INDEX_URL
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
