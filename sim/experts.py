@@ -94,6 +94,12 @@ class PandaKinematics:
             finally:
                 self.cid = None
 
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown may have torn pybullet down already
+            pass
+
     def _set(self, q_arm: np.ndarray) -> None:
         for i, q in enumerate(q_arm):
             p.resetJointState(self.body, i, float(q), 0.0, physicsClientId=self.cid)

@@ -76,6 +76,13 @@ class BulletRobot(SimRobot):
         self.world.disconnect()
         self._built = False
 
+    def __del__(self):
+        # A forgotten sim must not keep its physics client (and its memory) alive.
+        try:
+            self.disconnect()
+        except Exception:  # interpreter shutdown may have torn pybullet down already
+            pass
+
     def _load_robot(self) -> int:
         raise NotImplementedError
 
