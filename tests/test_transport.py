@@ -62,9 +62,12 @@ def test_transport_bench_writes_positive_finite_results(tmp_path, ros_domain):
 @pytest.mark.unit
 def test_bench_dispatch_rejects_unknown_names_and_bad_options(capsys):
     from rosmind.cli import main
+    from rosmind.commands.bench import BENCHMARKS
 
     assert main(["bench", "nope"]) == 2
-    assert "unknown benchmark 'nope'; known benchmarks: transport" in capsys.readouterr().err
+    known = ", ".join(sorted(BENCHMARKS))
+    assert f"unknown benchmark 'nope'; known benchmarks: {known}" in capsys.readouterr().err
+    assert "transport" in BENCHMARKS
     assert main(["bench", "transport", "--image-samples", "0"]) == 2
     assert "--image-samples must be >= 1" in capsys.readouterr().err
 
