@@ -11,6 +11,11 @@ import pytest
 
 from rosmind.ros_env import ros_environ
 
+# Two cores run the suite, and ROS tests run several node processes at once: one intra-op
+# thread per process avoids OpenMP oversubscription (seen here: 2 threads under load made a
+# DDIM step 50x slower). Set before torch is imported; node subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 _LOCK_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "rosmind-domains"
 

@@ -14,6 +14,7 @@ from rosmind.errors import UnknownNameError
 
 BENCHMARKS: dict[str, str] = {
     "transport": "rosmind.bench.transport",
+    "inference": "rosmind.bench.inference",
 }
 ACCEPTS_EXTRA = True
 
