@@ -72,5 +72,5 @@ class Registry:
 
 ROBOTS = Registry("robot", ("rosmind.sim.robots",))
 TASKS = Registry("task", ("rosmind.sim.tasks",))
-POLICIES = Registry("policy", ("rosmind.policies.expert", "rosmind.policies.instant"))
+POLICIES = Registry("policy", ("rosmind.policies.expert", "rosmind.policies.instant", "rosmind.policies.diffusion"))
 DEVICES = Registry("teleop device", ())

@@ -1,0 +1,92 @@
+"""DiffusionConfig: the single source of truth of the Diffusion Policy family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rosmind.errors import SpecError
+from rosmind.policy import PolicyConfig
+
+from .schedulers import BETA_SCHEDULES, PREDICTION_TYPES, SCHEDULERS
+
+# Per-step shapes of the pick_place observation keys on the Panda (8 joints incl. gripper).
+PICK_PLACE_SHAPES: dict[str, tuple[int, ...]] = {
+    "joint_pos": (8,), "ee_pose": (7,), "object_poses": (1, 7), "goal_pose": (7,),
+}
+
+
+@dataclass
+class DiffusionConfig(PolicyConfig):
+    """CNN-based Diffusion Policy (Chi et al. 2023) with DDPM training and DDIM sampling.
+
+    ``obs_shapes`` (per-step shape of each obs key) and ``action_dim`` are filled in from the
+    dataset by the training loop; the defaults are the Panda pick_place state keys. Keys named
+    ``camera/<name>/rgb`` (shape ``[H, W, 3]``) go through a CNN encoder.
+    """
+
+    obs_keys: tuple[str, ...] = ("joint_pos", "ee_pose", "object_poses", "goal_pose")
+    n_obs_steps: int = 2
+    horizon: int = 16
+    n_action_steps: int = 8
+    obs_shapes: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(PICK_PLACE_SHAPES))
+    action_dim: int = 8
+    num_train_timesteps: int = 100
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "epsilon"
+    clip_sample: bool = True
+    sampler: str = "ddim"
+    num_inference_steps: int = 10
+    down_dims: tuple[int, ...] = (64, 128, 256)
+    step_embed_dim: int = 64
+    kernel_size: int = 5
+    n_groups: int = 8
+    image_feature_dim: int = 64
+    image_channels: tuple[int, ...] = (32, 64, 128)
+    image_crop_ratio: float = 0.9
+    seed: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        name = type(self).__name__
+        self.down_dims = tuple(int(d) for d in self.down_dims)
+        self.image_channels = tuple(int(c) for c in self.image_channels)
+        self.obs_shapes = {k: tuple(int(s) for s in v) for k, v in self.obs_shapes.items()}
+
+        def bad(fld: str, msg: str) -> SpecError:
+            return SpecError(f"{name}.{fld}: {msg}")
+
+        if not self.obs_keys:
+            raise bad("obs_keys", "needs at least one observation key")
+        missing = [k for k in self.obs_keys if k not in self.obs_shapes]
+        if missing:
+            raise bad("obs_shapes", f"no shape for obs key(s) {missing}; has {sorted(self.obs_shapes)}")
+        for k in self.obs_keys:
+            if k.startswith("camera/") and (len(self.obs_shapes[k]) != 3 or self.obs_shapes[k][2] != 3):
+                raise bad("obs_shapes", f"camera key {k!r} needs [H, W, 3], got {list(self.obs_shapes[k])}")
+        if self.action_dim < 1:
+            raise bad("action_dim", f"must be >= 1, got {self.action_dim}")
+        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
+            raise bad("horizon", f"must cover n_obs_steps-1 + n_action_steps = "
+                                 f"{self.n_obs_steps - 1 + self.n_action_steps}, got {self.horizon}")
+        if not self.down_dims:
+            raise bad("down_dims", "needs at least one level")
+        mult = 2 ** (len(self.down_dims) - 1)
+        if self.horizon % mult:
+            raise bad("horizon", f"must be divisible by {mult} (2^(levels-1) for down_dims "
+                                 f"{list(self.down_dims)}), got {self.horizon}")
+        for d in self.down_dims:
+            if d % self.n_groups:
+                raise bad("down_dims", f"every entry must be divisible by n_groups={self.n_groups}, got {d}")
+        if self.sampler not in SCHEDULERS:
+            raise bad("sampler", f"expected one of {sorted(SCHEDULERS)}, got {self.sampler!r}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise bad("beta_schedule", f"expected one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise bad("prediction_type", f"expected one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
+            raise bad("num_inference_steps", f"must be in [1, num_train_timesteps={self.num_train_timesteps}], "
+                                             f"got {self.num_inference_steps}")
+        if self.step_embed_dim % 2 or self.step_embed_dim < 4:
+            raise bad("step_embed_dim", f"must be even and >= 4, got {self.step_embed_dim}")
+        if not 0.1 <= self.image_crop_ratio <= 1.0:
+            raise bad("image_crop_ratio", f"must be in [0.1, 1], got {self.image_crop_ratio}")

@@ -1,0 +1,150 @@
+"""Diffusion Policy (Chi et al. 2023): DDPM training, DDIM sampling, action chunks.
+
+Training (``compute_loss``): normalize actions to [-1, 1], pick ``t ~ U[0, T)`` and Gaussian
+noise, noise the whole ``horizon``-step action window, and regress the noise (or the clean
+sample) from ``(noisy window, t, obs features)`` with the FiLM UNet.
+
+Inference (``infer``): start from N(0, I) over ``[horizon, Da]`` drawn from the policy's own
+``torch.Generator``, denoise with ``num_inference_steps`` DDIM (or DDPM) steps, unnormalize,
+and return the ``n_action_steps`` rows starting at the newest observation (index
+``n_obs_steps - 1``): row 0 is the command for the newest observation's tick. A chunk executor
+runs them and asks again (receding horizon).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rosmind.dataset import is_image_key
+from rosmind.errors import UserError
+
+from .config import DiffusionConfig
+from .encoders import ObsEncoder
+from .schedulers import SCHEDULERS, DDPMScheduler
+from .unet import ConditionalUnet1D
+
+
+class DiffusionPolicy(nn.Module):
+    """``infer({key: [To, *shape]}) -> {"action": [n_action_steps, action_dim]}`` (float32,
+    absolute joint targets); ``infer_batch({key: [B, To, *shape]}) -> {"action": [B, Ta, Da]}``.
+    """
+
+    family = "diffusion"
+
+    def __init__(self, config: DiffusionConfig | None = None):
+        super().__init__()
+        cfg = config or DiffusionConfig()
+        self.config = cfg
+        low_dim = {k: cfg.obs_shapes[k] for k in cfg.obs_keys if not is_image_key(k)}
+        from rosmind.policies.normalizer import Normalizer
+
+        self.normalizer = Normalizer({**low_dim, "action": (cfg.action_dim,)})
+        self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes, cfg.image_feature_dim,
+                                      cfg.image_channels, cfg.image_crop_ratio)
+        self.unet = ConditionalUnet1D(cfg.action_dim, self.obs_encoder.out_per_step * cfg.n_obs_steps,
+                                      cfg.down_dims, cfg.step_embed_dim, cfg.kernel_size, cfg.n_groups)
+        sched = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                     prediction_type=cfg.prediction_type, clip_sample=cfg.clip_sample)
+        self.noise_scheduler = DDPMScheduler(**sched)
+        self.sampler = SCHEDULERS[cfg.sampler](**sched)
+        self.sampler.set_timesteps(cfg.num_inference_steps)
+        self._generator = torch.Generator().manual_seed(cfg.seed)
+        self.eval()
+
+    def reset(self) -> None:
+        """Reseed the sampling noise: after ``reset()`` the same observations give the same chunk."""
+        self._generator.manual_seed(self.config.seed)
+
+    def set_sampler(self, sampler: str, num_inference_steps: int) -> None:
+        """Switch the sampler (``"ddim"``/``"ddpm"``) and step count without retraining."""
+        cfg = self.config
+        self.sampler = SCHEDULERS[sampler](cfg.num_train_timesteps, cfg.beta_schedule,
+                                           cfg.prediction_type, cfg.clip_sample)
+        self.sampler.set_timesteps(num_inference_steps)
+
+    def fit_normalizer(self, stats: dict[str, dict[str, np.ndarray]]) -> None:
+        """``stats[key] = {"min", "max"}`` per element, for every low-dim obs key and ``action``."""
+        self.normalizer.fit(stats)
+
+    def normalization_stats(self) -> dict:
+        return self.normalizer.stats()
+
+    def _encode(self, obs: dict[str, torch.Tensor], augment: bool) -> torch.Tensor:
+        """``{key: [B, >=To, *shape]}`` -> global condition ``[B, To * features]``."""
+        to = self.config.n_obs_steps
+        normed = {}
+        for k in self.config.obs_keys:
+            x = obs[k][:, :to]
+            if not is_image_key(k):
+                shape = self.config.obs_shapes[k]
+                x = self.normalizer.normalize(k, x.reshape(*x.shape[:2], *shape).float())
+            normed[k] = x
+        return self.obs_encoder(normed, augment)
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``batch``: obs keys ``[B, To, *shape]``, ``action [B, horizon, Da]`` -> scalar MSE."""
+        cond = self._encode(batch, augment=self.training)
+        x0 = self.normalizer.normalize("action", batch["action"].float())
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        pred = self.unet(self.noise_scheduler.add_noise(x0, noise, t), t, cond)
+        target = noise if self.config.prediction_type == "epsilon" else x0
+        return F.mse_loss(pred, target)
+
+    @torch.inference_mode()
+    def sample(self, cond: torch.Tensor) -> torch.Tensor:
+        """Denoise ``[B, horizon, Da]`` from N(0, I) given ``cond [B, Dg]``; normalized units."""
+        cfg = self.config
+        x = torch.randn((cond.shape[0], cfg.horizon, cfg.action_dim), generator=self._generator)
+        for t in self.sampler.timesteps:
+            eps = self.unet(x, t.expand(cond.shape[0]), cond)
+            x = self.sampler.step(eps, int(t), x, generator=self._generator)
+        return x
+
+    def _obs_tensors(self, obs: dict[str, np.ndarray], batched: bool) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        out = {}
+        for k in cfg.obs_keys:
+            if k not in obs:
+                raise UserError(f"diffusion policy: observation lacks key {k!r}; got {sorted(obs)}")
+            a = np.asarray(obs[k])
+            if not batched:
+                a = a[None]
+            shape = cfg.obs_shapes[k]
+            per_step = math.prod(shape)
+            if a.ndim < 2 or a.shape[1] < 1 or math.prod(a.shape[2:]) != per_step:
+                want = "[B, To, " if batched else "[To, "
+                raise UserError(f"diffusion policy: observation {k!r} has shape {list(np.shape(obs[k]))}, "
+                                f"expected {want}{', '.join(map(str, shape))}]")
+            if not is_image_key(k) and not np.all(np.isfinite(a)):
+                raise UserError(f"diffusion policy: observation {k!r} contains NaN or inf")
+            to = cfg.n_obs_steps
+            a = a[:, -to:]
+            if a.shape[1] < to:  # too few steps yet (start of episode): repeat the oldest
+                a = np.concatenate([np.repeat(a[:, :1], to - a.shape[1], axis=1), a], axis=1)
+            t = torch.from_numpy(np.ascontiguousarray(a))
+            out[k] = t if is_image_key(k) else t.float().reshape(a.shape[0], to, *shape)
+        return out
+
+    def infer_batch(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{key: [B, To, *shape]}`` -> ``{"action": [B, n_action_steps, action_dim]}``."""
+        cfg = self.config
+        with torch.inference_mode():
+            cond = self._encode(self._obs_tensors(obs, batched=True), augment=False)
+            actions = self.normalizer.unnormalize("action", self.sample(cond))
+        start = cfg.n_obs_steps - 1
+        return {"action": actions[:, start:start + cfg.n_action_steps].numpy().astype(np.float32)}
+
+    def infer(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{key: [To, *shape]}`` (oldest first) -> ``{"action": [n_action_steps, action_dim]}``."""
+        cfg = self.config
+        with torch.inference_mode():
+            cond = self._encode(self._obs_tensors(obs, batched=False), augment=False)
+            actions = self.normalizer.unnormalize("action", self.sample(cond))[0]
+        start = cfg.n_obs_steps - 1
+        return {"action": actions[start:start + cfg.n_action_steps].numpy().astype(np.float32)}

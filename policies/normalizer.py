@@ -1,0 +1,65 @@
+"""Min-max normalizer living inside a policy (saved with its weights as buffers).
+
+Each low-dimensional key is mapped element-wise from ``[min, max]`` (fitted on the dataset)
+to ``[-1, 1]``, as in diffusion_policy's ``LinearNormalizer(mode="limits")``. Elements whose
+range is below ``range_eps`` (a constant joint, a fixed goal) map to 0 instead of dividing by
+~0. An unfitted normalizer is the identity (min -1, max 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _safe(key: str) -> str:
+    return key.replace("/", "__").replace(".", "_")
+
+
+class Normalizer(nn.Module):
+    """``normalize(key, x[..., *shape])`` / ``unnormalize``; ``shapes`` fixes keys and shapes."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], range_eps: float = 1e-4):
+        super().__init__()
+        self.keys = tuple(shapes)
+        self.shapes = {k: tuple(s) for k, s in shapes.items()}
+        self.range_eps = range_eps
+        for k, s in self.shapes.items():
+            self.register_buffer(f"{_safe(k)}_min", -torch.ones(s))
+            self.register_buffer(f"{_safe(k)}_max", torch.ones(s))
+
+    def bounds(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"{_safe(key)}_min"), getattr(self, f"{_safe(key)}_max")
+
+    def fit(self, stats: dict[str, dict[str, np.ndarray]]) -> None:
+        """``stats[key] = {"min": [*shape], "max": [*shape]}`` for every key of this normalizer."""
+        for k in self.keys:
+            if k not in stats:
+                raise KeyError(f"normalizer stats lack key {k!r}; have {sorted(stats)}")
+            lo, hi = self.bounds(k)
+            for buf, name in ((lo, "min"), (hi, "max")):
+                v = torch.as_tensor(np.asarray(stats[k][name]), dtype=torch.float32).reshape(self.shapes[k])
+                if not torch.isfinite(v).all():
+                    raise ValueError(f"normalizer stats for {k!r} ({name}) are not finite")
+                buf.copy_(v)
+
+    def _scale_offset(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = self.bounds(key)
+        rng = hi - lo
+        flat = rng < self.range_eps
+        scale = torch.where(flat, torch.ones_like(rng), 2.0 / torch.where(flat, torch.ones_like(rng), rng))
+        offset = torch.where(flat, -lo, -1.0 - scale * lo)
+        return scale, offset
+
+    def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        scale, offset = self._scale_offset(key)
+        return x * scale + offset
+
+    def unnormalize(self, key: str, y: torch.Tensor) -> torch.Tensor:
+        scale, offset = self._scale_offset(key)
+        return (y - offset) / scale
+
+    def stats(self) -> dict[str, dict[str, list]]:
+        """JSON-ready ``{key: {"min": [...], "max": [...]}}`` (for the checkpoint manifest)."""
+        return {k: {"min": self.bounds(k)[0].tolist(), "max": self.bounds(k)[1].tolist()} for k in self.keys}

@@ -1,0 +1,122 @@
+"""Named training presets (Python objects, not YAML) and ``key=value`` overrides.
+
+A preset fixes some ``TrainConfig`` fields and some fields of the policy family's config::
+
+    rosmind train --policy diffusion --dataset data/pp.zarr --out runs/pp --preset pick_place_state \\
+        train.steps=2000 policy.horizon=16
+
+Override values are parsed as JSON (numbers, true/false, lists), else taken as a string, and
+type-checked against the dataclass field; unknown presets or keys raise ``UserError`` listing
+the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from rosmind.checkpoint import coerce
+from rosmind.errors import SpecError, UnknownNameError, UserError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    train: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+    families: tuple[str, ...] = ()  # empty: any family
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(p: Preset) -> Preset:
+    if p.name in PRESETS:
+        raise ValueError(f"preset {p.name!r} registered twice")
+    PRESETS[p.name] = p
+    return p
+
+
+register_preset(Preset(
+    "pick_place_state", "Panda pick_place from joint/EE/object/goal state (diffusion_policy low-dim recipe)",
+    train=dict(steps=30000, batch_size=64, lr=1e-4, warmup_steps=500, checkpoint_every=2000, val_every=2000),
+    policy=dict(obs_keys=["joint_pos", "ee_pose", "object_poses", "goal_pose"], n_obs_steps=2, horizon=16,
+                n_action_steps=8),
+    families=("diffusion",)))
+register_preset(Preset(
+    "pick_place_image", "Panda pick_place from joint state and the wrist camera",
+    train=dict(steps=30000, batch_size=64, lr=1e-4, warmup_steps=500, checkpoint_every=2000, val_every=2000,
+               num_workers=2),
+    policy=dict(obs_keys=["joint_pos", "camera/wrist/rgb"], n_obs_steps=2, horizon=16, n_action_steps=8),
+    families=("diffusion",)))
+register_preset(Preset(
+    "tiny", "seconds-long smoke runs for tests: a few steps of a very small model",
+    train=dict(steps=30, batch_size=16, lr=1e-3, warmup_steps=2, checkpoint_every=10, log_every=5,
+               val_every=0, progress=False),
+    policy=dict(horizon=8, n_action_steps=4, n_obs_steps=2, down_dims=[16, 32], step_embed_dim=16,
+                n_groups=4, num_inference_steps=4, image_feature_dim=16, image_channels=[8, 16])))
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UnknownNameError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
+def parse_value(text: str, tp: Any) -> Any:
+    if tp is str:
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(cls: type, base: dict[str, Any], overrides: dict[str, str], section: str) -> dict[str, Any]:
+    """Merge ``field -> text`` overrides into ``base`` after checking each against ``cls``."""
+    hints = typing.get_type_hints(cls)
+    names = sorted(f.name for f in dataclasses.fields(cls) if f.init)
+    out = dict(base)
+    for key, text in overrides.items():
+        if key not in hints or key not in names:
+            raise UserError(f"unknown override key {section}.{key}; valid {section}.* keys: {', '.join(names)}")
+        try:
+            out[key] = coerce(parse_value(text, hints[key]), hints[key], f"{section}.{key}")
+        except SpecError as e:
+            raise UserError(f"override {section}.{key}={text}: {e}") from None
+    return out
+
+
+def split_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """``["train.steps=5", "policy.horizon=8"]`` -> ``{"train": {...}, "policy": {...}}``."""
+    out: dict[str, dict[str, str]] = {"train": {}, "policy": {}}
+    for item in items:
+        key, eq, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not eq or not dot or section not in out or not name:
+            raise UserError(f"override {item!r}: expected train.<field>=<value> or policy.<field>=<value>")
+        out[section][name] = value
+    return out
+
+
+def build_configs(family_config: type, train_config: type, preset: str | None,
+                  overrides: list[str], family: str) -> tuple[Any, Any]:
+    """(policy config, train config) from defaults <- preset <- ``key=value`` overrides."""
+    p = get_preset(preset) if preset else Preset("default", "")
+    if p.families and family not in p.families:
+        raise UserError(f"preset {p.name!r} is for {', '.join(p.families)}, not {family!r}")
+    ov = split_overrides(overrides)
+    policy_kw = {k: v for k, v in p.policy.items()
+                 if k in {f.name for f in dataclasses.fields(family_config)}}
+    policy_kw = {k: coerce(v, typing.get_type_hints(family_config)[k], f"preset {p.name}.policy.{k}")
+                 for k, v in policy_kw.items()}
+    policy_kw = apply_overrides(family_config, policy_kw, ov["policy"], "policy")
+    train_kw = apply_overrides(train_config, dict(p.train), ov["train"], "train")
+    try:
+        return family_config(**policy_kw), train_config(**train_kw)
+    except SpecError as e:
+        raise UserError(str(e)) from None
