@@ -8,9 +8,15 @@ loop:
   ``<= t``, holding the last point past the end (None before its first point); for a position
   command it is that command.
 - lockstep: ``open_tick(t)`` after publishing tick ``t``'s observation, then
-  ``wait(timeout)`` -> the command for that tick: a trajectory stamped ``t`` (its point at
-  ``t``, i.e. ``points[0]``) or any position command received after ``open_tick``; None on
-  timeout (the caller holds its last setpoint and counts a missed command).
+  ``wait(timeout, grace)`` -> ``(kind, q)``, the answer for that tick:
+  ``("command", q)`` a trajectory stamped ``t`` (its point at ``t``, i.e. ``points[0]``) or
+  any position command received after ``open_tick``; ``("hold", None)`` an empty trajectory
+  stamped ``t``; ``("rejected", None)`` the command for ``t`` was seen upstream of safety
+  (``note_upstream``) but nothing came through within ``grace`` seconds; ``("timeout",
+  None)`` nothing within ``timeout``. The caller holds its last setpoint unless ``q``.
+
+An empty trajectory means "hold" as in ros2_control's joint_trajectory_controller: it also
+cancels the current plan in real time.
 
 Stamps are float seconds; two stamps within ``STAMP_EPS`` are the same tick.
 """
@@ -36,14 +42,18 @@ class CommandMailbox:
         self._position: np.ndarray | None = None
         self._newest = ""  # "trajectory" | "position": the kind received last
         self._open: float | None = None
-        self._tick_cmd: np.ndarray | None = None
+        self._answer: tuple[str, np.ndarray | None] | None = None
+        self._upstream_at: float | None = None  # monotonic time the open tick's command was seen upstream
         self.received = 0
 
     def clear(self) -> None:
         """Forget every command (new episode: the old plan must not drive the new scene)."""
         with self._cond:
             self._traj, self._position, self._newest = None, None, ""
-            self._open, self._tick_cmd = None, None
+            self._open, self._answer, self._upstream_at = None, None, None
+
+    def _is_open(self, stamp: float) -> bool:
+        return self._open is not None and abs(stamp - self._open) <= STAMP_EPS
 
     @staticmethod
     def _point_at(traj: tuple[float, np.ndarray, np.ndarray], t: float) -> np.ndarray | None:
@@ -56,14 +66,27 @@ class CommandMailbox:
         times = np.asarray(times, dtype=np.float64)
         positions = np.asarray(positions, dtype=np.float64).reshape(len(times), self.dof)
         with self._cond:
+            self.received += 1
+            if not len(times):  # hold: cancel the plan, keep the current setpoint
+                self._traj, self._position, self._newest = None, None, ""
+                if self._is_open(stamp):
+                    self._answer = ("hold", None)
+                    self._cond.notify_all()
+                return
             self._traj = (float(stamp), times, positions)
             self._newest = "trajectory"
-            self.received += 1
-            if self._open is not None and abs(stamp - self._open) <= STAMP_EPS and len(times):
+            if self._is_open(stamp):
                 q = self._point_at(self._traj, self._open)
                 if q is not None:
-                    self._tick_cmd = q
+                    self._answer = ("command", q)
                     self._cond.notify_all()
+
+    def note_upstream(self, stamp: float) -> None:
+        """A command stamped ``stamp`` was seen on its way to safety (lockstep bookkeeping)."""
+        with self._cond:
+            if self._is_open(stamp) and self._upstream_at is None:
+                self._upstream_at = time.monotonic()
+                self._cond.notify_all()
 
     def put_position(self, positions: np.ndarray) -> None:
         q = np.asarray(positions, dtype=np.float64).reshape(self.dof)
@@ -72,7 +95,7 @@ class CommandMailbox:
             self._newest = "position"
             self.received += 1
             if self._open is not None:
-                self._tick_cmd = q.copy()
+                self._answer = ("command", q.copy())
                 self._cond.notify_all()
 
     def setpoint_at(self, t: float) -> np.ndarray | None:
@@ -85,20 +108,25 @@ class CommandMailbox:
 
     def open_tick(self, t: float) -> None:
         with self._cond:
-            self._open, self._tick_cmd = float(t), None
+            self._open, self._answer, self._upstream_at = float(t), None, None
 
-    def wait(self, timeout: float) -> np.ndarray | None:
-        """Block until the command of the open tick arrives (or ``timeout`` seconds pass)."""
+    def wait(self, timeout: float, grace: float | None = None) -> tuple[str, np.ndarray | None]:
+        """Block until the open tick is answered, or ``timeout`` seconds pass (see module doc)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._tick_cmd is None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._cond.wait(left):
-                    break
-            q, self._tick_cmd = self._tick_cmd, None
-            if q is not None:
-                self._open = None
-            return q
+            while self._answer is None:
+                now = time.monotonic()
+                end = deadline
+                if grace is not None and self._upstream_at is not None:
+                    if now >= self._upstream_at + grace:
+                        return ("rejected", None)
+                    end = min(end, self._upstream_at + grace)
+                if now >= deadline:
+                    return ("timeout", None)
+                self._cond.wait(end - now)
+            answer, self._answer = self._answer, None
+            self._open, self._upstream_at = None, None
+            return answer
 
 
 @dataclass
@@ -109,8 +137,9 @@ class EpisodeResult:
     ticks: int
     sim_time: float
     wall_s: float
-    missed_commands: int = 0
-    late_ticks: int = 0
+    missed_commands: int = 0  # lockstep: no answer within the timeout
+    late_ticks: int = 0  # realtime: a tick that overran its period
+    safety_holds: int = 0  # lockstep: safety refused the tick's command (robot held)
     ended_by: str = "done"  # done | reset
 
 
@@ -138,6 +167,7 @@ class EpisodeLog:
             "ticks_per_s": ticks / wall if wall > 0 else 0.0,
             "missed_commands": sum(e.missed_commands for e in self.episodes),
             "late_ticks": sum(e.late_ticks for e in self.episodes),
+            "safety_holds": sum(e.safety_holds for e in self.episodes),
         }
 
     def to_dict(self) -> dict:

@@ -47,19 +47,45 @@ def test_lockstep_takes_only_the_trajectory_stamped_for_the_open_tick():
     mb = CommandMailbox(dof=2)
     mb.open_tick(2.0)
     mb.put_trajectory(1.95, *_traj(3))                  # the previous tick's plan: not it
-    assert mb.wait(0.01) is None
+    assert mb.wait(0.01) == ("timeout", None)
     mb.put_trajectory(2.0, *_traj(3, base=5))
-    np.testing.assert_array_equal(mb.wait(0.01), [5, 5])  # points[0]
-    assert mb.wait(0.01) is None                        # consumed; the gate is closed
+    kind, q = mb.wait(0.01)
+    assert kind == "command"
+    np.testing.assert_array_equal(q, [5, 5])            # points[0]
+    assert mb.wait(0.01) == ("timeout", None)           # consumed; the gate is closed
 
 
 def test_lockstep_position_command_after_open_counts_and_wait_wakes_up():
     mb = CommandMailbox(dof=2)
     mb.put_position(np.array([1.0, 1.0]))               # before the tick opened: ignored
     mb.open_tick(0.5)
-    assert mb.wait(0.01) is None
+    assert mb.wait(0.01)[0] == "timeout"
     threading.Timer(0.05, mb.put_position, args=(np.array([3.0, 4.0]),)).start()
-    np.testing.assert_array_equal(mb.wait(5.0), [3, 4])
+    kind, q = mb.wait(5.0)
+    assert kind == "command"
+    np.testing.assert_array_equal(q, [3, 4])
+
+
+def test_empty_trajectory_answers_hold_and_cancels_the_plan():
+    mb = CommandMailbox(dof=2)
+    mb.put_trajectory(0.0, *_traj(4))
+    mb.open_tick(0.1)
+    mb.put_trajectory(0.1, np.zeros(0), np.zeros((0, 2)))
+    assert mb.wait(0.01) == ("hold", None)
+    assert mb.setpoint_at(0.1) is None                  # real time: keep the current setpoint
+
+
+def test_command_seen_upstream_but_refused_by_safety_ends_the_wait_after_grace():
+    mb = CommandMailbox(dof=2)
+    mb.open_tick(1.0)
+    mb.note_upstream(0.95)                              # another tick's: no effect
+    assert mb.wait(0.05, grace=0.0)[0] == "timeout"
+    mb.note_upstream(1.0)
+    assert mb.wait(5.0, grace=0.05) == ("rejected", None)
+    mb.open_tick(1.05)
+    mb.note_upstream(1.05)
+    threading.Timer(0.01, mb.put_trajectory, args=(1.05, *_traj(2))).start()
+    assert mb.wait(5.0, grace=2.0)[0] == "command"      # safety passed it within the grace
 
 
 def test_results_file_and_episode_line(tmp_path):

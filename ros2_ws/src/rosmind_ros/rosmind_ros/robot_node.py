@@ -56,12 +56,16 @@ class RobotNodeConfig:
     cameras: bool = True  # rendering costs ~14 ms a frame; tests turn it off
     lockstep_timeout_s: float = 10.0  # wall seconds to wait for a tick's command (slow policies)
     lockstep_retry_s: float = 0.5  # re-publish the tick this often while waiting (discovery races)
+    # Lockstep: a command for the tick seen here that does not come through safety within
+    # lockstep_grace_s was refused by safety: hold at once instead of waiting for the timeout.
+    lockstep_upstream: str = "safety/joint_trajectory"  # "" = no such shortcut
+    lockstep_grace_s: float = 0.5
     policy_wait_s: float = 10.0  # wait this long for policy/reset before the first episode
     results: str = ""  # JSON path written after the last episode
     diagnostics_period_s: float = 1.0
 
     def __post_init__(self):
-        for name in ("lockstep_timeout_s", "lockstep_retry_s", "diagnostics_period_s"):
+        for name in ("lockstep_timeout_s", "lockstep_retry_s", "lockstep_grace_s", "diagnostics_period_s"):
             if not getattr(self, name) > 0:
                 raise SpecError(f"RobotNodeConfig.{name}: must be > 0, got {getattr(self, name)}")
         if self.episodes < 0 or self.policy_wait_s < 0:
@@ -100,6 +104,9 @@ class RobotNode(Node):
         self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, 10)
         self.create_subscription(Float64MultiArray, "forward_position_controller/commands",
                                  self._on_commands, 10)
+        if cfg.mode == "lockstep" and cfg.lockstep_upstream:
+            self.create_subscription(JointTrajectory, cfg.lockstep_upstream,
+                                     lambda m: self.mailbox.note_upstream(cv.to_sec(m.header.stamp)), 10)
         self.create_service(Trigger, "reset", self._on_reset)
         # A service client on its own node and single-threaded executor: calls from the loop
         # thread then never wait on this node's executor.
@@ -122,6 +129,9 @@ class RobotNode(Node):
         self.get_logger().error(f"rejected command: {why}", throttle_duration_sec=1.0)
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
+        if not msg.points:  # ros2_control convention: an empty trajectory means hold
+            stamp = cv.to_sec(msg.header.stamp)
+            return self.mailbox.put_trajectory(stamp, np.zeros(0), np.zeros((0, self.spec.dof)))
         if sorted(msg.joint_names) != sorted(self.spec.joint_names):
             return self._reject(f"joint_trajectory joint_names {list(msg.joint_names)} do not match "
                                 f"robot {self.spec.name!r} joints {self.spec.joint_names}")
@@ -129,8 +139,8 @@ class RobotNode(Node):
             pos, times = cv.joint_trajectory_to_numpy(msg, self.spec.joint_names)
         except (KeyError, ValueError) as e:
             return self._reject(f"joint_trajectory: {e}")
-        if not len(times) or not np.all(np.isfinite(pos)) or np.any(np.diff(times) < 0):
-            return self._reject("joint_trajectory: empty, non-finite, or times not increasing")
+        if not np.all(np.isfinite(pos)) or np.any(np.diff(times) < 0):
+            return self._reject("joint_trajectory: non-finite positions or times not increasing")
         self.mailbox.put_trajectory(cv.to_sec(msg.header.stamp), times, pos)
 
     def _on_commands(self, msg: Float64MultiArray) -> None:
@@ -191,24 +201,27 @@ class RobotNode(Node):
             p.publish(m)
         return out
 
-    def _lockstep_command(self, sent: list) -> np.ndarray | None:
+    def _lockstep_command(self, sent: list) -> tuple[str, np.ndarray | None]:
+        """The open tick's answer (``rosmind.bridge.CommandMailbox.wait``), re-sending the tick
+        every ``lockstep_retry_s`` meanwhile."""
         deadline = time.monotonic() + self.cfg.lockstep_timeout_s
+        grace = self.cfg.lockstep_grace_s if self.cfg.lockstep_upstream else None
         while not self._stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
-                return None
-            q = self.mailbox.wait(min(left, self.cfg.lockstep_retry_s))
-            if q is not None:
-                return q
+                break
+            kind, q = self.mailbox.wait(min(left, self.cfg.lockstep_retry_s), grace)
+            if kind != "timeout":
+                return kind, q
             for p, m in sent:  # a subscriber matched after the first send gets the tick now
                 p.publish(m)
-        return None
+        return "timeout", None
 
     def _episode(self, index: int, seed: int) -> EpisodeResult:
         obs = self.sim.reset(seed)
         self.mailbox.clear()
         self._reset_requested.clear()
-        ticks = missed = late = 0
+        ticks = missed = late = holds = 0
         wall0 = time.monotonic()
         anchor = wall0  # realtime: wall time of tick 0 of this episode (re-anchored when late)
         while not self._stop.is_set():
@@ -218,8 +231,9 @@ class RobotNode(Node):
             sent = self._publish_tick(obs, t, ticks)
             if self.cfg.mode == "lockstep":
                 self.mailbox.open_tick(t)
-                q = self._lockstep_command(sent)
-                missed += q is None
+                kind, q = self._lockstep_command(sent)
+                missed += kind == "timeout"
+                holds += kind in ("hold", "rejected")
             else:
                 q = self.mailbox.setpoint_at(t)
             if q is not None:
@@ -235,22 +249,22 @@ class RobotNode(Node):
                 else:
                     late += 1
                     anchor = time.monotonic() - ticks * self.dt
-            self._diagnostics(t, missed, late)
+            self._diagnostics(t, missed, late, holds)
             if self.sim.task_status()["done"] or self._reset_requested.is_set():
                 break
             obs = self.sim.read()
         status = self.sim.task_status()
         return EpisodeResult(index, seed, bool(status["success"]), ticks, ticks * self.dt,
-                             time.monotonic() - wall0, missed, late,
+                             time.monotonic() - wall0, missed, late, holds,
                              "reset" if self._reset_requested.is_set() else "done")
 
-    def _diagnostics(self, t: float, missed: int, late: int) -> None:
+    def _diagnostics(self, t: float, missed: int, late: int, holds: int) -> None:
         now = time.monotonic()
         if now - self._window_start < self.cfg.diagnostics_period_s:
             return
         rate = self._window_ticks / (now - self._window_start)
         values = {"tick_rate_hz": f"{rate:.1f}", "sim_time_s": f"{t:.2f}", "missed_commands": missed,
-                  "late_ticks": late, "rejected_commands": self._rejected, "mode": self.cfg.mode}
+                  "late_ticks": late, "safety_holds": holds, "rejected_commands": self._rejected, "mode": self.cfg.mode}
         if self._lateness:
             lat = latency_summary(list(self._lateness))
             values.update(tick_jitter_p50_ms=f"{lat['p50']:.2f}", tick_jitter_p99_ms=f"{lat['p99']:.2f}")
