@@ -132,12 +132,16 @@ def test_render_shapes_dtypes_depth():
             k = sim.camera_intrinsics(name)
             assert (k["width"], k["height"], k["cx"], k["cy"]) == (w, h, w / 2, h / 2)
             assert k["fx"] == pytest.approx(0.5 * h / math.tan(math.radians(cam.fov_deg) / 2))
-        # Scene camera: eye (1.25, 0, 0.75) looking at (0.45, 0, 0.05); the central ray meets
-        # the table at x = 0.45 - 0.8 * 0.05 / 0.7, i.e. 1.063 * 0.75 / 0.7 = 1.139 m away.
+        # Scene camera: eye (1.0, 0, 0.6) looking at (0.45, 0, 0.05), i.e. down at 45 degrees;
+        # the central ray meets the table at x = 0.4, sqrt(2) * 0.6 = 0.849 m away. (Cube moved
+        # out of the way first.)
+        assert (sim.SCENE_EYE, sim.SCENE_TARGET) == ((1.0, 0.0, 0.6), (0.45, 0.0, 0.05))
+        p.resetBasePositionAndOrientation(sim.task.cube, [0.5, 0.8, 0.03], [0, 0, 0, 1],
+                                          physicsClientId=sim.world.cid)
         _, depth = sim.render("scene")
         centre = depth[depth.shape[0] // 2 - 1: depth.shape[0] // 2 + 1,
                        depth.shape[1] // 2 - 1: depth.shape[1] // 2 + 1].mean()
-        assert centre == pytest.approx(1.139, abs=0.02)
+        assert centre == pytest.approx(0.6 * math.sqrt(2), abs=0.01)
         # The wrist camera looks down from ~0.5 m at the table.
         _, depth = sim.render("wrist")
         assert 0.3 < float(np.median(depth)) < 0.7
