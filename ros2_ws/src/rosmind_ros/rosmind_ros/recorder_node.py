@@ -1,0 +1,173 @@
+"""recorder_node: records demonstration episodes as rosbag2 MCAP directories (core:
+``rosmind.recording``).
+
+Parameters: the fields of ``rosmind.recording.RecorderConfig``, chiefly ``out_dir``
+(default ``data/episodes``; one directory per episode), ``topics`` (names or patterns such as
+``camera/*/image_raw``, default the arm's sensors, the commands before and after safety,
+``/diagnostics`` and ``episode/outcome``), ``robot``, ``task``, ``instruction``,
+``operator``, ``auto_start`` (begin an episode at once) and ``stop_on_outcome`` (the sim's
+``episode/outcome`` ends the episode).
+
+Services (std_srvs/Trigger; the response message names the episode directory):
+``recorder/start``, ``recorder/stop``, ``recorder/discard`` (stop and delete),
+``recorder/mark_success`` (the open episode, or the last stopped one). Topics in:
+``recorder/metadata`` (std_msgs/String, a JSON object: ``task``, ``instruction``,
+``operator``, ``success``; other keys are kept under ``extra``), ``/diagnostics`` (safety's
+``interventions_total`` counts the episode's interventions), ``episode/outcome`` (its
+``success`` sets the episode's when nobody marked it). Topic out: ``recorder/status``
+(std_msgs/String JSON, on every change and once a second).
+
+Subscriptions are raw (``raw=True``): callbacks hand CDR bytes and the receive time (ROS
+clock, so sim time with ``use_sim_time``) to the core's writer thread; nothing is
+deserialized on the hot path. Topic types and offered QoS come from the graph, rescanned every
+``discovery_period_s``; a topic is subscribed reliable when all its publishers are.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import sys
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from rosmind.recording import EpisodeRecorder, RecorderConfig, TopicInfo, qos_dict
+from rosmind_ros import conversions as cv
+from rosmind_ros.params import declare_from_dataclass, run_node
+
+
+def _msg_class(msg_type: str):
+    pkg, kind, name = msg_type.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
+def _policy_name(value) -> str:
+    return getattr(value, "name", str(value)).lower()
+
+
+class RecorderNode(Node):
+    def __init__(self):
+        super().__init__("recorder_node")
+        self.cfg = cfg = declare_from_dataclass(self, RecorderConfig)
+        self.core = EpisodeRecorder(cfg, lambda: self.get_clock().now().nanoseconds,
+                                    self.get_logger().error)
+        self.patterns = [self._resolve(t) for t in cfg.topics]
+        self._subs: dict[str, object] = {}
+        for name, fn in (("start", self.core.start), ("stop", self.core.stop),
+                         ("discard", self.core.discard), ("mark_success", self.core.mark_success)):
+            self.create_service(Trigger, f"recorder/{name}", self._service(fn))
+        self.create_subscription(String, "recorder/metadata", self._on_metadata, 10)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        self.create_subscription(String, "episode/outcome", self._on_outcome, 10)
+        self.pub_status = self.create_publisher(String, "recorder/status", 10)
+        self.create_timer(cfg.discovery_period_s, self._discover)
+        self.create_timer(1.0, self._publish_status)
+        self._discover()
+        if cfg.auto_start:
+            self._log_result(*self.core.start())
+        self.get_logger().info(f"recording {list(cfg.topics)} into {cfg.out_dir}/ "
+                               f"(services recorder/start|stop|discard|mark_success)")
+
+    def _resolve(self, pattern: str) -> str:
+        """Namespace a topic pattern the way rcl namespaces a name (``*`` is not a legal name
+        character, so it is swapped out for the resolution)."""
+        mark = "zzstarzz"
+        return self.resolve_topic_name(pattern.replace("*", mark)).replace(mark, "*")
+
+    def _service(self, fn):
+        def handle(_req, resp):
+            resp.success, resp.message = fn()
+            self._log_result(resp.success, resp.message)
+            self._publish_status()
+            return resp
+        return handle
+
+    def _log_result(self, ok: bool, message: str) -> None:
+        (self.get_logger().info if ok else self.get_logger().warning)(message)
+
+    def _discover(self) -> None:
+        for name, types in self.get_topic_names_and_types():
+            if name in self._subs or not types:
+                continue
+            if not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
+                continue
+            pubs = self.get_publishers_info_by_topic(name)
+            if not pubs:
+                continue
+            msg_type = types[0]
+            try:
+                cls = _msg_class(msg_type)
+            except (ImportError, AttributeError, ValueError):
+                self.get_logger().error(f"{name}: message type {msg_type} is not installed; not recorded",
+                                        once=True)
+                continue
+            offered = [qos_dict(_policy_name(p.qos_profile.reliability),
+                                _policy_name(p.qos_profile.durability), p.qos_profile.depth,
+                                _policy_name(p.qos_profile.history)) for p in pubs]
+            reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
+            latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in pubs)
+            qos = QoSProfile(depth=self.cfg.qos_depth,
+                             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+            self.core.add_topic(TopicInfo(name, msg_type, offered, str(pubs[0].topic_type_hash)))
+            self._subs[name] = self.create_subscription(cls, name, self._raw_callback(name), qos, raw=True)
+            self.get_logger().info(f"subscribed {name} [{msg_type}] "
+                                   f"({'reliable' if reliable else 'best effort'})")
+
+    def _raw_callback(self, topic: str):
+        submit, clock = self.core.submit, self.get_clock()
+        return lambda data: submit(topic, data, clock.now().nanoseconds)
+
+    def _on_metadata(self, msg: String) -> None:
+        try:
+            values = json.loads(msg.data)
+            if not isinstance(values, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as e:
+            self.get_logger().error(f"recorder/metadata ignored: {e}: {msg.data[:200]!r}")
+            return
+        self.core.update_metadata(values)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            values = cv.diagnostic_values(st)
+            if st.name.startswith("safety_node") and "interventions_total" in values:
+                try:
+                    self.core.note_interventions(int(values["interventions_total"]))
+                except ValueError:
+                    pass
+
+    def _on_outcome(self, msg: String) -> None:
+        if not self.core.recording:
+            return
+        try:
+            success = bool(json.loads(msg.data).get("success"))
+        except (ValueError, AttributeError):
+            return
+        if "success" not in self.core.meta:
+            self.core.update_metadata({"success": success})
+        if self.cfg.stop_on_outcome:
+            self._log_result(*self.core.stop())
+            if self.cfg.auto_start:
+                self._log_result(*self.core.start())
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        self.pub_status.publish(String(data=json.dumps(self.core.status())))
+
+    def destroy_node(self):
+        self.core.close()
+        return super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_node(RecorderNode, argv))
+
+
+if __name__ == "__main__":
+    main()

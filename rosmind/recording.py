@@ -1,0 +1,453 @@
+"""Demonstration episodes on disk: rosbag2 directories with MCAP storage (no rclpy here).
+
+One episode is one rosbag2 directory (``ros2 bag info DIR`` and Foxglove open it)::
+
+    <out_dir>/<name>/                 name = episode_<UTC yyyymmdd_HHMMSS>_<index>
+      <name>_0.mcap                   profile "ros2"; one schema per message type
+                                      (ros2msg text, so Foxglove decodes CDR), one channel
+                                      per topic (metadata: offered_qos_profiles,
+                                      topic_type_hash), raw CDR messages, log_time = receive
+                                      time on the recorder's ROS clock
+      metadata.yaml                   rosbag2 bagfile information, version 9 (Jazzy):
+                                      topics_with_message_count, offered QoS, custom_data
+                                      (the episode metadata as strings); written at start and
+                                      rewritten every ``metadata_period_s``
+      episode.json                    EpisodeInfo: task, instruction, operator, robot, success,
+                                      interventions, start/stop times (ns), counts, status
+
+Crash safety: the writer finishes an MCAP chunk and flushes the file every
+``flush_period_s`` (chunked files are only readable up to the last complete chunk), so a
+recorder killed with SIGKILL loses at most that long; ``read_episode`` reads a file without
+footer or summary (and a last chunk cut in half) and reports where it stopped.
+
+``EpisodeRecorder`` is the episode lifecycle (start / stop / discard / mark_success) over a
+writer thread that drains a queue of ``(topic, cdr_bytes, receive_ns)`` to disk;
+``recorder_node`` only feeds it from raw subscriptions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rosmind.errors import DatasetError, SpecError
+
+DEFAULT_TOPICS = ("joint_states", "ee_pose", "wrench", "object_poses", "goal_pose",
+                  "camera/*/image_raw", "joint_trajectory", "forward_position_controller/commands",
+                  "safety/joint_trajectory", "/diagnostics", "episode/outcome")
+ROSBAG2_VERSION = 9  # Jazzy
+EPISODE_JSON = "episode.json"
+METADATA_YAML = "metadata.yaml"
+LIBRARY = "rosmind recorder"
+
+
+@dataclass
+class RecorderConfig:
+    """Parameters of ``recorder_node`` (one ROS parameter per field).
+
+    ``topics``: names or ``fnmatch`` patterns (``camera/*/image_raw``), relative to the node's
+    namespace; types are resolved from the graph, topics that appear later are added.
+    ``qos_depth``: history depth of every (reliable, when the publishers are) subscription.
+    ``max_pending_mb``: bytes queued for the writer before new messages are dropped (counted
+    as ``dropped`` in episode.json, never silently).
+    """
+
+    out_dir: str = "data/episodes"
+    topics: tuple[str, ...] = DEFAULT_TOPICS
+    robot: str = "panda"
+    task: str = ""
+    instruction: str = ""
+    operator: str = ""
+    auto_start: bool = False  # start episode 0 as soon as the node is up
+    stop_on_outcome: bool = False  # an episode/outcome message ends the episode (sim)
+    flush_period_s: float = 0.5
+    metadata_period_s: float = 1.0
+    discovery_period_s: float = 0.5
+    chunk_size_mb: float = 4.0
+    compression: Literal["none", "lz4", "zstd"] = "none"
+    qos_depth: int = 100
+    max_pending_mb: float = 512.0
+
+    def __post_init__(self):
+        for name in ("flush_period_s", "metadata_period_s", "discovery_period_s", "chunk_size_mb",
+                     "max_pending_mb"):
+            if not getattr(self, name) > 0:
+                raise SpecError(f"RecorderConfig.{name}: must be > 0, got {getattr(self, name)}")
+        if self.flush_period_s > 1.0:
+            raise SpecError(f"RecorderConfig.flush_period_s: at most 1.0 s (crash safety), "
+                            f"got {self.flush_period_s}")
+        if self.qos_depth < 1:
+            raise SpecError(f"RecorderConfig.qos_depth: must be >= 1, got {self.qos_depth}")
+        if not self.topics:
+            raise SpecError("RecorderConfig.topics: give at least one topic")
+
+
+@dataclass
+class EpisodeInfo:
+    """The sidecar ``episode.json`` (also mirrored as strings in metadata.yaml custom_data)."""
+
+    name: str
+    robot: str = ""
+    task: str = ""
+    instruction: str = ""
+    operator: str = ""
+    success: bool | None = None
+    interventions: int = 0
+    start_ns: int = 0
+    stop_ns: int = 0
+    status: Literal["recording", "stopped"] = "recording"
+    message_counts: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, episode_dir: str | Path) -> EpisodeInfo:
+        p = Path(episode_dir) / EPISODE_JSON
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            return cls(name=Path(episode_dir).name)
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"{p}: unreadable episode metadata: {e}") from None
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+_TYPESTORE = None
+
+
+def typestore():
+    """The rosbags type store of ROS 2 Jazzy (message definitions, CDR (de)serializer)."""
+    global _TYPESTORE
+    if _TYPESTORE is None:
+        from rosbags.typesys import Stores, get_typestore
+
+        _TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+    return _TYPESTORE
+
+
+def msgdef(msg_type: str) -> str:
+    """The ``ros2msg`` schema text of ``pkg/msg/Type`` with every nested type appended after
+    ``===`` / ``MSG: pkg/Type`` separators (what rosbag2 and Foxglove put in MCAP schemas);
+    ``""`` for a type the Jazzy store does not know (the CDR bytes are still recorded)."""
+    ts = typestore()
+    if msg_type not in ts.fielddefs:
+        return ""
+    return ts.generate_msgdef(msg_type, ros_version=2)[0]
+
+
+def qos_dict(reliability: str = "reliable", durability: str = "volatile", depth: int = 0,
+             history: str = "unknown") -> dict[str, Any]:
+    """One offered QoS profile in rosbag2 version-9 metadata form."""
+    zero = {"sec": 0, "nsec": 0}
+    return {"history": history, "depth": depth, "reliability": reliability,
+            "durability": durability, "deadline": dict(zero), "lifespan": dict(zero),
+            "liveliness": "automatic", "liveliness_lease_duration": dict(zero),
+            "avoid_ros_namespace_conventions": False}
+
+
+@dataclass
+class TopicInfo:
+    name: str  # absolute, as on the graph
+    msg_type: str  # pkg/msg/Type
+    offered_qos: list[dict[str, Any]] = field(default_factory=list)
+    type_hash: str = ""
+
+
+class EpisodeWriter:
+    """One rosbag2 directory with one MCAP file. Not thread safe: one thread writes."""
+
+    def __init__(self, directory: Path, info: EpisodeInfo, compression: str = "none",
+                 chunk_size: int = 4 << 20):
+        from mcap.writer import CompressionType, Writer
+
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=False)
+        self.info = info
+        self.file_name = f"{self.dir.name}_0.mcap"
+        self._fh = open(self.dir / self.file_name, "wb")
+        comp = {"none": CompressionType.NONE, "lz4": CompressionType.LZ4,
+                "zstd": CompressionType.ZSTD}[compression]
+        self.compression = "" if compression == "none" else compression
+        self._mcap = Writer(self._fh, chunk_size=chunk_size, compression=comp)
+        self._mcap.start(profile="ros2", library=LIBRARY)
+        self._schemas: dict[str, int] = {}
+        self.channels: dict[str, int] = {}
+        self.topics: dict[str, TopicInfo] = {}
+        self.counts: dict[str, int] = {}
+        self.first_ns: int | None = None
+        self.last_ns = 0
+        self.bytes = 0
+        self.write_metadata()
+
+    def add_topic(self, topic: TopicInfo) -> None:
+        if topic.name in self.channels:
+            return
+        sid = self._schemas.get(topic.msg_type)
+        if sid is None:
+            sid = self._mcap.register_schema(topic.msg_type, "ros2msg", msgdef(topic.msg_type).encode())
+            self._schemas[topic.msg_type] = sid
+        meta = {"offered_qos_profiles": yaml.safe_dump(topic.offered_qos, sort_keys=False),
+                "topic_type_hash": topic.type_hash}
+        self.channels[topic.name] = self._mcap.register_channel(topic.name, "cdr", sid, meta)
+        self.topics[topic.name] = topic
+        self.counts[topic.name] = 0
+
+    def write(self, topic: str, data: bytes, t_ns: int) -> None:
+        self._mcap.add_message(self.channels[topic], log_time=t_ns, data=data, publish_time=t_ns,
+                               sequence=self.counts[topic])
+        self.counts[topic] += 1
+        self.bytes += len(data)
+        if self.first_ns is None:
+            self.first_ns = t_ns
+        self.last_ns = max(self.last_ns, t_ns)
+
+    def flush(self) -> None:
+        """Finish the open chunk and push it to the OS (survives a SIGKILL of this process)."""
+        self._mcap.flush()
+
+    def metadata(self) -> dict[str, Any]:
+        start = self.first_ns if self.first_ns is not None else self.info.start_ns
+        duration = max(0, self.last_ns - start) if self.first_ns is not None else 0
+        total = sum(self.counts.values())
+        custom = {k: (json.dumps(v) if not isinstance(v, str) else v)
+                  for k, v in asdict(self.info).items() if k not in ("message_counts", "dropped")}
+        return {"rosbag2_bagfile_information": {
+            "version": ROSBAG2_VERSION,
+            "storage_identifier": "mcap",
+            "duration": {"nanoseconds": duration},
+            "starting_time": {"nanoseconds_since_epoch": start},
+            "message_count": total,
+            "topics_with_message_count": [
+                {"topic_metadata": {"name": t.name, "type": t.msg_type, "serialization_format": "cdr",
+                                    "offered_qos_profiles": t.offered_qos,
+                                    "type_description_hash": t.type_hash},
+                 "message_count": self.counts[t.name]}
+                for t in self.topics.values()],
+            "compression_format": self.compression,
+            "compression_mode": "",
+            "relative_file_paths": [self.file_name],
+            "files": [{"path": self.file_name, "starting_time": {"nanoseconds_since_epoch": start},
+                       "duration": {"nanoseconds": duration}, "message_count": total}],
+            "custom_data": custom,
+            "ros_distro": "jazzy",
+        }}
+
+    def write_metadata(self) -> None:
+        """metadata.yaml and episode.json, each replaced atomically."""
+        self.info.message_counts = dict(self.counts)
+        _atomic_write(self.dir / METADATA_YAML, yaml.safe_dump(self.metadata(), sort_keys=False))
+        _atomic_write(self.dir / EPISODE_JSON, json.dumps(asdict(self.info), indent=1))
+
+    def close(self) -> None:
+        self._mcap.finish()
+        self._fh.close()
+        self.write_metadata()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class EpisodeRecorder:
+    """Episode lifecycle over a writer thread.
+
+    ``submit(topic, cdr, t_ns)`` is the hot path (called from subscription callbacks): when an
+    episode is open it enqueues the bytes, else it returns at once. ``clock()`` gives the
+    nanoseconds stamped on metadata; ``log(str)`` reports writer failures.
+    """
+
+    def __init__(self, cfg: RecorderConfig, clock: Callable[[], int],
+                 log: Callable[[str], None] = print):
+        self.cfg = cfg
+        self.clock = clock
+        self.log = log
+        self.out_dir = Path(cfg.out_dir)
+        self.topics: dict[str, TopicInfo] = {}
+        self.meta: dict[str, Any] = {"task": cfg.task, "instruction": cfg.instruction,
+                                     "operator": cfg.operator}
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending = 0
+        self._max_pending = int(cfg.max_pending_mb * (1 << 20))
+        self._lock = threading.Lock()
+        self._episode: EpisodeWriter | None = None
+        self._recording = False
+        self._dropped: dict[str, int] = {}
+        self._index = 0
+        self._interventions_base: int | None = None
+        self._interventions_last = 0
+        self.last_dir: Path | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="episode_writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def recording(self) -> bool:
+        return self._recording
+
+    def add_topic(self, topic: TopicInfo) -> None:
+        with self._lock:
+            self.topics[topic.name] = topic
+            if self._recording:
+                self._queue.put(("topic", topic, 0))
+
+    def submit(self, topic: str, data: bytes, t_ns: int) -> None:
+        if not self._recording:
+            return
+        n = len(data)
+        if self._pending + n > self._max_pending:
+            self._dropped[topic] = self._dropped.get(topic, 0) + 1
+            return
+        self._pending += n  # a benign race with the writer: the bound is approximate
+        self._queue.put((topic, data, t_ns))
+
+    def update_metadata(self, values: dict[str, Any]) -> None:
+        """Fields task/instruction/operator/success go to EpisodeInfo, others to ``extra``."""
+        with self._lock:
+            self.meta.update(values)
+            if self._episode is not None:
+                self._apply_meta(self._episode.info)
+
+    def note_interventions(self, total: int) -> None:
+        """Safety's cumulative ``interventions_total``; the episode counts the increase."""
+        self._interventions_last = total
+        if self._interventions_base is None:
+            self._interventions_base = total
+
+    def _apply_meta(self, info: EpisodeInfo) -> None:
+        for k, v in self.meta.items():
+            if k in ("task", "instruction", "operator"):
+                setattr(info, k, str(v))
+            elif k == "success":
+                info.success = None if v is None else bool(v)
+            else:
+                info.extra[k] = v
+
+    def start(self) -> tuple[bool, str]:
+        with self._lock:
+            if self._recording:
+                return False, f"already recording {self._episode.dir if self._episode else ''}"
+            stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
+            while True:
+                name = f"episode_{stamp}_{self._index:03d}"
+                self._index += 1
+                if not (self.out_dir / name).exists():
+                    break
+            info = EpisodeInfo(name=name, robot=self.cfg.robot, start_ns=self.clock())
+            self.meta.pop("success", None)
+            self._apply_meta(info)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self._episode = EpisodeWriter(self.out_dir / name, info, self.cfg.compression,
+                                              int(self.cfg.chunk_size_mb * (1 << 20)))
+            except OSError as e:
+                return False, f"cannot create {self.out_dir / name}: {e}"
+            for t in self.topics.values():
+                self._episode.add_topic(t)
+            self._dropped = {}
+            self._interventions_base = self._interventions_last if self._interventions_base is not None else None
+            self._recording = True
+            self.last_dir = self._episode.dir
+            return True, str(self._episode.dir)
+
+    def _end(self, keep: bool) -> tuple[bool, str]:
+        with self._lock:
+            if not self._recording or self._episode is None:
+                return False, "not recording"
+            self._recording = False
+            ep = self._episode
+        done = threading.Event()
+        self._queue.put(("end", done, 0))  # the writer drains everything queued before it
+        done.wait(timeout=30.0)
+        with self._lock:
+            ep.info.stop_ns = self.clock()
+            ep.info.status = "stopped"
+            ep.info.dropped = dict(self._dropped)
+            if self._interventions_base is not None:
+                ep.info.interventions = self._interventions_last - self._interventions_base
+            self._apply_meta(ep.info)
+            ep.close()
+            self._episode = None
+        if keep:
+            total = sum(ep.counts.values())
+            return True, f"{ep.dir} ({total} messages, success={ep.info.success})"
+        shutil.rmtree(ep.dir, ignore_errors=True)
+        return True, f"discarded {ep.dir}"
+
+    def stop(self) -> tuple[bool, str]:
+        return self._end(keep=True)
+
+    def discard(self) -> tuple[bool, str]:
+        return self._end(keep=False)
+
+    def mark_success(self, success: bool = True) -> tuple[bool, str]:
+        with self._lock:
+            self.meta["success"] = success
+            if self._episode is not None:
+                self._episode.info.success = success
+                return True, f"{self._episode.dir.name}: success={success}"
+            if self.last_dir is not None and (self.last_dir / EPISODE_JSON).exists():
+                info = EpisodeInfo.load(self.last_dir)  # after stop: amend the last episode
+                info.success = success
+                _atomic_write(self.last_dir / EPISODE_JSON, json.dumps(asdict(info), indent=1))
+                return True, f"{self.last_dir.name}: success={success}"
+            return False, "no episode to mark"
+
+    def status(self) -> dict[str, Any]:
+        ep = self._episode
+        return {"recording": self._recording, "episode": str(ep.dir) if ep else "",
+                "messages": sum(ep.counts.values()) if ep else 0,
+                "dropped": sum(self._dropped.values()), "topics": sorted(self.topics)}
+
+    def _run(self) -> None:
+        last_flush = last_meta = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=min(self.cfg.flush_period_s, 0.1))
+            except queue.Empty:
+                item = None
+            ep = self._episode
+            try:
+                if item is not None:
+                    topic, data, t_ns = item
+                    if topic == "end":
+                        if ep is not None:
+                            ep.flush()
+                        data.set()
+                        continue
+                    if topic == "topic":
+                        if ep is not None:
+                            ep.add_topic(data)
+                        continue
+                    self._pending -= len(data)
+                    if ep is not None and topic in ep.channels:
+                        ep.write(topic, data, t_ns)
+                now = time.monotonic()
+                if ep is not None and now - last_flush >= self.cfg.flush_period_s:
+                    ep.flush()
+                    last_flush = now
+                if ep is not None and now - last_meta >= self.cfg.metadata_period_s:
+                    with self._lock:
+                        ep.info.dropped = dict(self._dropped)
+                    ep.write_metadata()
+                    last_meta = now
+            except Exception as e:  # noqa: BLE001 - the writer must report, not die silently
+                self.log(f"episode writer: {type(e).__name__}: {e}")
+
+    def close(self) -> None:
+        if self._recording:
+            self.stop()
+        self._stop.set()
+        self._thread.join(timeout=5.0)
