@@ -92,6 +92,8 @@ class TrainResult:
     checkpoint: Path
     step: int
     losses: list[float]  # per-step training loss on this rank
+    policy: nn.Module | None = None  # the raw trained weights on this rank
+    ema_policy: nn.Module | None = None  # the EMA weights (what was exported)
 
 
 class _LossModule(nn.Module):
@@ -326,7 +328,7 @@ def train(family: str, dataset: str | Path, out: str | Path, preset: str | None 
         writer.close()
     if distributed:
         dist.barrier()
-    return TrainResult(out, final, step, losses)
+    return TrainResult(out, final, step, losses, policy, ema.averaged)
 
 
 @torch.no_grad()

@@ -1,0 +1,205 @@
+"""Diffusion Policy: UNet and policy shapes, the policy contract, normalizer, EMA, encoders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rosmind.errors import SpecError, UserError
+from rosmind.policies.diffusion import DiffusionConfig, DiffusionPolicy
+from rosmind.policies.diffusion.encoders import ImageEncoder
+from rosmind.policies.diffusion.unet import ConditionalUnet1D
+from rosmind.policies.ema import EMAModel
+from rosmind.policies.normalizer import Normalizer
+from rosmind.registry import POLICIES
+
+pytestmark = pytest.mark.unit
+
+SMALL = dict(down_dims=(16, 32), step_embed_dim=16, n_groups=4, horizon=8, n_action_steps=4,
+             num_inference_steps=3)
+
+
+def _obs(cfg: DiffusionConfig, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lead = (cfg.n_obs_steps,) if batch is None else (batch, cfg.n_obs_steps)
+    out = {}
+    for k in cfg.obs_keys:
+        shape = cfg.obs_shapes[k]
+        out[k] = (rng.integers(0, 255, lead + shape, dtype=np.uint8) if k.startswith("camera/")
+                  else rng.normal(size=lead + shape))
+    return out
+
+
+@pytest.fixture(scope="module")
+def policy() -> DiffusionPolicy:
+    torch.manual_seed(0)
+    return DiffusionPolicy(DiffusionConfig(**SMALL))
+
+
+@pytest.mark.parametrize("down_dims,horizon", [((16, 32), 8), ((16, 32, 64), 16), ((16,), 5)])
+def test_unet_maps_trajectory_to_same_shape(down_dims, horizon):
+    net = ConditionalUnet1D(8, 30, down_dims, step_embed_dim=16, kernel_size=5, n_groups=4)
+    x = torch.randn(3, horizon, 8)
+    out = net(x, torch.tensor([0, 5, 99]), torch.randn(3, 30))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert net(x[:1], torch.tensor(7), torch.randn(1, 30)).shape == (1, horizon, 8)
+
+
+def test_unet_output_depends_on_step_and_condition():
+    torch.manual_seed(0)
+    net = ConditionalUnet1D(4, 6, (8, 16), 8, 3, 4)
+    x, c = torch.randn(2, 8, 4), torch.randn(2, 6)
+    t = torch.tensor([3, 3])
+    assert not torch.allclose(net(x, t, c), net(x, t + 40, c))
+    assert not torch.allclose(net(x, t, c), net(x, t, c + 1))
+    with pytest.raises(ValueError, match="divisible"):
+        net(torch.randn(1, 7, 4), torch.tensor([0]), torch.randn(1, 6))
+
+
+@pytest.mark.parametrize("kw,field", [
+    (dict(horizon=10, down_dims=(16, 32, 64)), "horizon"),
+    (dict(n_action_steps=16, n_obs_steps=2), "horizon"),
+    (dict(sampler="euler"), "sampler"),
+    (dict(num_inference_steps=101), "num_inference_steps"),
+    (dict(obs_keys=("joint_pos", "wrench")), "obs_shapes"),
+    (dict(down_dims=(12, 32)), "down_dims"),
+    (dict(obs_keys=("camera/wrist/rgb",), obs_shapes={"camera/wrist/rgb": (64, 64)}), "obs_shapes"),
+])
+def test_config_validation_names_the_field(kw, field):
+    with pytest.raises(SpecError, match=f"DiffusionConfig.{field}"):
+        DiffusionConfig(**kw)
+
+
+def test_registered_and_builds_from_defaults():
+    entry = POLICIES.get("diffusion")
+    assert entry.factory is DiffusionPolicy and entry.config is DiffusionConfig
+    cfg = entry.config()
+    assert (cfg.n_obs_steps, cfg.horizon, cfg.n_action_steps) == (2, 16, 8)
+    assert cfg.obs_keys == ("joint_pos", "ee_pose", "object_poses", "goal_pose")
+    assert (cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type, cfg.sampler,
+            cfg.num_inference_steps) == (100, "squaredcos_cap_v2", "epsilon", "ddim", 10)
+    p = entry.factory(cfg)
+    out = p.infer(_obs(cfg))
+    assert out["action"].shape == (8, 8) and out["action"].dtype == np.float32
+    assert np.isfinite(out["action"]).all()
+
+
+def test_infer_and_infer_batch_shapes(policy):
+    cfg = policy.config
+    assert policy.infer(_obs(cfg))["action"].shape == (cfg.n_action_steps, cfg.action_dim)
+    batch = policy.infer_batch(_obs(cfg, batch=5))["action"]
+    assert batch.shape == (5, cfg.n_action_steps, cfg.action_dim) and np.isfinite(batch).all()
+
+
+def test_reset_makes_inference_deterministic_and_is_idempotent(policy):
+    obs = _obs(policy.config)
+    policy.reset()
+    a1, a2 = policy.infer(obs)["action"], policy.infer(obs)["action"]
+    policy.reset()
+    policy.reset()
+    b1, b2 = policy.infer(obs)["action"], policy.infer(obs)["action"]
+    np.testing.assert_array_equal(a1, b1)
+    np.testing.assert_array_equal(a2, b2)
+    assert not np.array_equal(a1, a2)  # fresh noise each call
+
+
+def test_row_zero_is_the_newest_observation_tick(monkeypatch):
+    cfg = DiffusionConfig(**{**SMALL, "n_obs_steps": 3, "n_action_steps": 4})
+    p = DiffusionPolicy(cfg)
+    traj = torch.arange(cfg.horizon, dtype=torch.float32)[None, :, None].expand(1, cfg.horizon, cfg.action_dim)
+    monkeypatch.setattr(p, "sample", lambda cond: traj.expand(cond.shape[0], -1, -1) / 10)
+    act = p.infer(_obs(cfg))["action"]
+    np.testing.assert_allclose(act[:, 0], np.arange(2, 6) / 10)  # rows n_obs_steps-1 ..
+    np.testing.assert_allclose(p.infer_batch(_obs(cfg, batch=2))["action"][1, :, 3], np.arange(2, 6) / 10)
+
+
+def test_bad_observations_raise_user_errors(policy):
+    cfg = policy.config
+    obs = _obs(cfg)
+    with pytest.raises(UserError, match="lacks key 'goal_pose'"):
+        policy.infer({k: v for k, v in obs.items() if k != "goal_pose"})
+    with pytest.raises(UserError, match="NaN"):
+        policy.infer({**obs, "ee_pose": np.full((2, 7), np.nan)})
+    with pytest.raises(UserError, match="'joint_pos' has shape"):
+        policy.infer({**obs, "joint_pos": np.zeros((2, 6))})
+    short = {k: v[-1:] for k, v in obs.items()}  # first tick: fewer than n_obs_steps
+    padded = {k: np.concatenate([v[-1:], v[-1:]]) for k, v in obs.items()}
+    policy.reset()
+    a = policy.infer(short)["action"]
+    policy.reset()
+    np.testing.assert_array_equal(a, policy.infer(padded)["action"])
+    flat = {**obs, "object_poses": obs["object_poses"].reshape(2, 7)}  # [To, 7] accepted for [To, 1, 7]
+    policy.reset()
+    b = policy.infer(flat)["action"]
+    policy.reset()
+    np.testing.assert_array_equal(b, policy.infer(obs)["action"])
+
+
+def test_compute_loss_is_finite_and_trains_every_parameter(policy):
+    cfg = policy.config
+    batch = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in _obs(cfg, batch=4).items()}
+    batch["action"] = torch.randn(4, cfg.horizon, cfg.action_dim)
+    policy.train()
+    try:
+        loss = policy.compute_loss(batch)
+        loss.backward()
+    finally:
+        policy.eval()
+        grads = [p.grad for p in policy.parameters()]
+        policy.zero_grad(set_to_none=True)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert all(g is not None for g in grads)
+
+
+def test_image_policy_uses_groupnorm_and_center_crop_at_eval():
+    cfg = DiffusionConfig(**SMALL, obs_keys=("joint_pos", "camera/wrist/rgb"),
+                          obs_shapes={"joint_pos": (8,), "camera/wrist/rgb": (24, 32, 3)},
+                          image_feature_dim=16, image_channels=(8, 16))
+    p = DiffusionPolicy(cfg)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in p.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in p.obs_encoder.modules())
+    obs = _obs(cfg)
+    assert p.infer(obs)["action"].shape == (4, 8)
+    assert p.infer_batch(_obs(cfg, batch=3))["action"].shape == (3, 4, 8)
+    enc = ImageEncoder(24, 32, 16, (8, 16), crop_ratio=0.75)
+    img = torch.randint(0, 255, (6, 24, 32, 3), dtype=torch.uint8)
+    center = enc.crop(img, random=False)
+    assert center.shape == (6, 18, 24, 3)
+    torch.testing.assert_close(center, img[:, 3:21, 4:28])
+    torch.manual_seed(0)
+    crops = enc.crop(img[:1].expand(64, -1, -1, -1).clone(), random=True)
+    assert len({c.sum().item() for c in crops}) > 1  # different offsets per image
+
+
+def test_normalizer_min_max_to_unit_range_with_zero_range_guard():
+    n = Normalizer({"a": (3,)})
+    n.fit({"a": {"min": np.array([0.0, -2.0, 5.0]), "max": np.array([1.0, 2.0, 5.0])}})
+    x = torch.tensor([[0.0, -2.0, 5.0], [1.0, 2.0, 5.0], [0.5, 0.0, 5.0]])
+    y = n.normalize("a", x)
+    torch.testing.assert_close(y, torch.tensor([[-1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(n.unnormalize("a", y), x)
+    assert n.stats()["a"]["max"] == [1.0, 2.0, 5.0]
+    with pytest.raises(KeyError):
+        n.fit({})
+    ident = Normalizer({"b": (2,)})
+    torch.testing.assert_close(ident.normalize("b", torch.tensor([0.3, -0.7])), torch.tensor([0.3, -0.7]))
+
+
+def test_ema_decay_schedule_and_update():
+    a, b = nn.Linear(2, 1), nn.Linear(2, 1)
+    ema = EMAModel(a, b, power=0.75, max_decay=0.9999)
+    assert ema.decay(0) == 0.0 and ema.decay(1) == 0.0
+    assert ema.decay(11) == pytest.approx(1 - 11 ** -0.75)
+    assert ema.decay(10**9) == 0.9999
+    ema.step(a)  # decay 0: copy
+    torch.testing.assert_close(b.weight, a.weight)
+    ema.optimization_step = 11
+    old = b.weight.detach().clone()
+    with torch.no_grad():
+        a.weight.add_(1.0)
+    ema.step(a)
+    d = 1 - 11 ** -0.75
+    torch.testing.assert_close(b.weight, d * old + (1 - d) * a.weight.detach())
+    assert ema.state() == {"optimization_step": 12}
