@@ -13,8 +13,10 @@ Services (std_srvs/Trigger; the response message names the episode directory):
 ``recorder/mark_success`` (the open episode, or the last stopped one). Topics in:
 ``recorder/metadata`` (std_msgs/String, a JSON object: ``task``, ``instruction``,
 ``operator``, ``success``; other keys are kept under ``extra``), ``/diagnostics`` (safety's
-``interventions_total`` counts the episode's interventions), ``episode/outcome`` (its
-``success`` sets the episode's when nobody marked it). Topic out: ``recorder/status``
+``interventions_total`` counts the episode's interventions), ``episode/outcome`` when it is
+among the recorded topics (its ``success`` sets the episode's when nobody marked it; with
+``stop_on_outcome`` it ends the episode, and with ``auto_start`` too the next one starts).
+A ``*`` in a topic pattern matches within one name segment. Topic out: ``recorder/status``
 (std_msgs/String JSON, on every change and once a second).
 
 Subscriptions are raw (``raw=True``): callbacks hand CDR bytes and the receive time (ROS
@@ -25,14 +27,15 @@ deserialized on the hot path. Topic types and offered QoS come from the graph, r
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import json
+import re
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -56,14 +59,15 @@ class RecorderNode(Node):
         self.cfg = cfg = declare_from_dataclass(self, RecorderConfig)
         self.core = EpisodeRecorder(cfg, lambda: self.get_clock().now().nanoseconds,
                                     self.get_logger().error)
-        self.patterns = [self._resolve(t) for t in cfg.topics]
+        self.patterns = [re.compile("[^/]*".join(map(re.escape, self._resolve(t).split("*"))) + "$")
+                         for t in cfg.topics]
+        self.outcome_topic = self.resolve_topic_name("episode/outcome")
         self._subs: dict[str, object] = {}
         for name, fn in (("start", self.core.start), ("stop", self.core.stop),
                          ("discard", self.core.discard), ("mark_success", self.core.mark_success)):
             self.create_service(Trigger, f"recorder/{name}", self._service(fn))
         self.create_subscription(String, "recorder/metadata", self._on_metadata, 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
-        self.create_subscription(String, "episode/outcome", self._on_outcome, 10)
         self.pub_status = self.create_publisher(String, "recorder/status", 10)
         self.create_timer(cfg.discovery_period_s, self._discover)
         self.create_timer(1.0, self._publish_status)
@@ -94,7 +98,7 @@ class RecorderNode(Node):
         for name, types in self.get_topic_names_and_types():
             if name in self._subs or not types:
                 continue
-            if not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
+            if not any(p.match(name) for p in self.patterns):
                 continue
             pubs = self.get_publishers_info_by_topic(name)
             if not pubs:
@@ -121,7 +125,13 @@ class RecorderNode(Node):
 
     def _raw_callback(self, topic: str):
         submit, clock = self.core.submit, self.get_clock()
-        return lambda data: submit(topic, data, clock.now().nanoseconds)
+        if topic != self.outcome_topic:
+            return lambda data: submit(topic, data, clock.now().nanoseconds)
+
+        def outcome(data: bytes) -> None:  # recorded first, then it may end the episode
+            submit(topic, data, clock.now().nanoseconds)
+            self._on_outcome(deserialize_message(data, String))
+        return outcome
 
     def _on_metadata(self, msg: String) -> None:
         try:

@@ -1,0 +1,360 @@
+"""Recorded episodes (rosbag2 MCAP, ``rosmind.recording``) -> a zarr replay buffer that
+``rosmind train`` reads exactly like the output of ``rosmind collect``.
+
+Time. Every message gets one time on the robot's clock: its ``header.stamp`` when it has a
+nonzero one, else its receive time shifted by the clock offset, the median of
+``stamp - receive time`` over the clock topic's messages (0 when the recorder ran on the same
+clock, e.g. sim time). The control clock is the stamps of the clock topic (``joint_states``),
+or, with ``rate_hz``, a uniform grid from its first to its last stamp.
+
+Sync (per observation key, ``sync``): ``previous`` takes the newest message at or before the
+tick (the first message for ticks before it), ``nearest`` the closest in time. Per topic the
+report counts ``messages``, ``used``, ``dropped`` (never used: a skipped frame),
+``duplicated`` (ticks that reuse the previous tick's message), ``max_skew_ms`` and
+``over_skew`` (ticks farther than ``max_skew_ms`` from their message). Nothing is dropped
+without being counted.
+
+Action. ``action[k]`` is the joint command in force at tick k, from what the robot received
+(safety's outputs): a ``joint_trajectory`` chunk stamped s holds point i from
+``s + time_from_start[i]`` and its last point after that; a
+``forward_position_controller/commands`` holds from its arrival; the newest command started at
+or before the tick wins. Before the first command the action is the measured ``joint_pos``.
+
+Spec (``--spec conv.yaml``, every field optional)::
+
+    clock: joint_states
+    rate_hz: null              # a number: resample the clock
+    sync: nearest              # or previous
+    max_skew_ms: null
+    robot: panda               # joint order (default: the episode's robot)
+    keys:                      # output key -> topic and field
+      joint_pos: {topic: joint_states, field: position}
+      camera/wrist/rgb: {topic: camera/wrist/image_raw, field: rgb}
+    action: [joint_trajectory, forward_position_controller/commands]
+
+Fields: ``position``/``velocity``/``effort`` (JointState, spec joint order), ``pose``
+(PoseStamped, [7]), ``poses`` (PoseArray, [N, 7]), ``wrench`` ([6]), ``rgb`` (Image -> uint8
+[H, W, 3]), ``data`` (Float64MultiArray). Topic names are relative (matched against the
+recorded names in any namespace) or absolute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from rosmind.errors import DatasetError, SpecError, UserError
+from rosmind.recording import EpisodeData, TopicData, decoder, find_episodes, read_episode
+
+_FIELDS = ("position", "velocity", "effort", "pose", "poses", "wrench", "rgb", "data")
+DEFAULT_KEYS = {"joint_pos": ("joint_states", "position"), "joint_vel": ("joint_states", "velocity"),
+                "ee_pose": ("ee_pose", "pose"), "wrench": ("wrench", "wrench"),
+                "object_poses": ("object_poses", "poses"), "goal_pose": ("goal_pose", "pose")}
+DEFAULT_ACTION = ("joint_trajectory", "forward_position_controller/commands")
+_EPS_NS = 1000
+
+
+@dataclass
+class ConversionSpec:
+    clock: str = "joint_states"
+    rate_hz: float | None = None
+    sync: Literal["nearest", "previous"] = "nearest"
+    max_skew_ms: float | None = None
+    robot: str | None = None
+    keys: dict[str, dict[str, str]] | None = None  # None: DEFAULT_KEYS + every camera recorded
+    action: tuple[str, ...] = DEFAULT_ACTION
+
+    def __post_init__(self):
+        if self.sync not in ("nearest", "previous"):
+            raise SpecError(f"conversion spec: sync must be nearest or previous, got {self.sync!r}")
+        if self.rate_hz is not None and not self.rate_hz > 0:
+            raise SpecError(f"conversion spec: rate_hz must be > 0, got {self.rate_hz}")
+        if self.max_skew_ms is not None and not self.max_skew_ms >= 0:
+            raise SpecError(f"conversion spec: max_skew_ms must be >= 0, got {self.max_skew_ms}")
+        for key, b in (self.keys or {}).items():
+            if not isinstance(b, dict) or set(b) != {"topic", "field"}:
+                raise SpecError(f"conversion spec: keys.{key} must be {{topic: ..., field: ...}}, got {b!r}")
+            if b["field"] not in _FIELDS:
+                raise SpecError(f"conversion spec: keys.{key}.field {b['field']!r} is not one of {_FIELDS}")
+        self.action = tuple(self.action)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConversionSpec:
+        try:
+            d = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise SpecError(f"{path}: cannot read the conversion spec: {e}") from None
+        if not isinstance(d, dict):
+            raise SpecError(f"{path}: the conversion spec must be a mapping")
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise SpecError(f"{path}: unknown fields {sorted(unknown)}; known: {list(cls.__dataclass_fields__)}")
+        try:
+            return cls(**d)
+        except SpecError as e:
+            raise SpecError(f"{path}: {e}") from None
+
+
+def match_topic(name: str, recorded: list[str]) -> str | None:
+    """The recorded (absolute) topic for ``name``: itself if absolute, ``/name`` if recorded,
+    else the one recorded name ending in ``/name``; SpecError when several namespaces have it."""
+    if name.startswith("/"):
+        return name if name in recorded else None
+    if "/" + name in recorded:
+        return "/" + name
+    hits = [t for t in recorded if t == "/" + name or t.endswith("/" + name)]
+    if len(hits) > 1:
+        raise SpecError(f"topic {name!r} is ambiguous in the recording: {hits}; give an absolute name")
+    return hits[0] if hits else None
+
+
+@dataclass
+class _Topic:
+    td: TopicData
+    t_ns: np.ndarray  # sync time of each message, sorted
+    msgs: list[Any] = field(default_factory=list)  # decoded, same order
+    stamp_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # 0: unstamped
+    log_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def _stamp_ns(msg) -> int:
+    h = getattr(msg, "header", None)
+    return 0 if h is None else int(h.stamp.sec) * 1_000_000_000 + int(h.stamp.nanosec)
+
+
+def _decode_topic(td: TopicData, offset_ns: int, problems: list[str]) -> _Topic:
+    dec = decoder(td.msg_type, td.schema)
+    msgs, stamps, logs = [], [], []
+    for i, (raw, log) in enumerate(zip(td.data, td.log_ns, strict=True)):
+        try:
+            m = dec(raw)
+        except Exception as e:  # noqa: BLE001 - a corrupt message is reported, not fatal
+            problems.append(f"{td.name}: message {i} does not decode ({type(e).__name__}); skipped")
+            continue
+        msgs.append(m)
+        stamps.append(_stamp_ns(m))
+        logs.append(log)
+    st, lg = np.asarray(stamps, dtype=np.int64), np.asarray(logs, dtype=np.int64)
+    t = np.where(st > 0, st, lg + offset_ns)
+    order = np.argsort(t, kind="stable")
+    return _Topic(td, t[order], [msgs[i] for i in order], st[order], lg[order])
+
+
+def _reorder(msg_names, values, names: list[str]) -> np.ndarray:
+    idx = {n: i for i, n in enumerate(msg_names)}
+    missing = [n for n in names if n not in idx]
+    if missing:
+        raise DatasetError(f"joints {missing} missing from a message with {list(msg_names)}")
+    v = np.asarray(values, dtype=np.float64)
+    return v[[idx[n] for n in names]] if len(v) else np.zeros(len(names))
+
+
+def _extract(f: str, names: list[str]) -> Callable[[Any], np.ndarray]:
+    def reorder(msg_names, values):
+        return _reorder(msg_names, values, names)
+
+    def pose(p):
+        return np.array([p.position.x, p.position.y, p.position.z, p.orientation.x,
+                         p.orientation.y, p.orientation.z, p.orientation.w])
+
+    def rgb(m):
+        ch = {"rgb8": 3, "bgr8": 3}.get(m.encoding)
+        if ch is None:
+            raise DatasetError(f"image encoding {m.encoding!r} is not rgb8/bgr8")
+        a = np.asarray(m.data, dtype=np.uint8).reshape(m.height, m.step)[:, : m.width * 3]
+        a = a.reshape(m.height, m.width, 3)
+        return np.ascontiguousarray(a[..., ::-1] if m.encoding == "bgr8" else a)
+
+    table = {
+        "position": lambda m: reorder(m.name, m.position),
+        "velocity": lambda m: reorder(m.name, m.velocity),
+        "effort": lambda m: reorder(m.name, m.effort),
+        "pose": lambda m: pose(m.pose),
+        "poses": lambda m: np.array([pose(p) for p in m.poses]).reshape(-1, 7),
+        "wrench": lambda m: np.array([m.wrench.force.x, m.wrench.force.y, m.wrench.force.z,
+                                      m.wrench.torque.x, m.wrench.torque.y, m.wrench.torque.z]),
+        "rgb": rgb,
+        "data": lambda m: np.asarray(m.data, dtype=np.float64),
+    }
+    return table[f]
+
+
+def sync_indices(msg_t: np.ndarray, ticks: np.ndarray, policy: str) -> np.ndarray:
+    """Index of the message used at each tick (``msg_t`` sorted, non-empty)."""
+    prev = np.searchsorted(msg_t, ticks + _EPS_NS, side="right") - 1
+    if policy == "previous":
+        return np.clip(prev, 0, len(msg_t) - 1)
+    nxt = np.clip(prev + 1, 0, len(msg_t) - 1)
+    prev = np.clip(prev, 0, len(msg_t) - 1)
+    return np.where(np.abs(msg_t[nxt] - ticks) < np.abs(msg_t[prev] - ticks), nxt, prev)
+
+
+def frame_report(idx: np.ndarray, msg_t: np.ndarray, ticks: np.ndarray,
+                 max_skew_ms: float | None) -> dict[str, Any]:
+    used = np.unique(idx)
+    skew = np.abs(msg_t[idx] - ticks) / 1e6
+    rep = {"messages": int(len(msg_t)), "used": int(len(used)),
+           "dropped": int(len(msg_t) - len(used)),
+           "duplicated": int(np.sum(idx[1:] == idx[:-1])),
+           "max_skew_ms": round(float(skew.max()), 3) if len(skew) else 0.0}
+    if max_skew_ms is not None:
+        rep["over_skew"] = int(np.sum(skew > max_skew_ms))
+    return rep
+
+
+def _actions(cmds: list[_Topic], names: list[str], ticks: np.ndarray, fallback: np.ndarray,
+             report: dict[str, Any]) -> np.ndarray:
+    """[T, D] command in force at each tick (see the module docstring)."""
+    events: list[tuple[int, np.ndarray, np.ndarray]] = []  # (start ns, point times ns, [P, D])
+    for c in cmds:
+        is_traj = hasattr(c.msgs[0], "points") if c.msgs else False
+        for t, m in zip(c.t_ns, c.msgs, strict=True):
+            if is_traj:
+                if not m.points:
+                    continue
+                q = np.stack([_reorder(m.joint_names, p.positions, names) for p in m.points])
+                tfs = np.array([int(p.time_from_start.sec) * 1_000_000_000 + int(p.time_from_start.nanosec)
+                                for p in m.points], dtype=np.int64)
+                events.append((int(t), int(t) + tfs, q))
+            else:
+                q = np.asarray(m.data, dtype=np.float64)
+                if q.shape != (len(names),):
+                    report.setdefault("malformed_commands", 0)
+                    report["malformed_commands"] += 1
+                    continue
+                events.append((int(t), np.array([int(t)]), q[None]))
+    events.sort(key=lambda e: e[0])
+    starts = np.array([e[0] for e in events], dtype=np.int64)
+    out = fallback.copy()
+    which = np.searchsorted(starts, ticks + _EPS_NS, side="right") - 1 if len(events) else np.full(len(ticks), -1)
+    for k, e in enumerate(which):
+        if e < 0:
+            continue
+        _, pt, q = events[e]
+        i = max(0, int(np.searchsorted(pt, ticks[k] + _EPS_NS, side="right")) - 1)
+        out[k] = q[i]
+    used = np.unique(which[which >= 0])
+    report.update(commands=len(events), used=int(len(used)), dropped=int(len(events) - len(used)),
+                  ticks_before_first_command=int(np.sum(which < 0)))
+    return out
+
+
+def convert_episode(ep: EpisodeData, spec: ConversionSpec, names: list[str],
+                    keys: dict[str, tuple[str, str]], action_topics: list[str]) -> tuple[dict[str, np.ndarray], dict]:
+    """One episode -> ``{key: [T, ...]}`` plus its report; ``keys`` maps output keys to
+    (recorded topic, field)."""
+    problems = list(ep.problems)
+    clock_topic = keys["joint_pos"][0] if spec.clock == "joint_states" else match_topic(spec.clock, list(ep.topics))
+    if clock_topic is None or clock_topic not in ep.topics or not ep.topics[clock_topic].data:
+        raise DatasetError(f"{ep.dir}: clock topic {spec.clock!r} has no messages")
+    clock = _decode_topic(ep.topics[clock_topic], 0, problems)
+    stamped = clock.stamp_ns > 0
+    offset = int(np.median(clock.stamp_ns[stamped] - clock.log_ns[stamped])) if stamped.any() else 0
+    if spec.rate_hz:
+        step = int(round(1e9 / spec.rate_hz))
+        ticks = np.arange(clock.t_ns[0], clock.t_ns[-1] + 1, step, dtype=np.int64)
+    else:
+        ticks = np.unique(clock.t_ns)
+    decoded = {clock_topic: clock}
+    for topic in {t for t, _ in keys.values()} | set(action_topics):
+        if topic not in decoded and topic in ep.topics:
+            decoded[topic] = _decode_topic(ep.topics[topic], offset, problems)
+    data: dict[str, np.ndarray] = {}
+    report: dict[str, Any] = {"episode": ep.dir.name, "complete": ep.complete, "ticks": int(len(ticks)),
+                              "clock_offset_ms": round(offset / 1e6, 3), "topics": {}}
+    for key, (topic, f) in keys.items():
+        tp = decoded.get(topic)
+        if tp is None or not tp.msgs:
+            raise DatasetError(f"{ep.dir}: topic {topic} (key {key!r}) has no messages in this episode")
+        idx = sync_indices(tp.t_ns, ticks, spec.sync)
+        report["topics"].setdefault(topic, frame_report(idx, tp.t_ns, ticks, spec.max_skew_ms))
+        ex = _extract(f, names)
+        cache: dict[int, np.ndarray] = {}
+        rows = []
+        for i in idx:
+            if i not in cache:
+                cache[i] = ex(tp.msgs[i])
+            rows.append(cache[i])
+        data[key] = np.stack(rows) if f == "rgb" else np.stack(rows).astype(np.float64)
+    cmds = [decoded[t] for t in action_topics if t in decoded]
+    report["action"] = {"topics": [c.td.name for c in cmds]}
+    data["action"] = _actions(cmds, names, ticks, data["joint_pos"], report["action"])
+    report["problems"] = problems
+    return data, report
+
+
+def _resolve_keys(spec: ConversionSpec, recorded: list[str]) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """Output keys -> (recorded topic, field) and the recorded action topics. Unknown topics in
+    an explicit spec raise a UserError naming them; default keys whose topic was not recorded
+    are left out."""
+    if spec.keys is None:
+        wanted = dict(DEFAULT_KEYS)
+        for t in sorted(recorded):
+            parts = t.strip("/").split("/")
+            if len(parts) >= 3 and parts[-3] == "camera" and parts[-1] == "image_raw":
+                wanted[f"camera/{parts[-2]}/rgb"] = ("camera/" + parts[-2] + "/image_raw", "rgb")
+        explicit = False
+    else:
+        wanted = {k: (b["topic"], b["field"]) for k, b in spec.keys.items()}
+        explicit = True
+    keys, unknown = {}, []
+    for key, (topic, f) in wanted.items():
+        hit = match_topic(topic, recorded)
+        if hit is None:
+            if explicit or key == "joint_pos":
+                unknown.append(f"{topic} (key {key})")
+            continue
+        keys[key] = (hit, f)
+    actions = [match_topic(t, recorded) for t in spec.action]
+    missing_actions = [t for t, h in zip(spec.action, actions, strict=True) if h is None]
+    if spec.action != DEFAULT_ACTION:
+        unknown += [f"{t} (action)" for t in missing_actions]
+    if "joint_pos" not in keys and not unknown:
+        unknown.append("joint_states (key joint_pos)")
+    if unknown:
+        raise UserError(f"conversion spec names topics that no episode recorded: {', '.join(unknown)}; "
+                        f"recorded topics: {sorted(recorded)}")
+    return keys, [a for a in actions if a is not None]
+
+
+def convert(episodes_dir: str | Path, out: str | Path, spec: ConversionSpec | None = None,
+            append: bool = False, success_only: bool = False) -> dict[str, Any]:
+    """Convert every episode under ``episodes_dir`` into the zarr buffer ``out``; returns the
+    report (also stored in the buffer's attrs under ``conversion``)."""
+    from rosmind.dataset import ReplayBuffer
+    from rosmind.spec import load_spec
+
+    spec = spec or ConversionSpec()
+    dirs = find_episodes(episodes_dir)
+    episodes = [read_episode(d) for d in dirs]
+    recorded = sorted({t for e in episodes for t in e.topics})
+    keys, action_topics = _resolve_keys(spec, recorded)
+    robot = spec.robot or next((e.info.robot for e in episodes if e.info.robot), "panda")
+    names = list(load_spec(robot).joint_names)
+    buf = ReplayBuffer.open(out, "a" if append else "w")
+    report: dict[str, Any] = {"episodes": [], "skipped": [], "keys": {k: list(v) for k, v in keys.items()},
+                              "sync": spec.sync, "rate_hz": spec.rate_hz, "robot": robot}
+    for ep in episodes:
+        if success_only and ep.info.success is not True:
+            report["skipped"].append({"episode": ep.dir.name, "why": f"success={ep.info.success}"})
+            continue
+        try:
+            data, rep = convert_episode(ep, spec, names, keys, action_topics)
+            buf.add_episode(data, {"success": np.uint8(bool(ep.info.success)),
+                                   "interventions": np.int64(ep.info.interventions)})
+        except DatasetError as e:
+            report["skipped"].append({"episode": ep.dir.name, "why": str(e)})
+            continue
+        report["episodes"].append(rep)
+    report["episodes_in_buffer"] = buf.n_episodes
+    report["steps_in_buffer"] = buf.n_steps
+    buf.root.attrs["conversion"] = report
+    if not report["episodes"]:
+        raise DatasetError(f"{episodes_dir}: no episode could be converted: "
+                           + "; ".join(f"{s['episode']}: {s['why']}" for s in report["skipped"]))
+    return report
