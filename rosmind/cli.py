@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("rosmind.commands.collect", "collect scripted-expert demonstrations into a zarr buffer"),
     "train": ("rosmind.commands.train", "train a policy on a zarr dataset"),
     "eval": ("rosmind.commands.eval", "evaluate a checkpoint in sim, directly or through ROS 2"),
+    "convert": ("rosmind.commands.convert", "recorded MCAP episodes -> a zarr dataset (explicit time sync)"),
+    "replay": ("rosmind.commands.replay", "send a recorded episode's commands back through safety"),
 }
 
 
