@@ -73,4 +73,4 @@ class Registry:
 ROBOTS = Registry("robot", ("rosmind.sim.robots",))
 TASKS = Registry("task", ("rosmind.sim.tasks",))
 POLICIES = Registry("policy", ("rosmind.policies.expert", "rosmind.policies.instant", "rosmind.policies.diffusion"))
-DEVICES = Registry("teleop device", ())
+DEVICES = Registry("teleop device", ("rosmind.hardware.teleop.devices",))
