@@ -14,11 +14,13 @@ report counts ``messages``, ``used``, ``dropped`` (never used: a skipped frame),
 ``over_skew`` (ticks farther than ``max_skew_ms`` from their message). Nothing is dropped
 without being counted.
 
-Action. ``action[k]`` is the joint command in force at tick k, from what the robot received
+Action. ``action[k]`` is the joint command in force for the step after tick k (as in
+``rosmind collect``: the command answering observation k), from what the robot received
 (safety's outputs): a ``joint_trajectory`` chunk stamped s holds point i from
 ``s + time_from_start[i]`` and its last point after that; a
-``forward_position_controller/commands`` holds from its arrival; the newest command started at
-or before the tick wins. Before the first command the action is the measured ``joint_pos``.
+``forward_position_controller/commands`` holds from its arrival; the newest command that
+started before tick k+1 wins (so a command answering tick k a few ms late still counts for
+tick k). Before the first command the action is the measured ``joint_pos``.
 
 Spec (``--spec conv.yaml``, every field optional)::
 
@@ -230,13 +232,17 @@ def _actions(cmds: list[_Topic], names: list[str], ticks: np.ndarray, fallback: 
                 events.append((int(t), np.array([int(t)]), q[None]))
     events.sort(key=lambda e: e[0])
     starts = np.array([e[0] for e in events], dtype=np.int64)
+    # The step after tick k lasts until tick k+1: the command for it is the newest one that
+    # started before tick k+1 (the last tick's step lasts one median period).
+    period = int(np.median(np.diff(ticks))) if len(ticks) > 1 else 0
+    bound = np.append(ticks[1:], ticks[-1] + period) - _EPS_NS
     out = fallback.copy()
-    which = np.searchsorted(starts, ticks + _EPS_NS, side="right") - 1 if len(events) else np.full(len(ticks), -1)
+    which = np.searchsorted(starts, bound, side="right") - 1 if events else np.full(len(ticks), -1)
     for k, e in enumerate(which):
         if e < 0:
             continue
         _, pt, q = events[e]
-        i = max(0, int(np.searchsorted(pt, ticks[k] + _EPS_NS, side="right")) - 1)
+        i = max(0, int(np.searchsorted(pt, bound[k], side="right")) - 1)
         out[k] = q[i]
     used = np.unique(which[which >= 0])
     report.update(commands=len(events), used=int(len(used)), dropped=int(len(events) - len(used)),
