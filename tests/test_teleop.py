@@ -8,8 +8,15 @@ import pytest
 from rosmind.errors import SpecError
 from rosmind.sim.experts import REST_POSE
 from rosmind.spec import load_spec
-from rosmind.teleop import (TeleopCommand, TeleopConfig, TeleopController, make_kinematics,
-                            quat_from_rotvec, quat_mul, scale_twist)
+from rosmind.teleop import (
+    TeleopCommand,
+    TeleopConfig,
+    TeleopController,
+    make_kinematics,
+    quat_from_rotvec,
+    quat_mul,
+    scale_twist,
+)
 
 SPEC = load_spec("panda")
 Q0 = np.r_[REST_POSE, 0.04]
