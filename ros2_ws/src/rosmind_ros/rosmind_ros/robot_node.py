@@ -119,14 +119,20 @@ class RobotNode(Node):
         self._reset_requested = threading.Event()
         self._tick = 0  # global tick count: sim time stays monotonic across episodes
         self._rejected = 0
+        self._reject_logged: dict[str, float] = {}
+        self._warned_no_policy = False
         self._window_start, self._window_ticks = time.monotonic(), 0
         self._lateness: deque[float] = deque(maxlen=2000)  # realtime: tick start - schedule, s
         self._thread = threading.Thread(target=self._run, name="robot_loop", daemon=True)
         self._thread.start()
 
     def _reject(self, why: str) -> None:
+        """Count and log (once a second per topic) a command that is not applied."""
         self._rejected += 1
-        self.get_logger().error(f"rejected command: {why}", throttle_duration_sec=1.0)
+        topic, now = why.split(":", 1)[0], time.monotonic()
+        if now - self._reject_logged.get(topic, -1e9) >= 1.0:
+            self._reject_logged[topic] = now
+            self.get_logger().error(f"rejected command: {why}")
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         if not msg.points:  # ros2_control convention: an empty trajectory means hold
@@ -157,7 +163,8 @@ class RobotNode(Node):
 
     def _reset_policy(self, wait_s: float) -> None:
         if not self._client.wait_for_service(timeout_sec=wait_s):
-            if wait_s > 0.5:
+            if not self._warned_no_policy:
+                self._warned_no_policy = True
                 self.get_logger().warn(f"no policy/reset service after {wait_s:.1f} s; running without it")
             return
         future = self._client.call_async(Trigger.Request())
@@ -228,9 +235,10 @@ class RobotNode(Node):
             t = self._tick * self.dt
             if self.cfg.mode == "realtime":
                 self._lateness.append(time.monotonic() - (anchor + ticks * self.dt))
+            if self.cfg.mode == "lockstep":
+                self.mailbox.open_tick(t)  # before publishing: an answer may beat publish()'s return
             sent = self._publish_tick(obs, t, ticks)
             if self.cfg.mode == "lockstep":
-                self.mailbox.open_tick(t)
                 kind, q = self._lockstep_command(sent)
                 missed += kind == "timeout"
                 holds += kind in ("hold", "rejected")
