@@ -164,3 +164,19 @@ def test_gripper_toggle_and_absolute(kin):
 def test_robot_without_kinematics_is_a_user_error():
     with pytest.raises(SpecError, match="no kinematics model for robot 'a1'"):
         make_kinematics(load_spec("a1"))
+
+
+@pytest.mark.unit
+def test_shipped_teleop_launch_file_parses(repo):
+    from rosmind.launch import load_launch
+
+    plan = load_launch(repo / "launch" / "sim_teleop.launch.yaml",
+                       {"device_options": "{port: 9000}", "out_dir": "/tmp/x"})
+    nodes = {n.executable: n for n in plan.nodes}
+    assert set(nodes) == {"robot_node", "safety_node", "teleop_node", "recorder_node"}
+    teleop = {k: v for _, k, v in nodes["teleop_node"].params}
+    assert teleop["device"] == "web" and teleop["device_options"] == "{port: 9000}"
+    robot = {k: v for _, k, v in nodes["robot_node"].params}
+    assert robot["mode"] == "realtime" and robot["cameras"] is True
+    rec = {k: v for _, k, v in nodes["recorder_node"].params}
+    assert rec["out_dir"] == "/tmp/x" and {"teleop/events", "safety/commands"} <= set(rec["topics"])
