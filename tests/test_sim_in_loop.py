@@ -63,8 +63,10 @@ def test_expert_graph_places_the_cube_like_the_direct_rollout(ros_env, repo, tmp
         direct = run_episode(sim, entry.factory(entry.config()), seed=SEED)
         time_limit = sim.task_status()["time_limit"]
     assert ep["sim_time"] <= time_limit
-    # Lockstep makes the ROS graph deterministic: the same episode as in-process evaluation.
-    assert (ep["success"], ep["ticks"]) == (direct.success, direct.ticks)
+    # Lockstep makes the ROS graph deterministic: when safety passed every command, the
+    # episode is the in-process evaluation's, tick for tick.
+    if ep["safety_holds"] == 0:
+        assert (ep["success"], ep["ticks"]) == (direct.success, direct.ticks)
 
 
 def test_policy_node_without_its_topics_exits_naming_them(ros_env):
