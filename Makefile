@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/rosmind demo
 
 test: $(STAMP)
+	sh scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
