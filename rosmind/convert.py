@@ -2,9 +2,10 @@
 ``rosmind train`` reads exactly like the output of ``rosmind collect``.
 
 Time. Every message gets one time on the robot's clock: its ``header.stamp`` when it has a
-nonzero one, else its receive time shifted by the clock offset, the median of
-``stamp - receive time`` over the clock topic's messages (0 when the recorder ran on the same
-clock, e.g. sim time). The control clock is the stamps of the clock topic (``joint_states``),
+nonzero one, else its receive time mapped through the clock topic's (receive time, stamp)
+pairs: a command received between the ``joint_states`` of ticks k and k+1 lands between
+their stamps (piecewise linear; outside the recording, the nearest pair's offset). Both went
+through the same transport to the recorder, so its latency cancels out. The control clock is the stamps of the clock topic (``joint_states``),
 or, with ``rate_hz``, a uniform grid from its first to its last stamp.
 
 Sync (per observation key, ``sync``): ``previous`` takes the newest message at or before the
@@ -129,7 +130,28 @@ def _stamp_ns(msg) -> int:
     return 0 if h is None else int(h.stamp.sec) * 1_000_000_000 + int(h.stamp.nanosec)
 
 
-def _decode_topic(td: TopicData, offset_ns: int, problems: list[str]) -> _Topic:
+class _RecvClock:
+    """Receive time -> the clock topic's stamp clock (see the module docstring)."""
+
+    def __init__(self, recv: np.ndarray, stamp: np.ndarray):
+        ok = stamp > 0
+        order = np.argsort(recv[ok], kind="stable")
+        self.recv = recv[ok][order].astype(np.float64)
+        self.stamp = np.maximum.accumulate(stamp[ok][order]).astype(np.float64)
+
+    def __call__(self, recv: np.ndarray) -> np.ndarray:
+        if len(self.recv) == 0:
+            return recv
+        r = recv.astype(np.float64)
+        out = np.interp(r, self.recv, self.stamp)
+        lo, hi = r < self.recv[0], r > self.recv[-1]
+        out[lo] = r[lo] + (self.stamp[0] - self.recv[0])
+        out[hi] = r[hi] + (self.stamp[-1] - self.recv[-1])
+        return np.round(out).astype(np.int64)
+
+
+def _decode_topic(td: TopicData, to_clock: Callable[[np.ndarray], np.ndarray] | None,
+                  problems: list[str]) -> _Topic:
     dec = decoder(td.msg_type, td.schema)
     msgs, stamps, logs = [], [], []
     for i, (raw, log) in enumerate(zip(td.data, td.log_ns, strict=True)):
@@ -142,7 +164,7 @@ def _decode_topic(td: TopicData, offset_ns: int, problems: list[str]) -> _Topic:
         stamps.append(_stamp_ns(m))
         logs.append(log)
     st, lg = np.asarray(stamps, dtype=np.int64), np.asarray(logs, dtype=np.int64)
-    t = np.where(st > 0, st, lg + offset_ns)
+    t = np.where(st > 0, st, to_clock(lg) if to_clock is not None else lg)
     order = np.argsort(t, kind="stable")
     return _Topic(td, t[order], [msgs[i] for i in order], st[order], lg[order])
 
@@ -258,9 +280,10 @@ def convert_episode(ep: EpisodeData, spec: ConversionSpec, names: list[str],
     clock_topic = keys["joint_pos"][0] if spec.clock == "joint_states" else match_topic(spec.clock, list(ep.topics))
     if clock_topic is None or clock_topic not in ep.topics or not ep.topics[clock_topic].data:
         raise DatasetError(f"{ep.dir}: clock topic {spec.clock!r} has no messages")
-    clock = _decode_topic(ep.topics[clock_topic], 0, problems)
+    clock = _decode_topic(ep.topics[clock_topic], None, problems)
     stamped = clock.stamp_ns > 0
     offset = int(np.median(clock.stamp_ns[stamped] - clock.log_ns[stamped])) if stamped.any() else 0
+    to_clock = _RecvClock(clock.log_ns, clock.stamp_ns)
     if spec.rate_hz:
         step = int(round(1e9 / spec.rate_hz))
         ticks = np.arange(clock.t_ns[0], clock.t_ns[-1] + 1, step, dtype=np.int64)
@@ -269,7 +292,7 @@ def convert_episode(ep: EpisodeData, spec: ConversionSpec, names: list[str],
     decoded = {clock_topic: clock}
     for topic in {t for t, _ in keys.values()} | set(action_topics):
         if topic not in decoded and topic in ep.topics:
-            decoded[topic] = _decode_topic(ep.topics[topic], offset, problems)
+            decoded[topic] = _decode_topic(ep.topics[topic], to_clock, problems)
     data: dict[str, np.ndarray] = {}
     report: dict[str, Any] = {"episode": ep.dir.name, "complete": ep.complete, "ticks": int(len(ticks)),
                               "clock_offset_ms": round(offset / 1e6, 3), "topics": {}}

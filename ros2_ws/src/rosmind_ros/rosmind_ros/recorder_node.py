@@ -19,9 +19,11 @@ among the recorded topics (its ``success`` sets the episode's when nobody marked
 A ``*`` in a topic pattern matches within one name segment. Topic out: ``recorder/status``
 (std_msgs/String JSON, on every change and once a second).
 
-Subscriptions are raw (``raw=True``): callbacks hand CDR bytes and the receive time (ROS
-clock, so sim time with ``use_sim_time``) to the core's writer thread; nothing is
-deserialized on the hot path. Topic types and offered QoS come from the graph, rescanned every
+Subscriptions are raw (``raw=True``): callbacks hand CDR bytes and the middleware's
+``received_timestamp`` (system clock, ns: arrival order, whatever order the executor runs the
+callbacks in; as rosbag2 does) to the core's writer thread; nothing is deserialized on the
+hot path. Episode start/stop times in episode.json are on the node's clock (sim time with
+``use_sim_time``). Topic types and offered QoS come from the graph, rescanned every
 ``discovery_period_s``; a topic is subscribed reliable when all its publishers are.
 """
 
@@ -92,7 +94,10 @@ class RecorderNode(Node):
         return handle
 
     def _log_result(self, ok: bool, message: str) -> None:
-        (self.get_logger().info if ok else self.get_logger().warning)(message)
+        if ok:  # rclpy refuses two severities from one call site
+            self.get_logger().info(message)
+        else:
+            self.get_logger().warning(message)
 
     def _discover(self) -> None:
         for name, types in self.get_topic_names_and_types():
@@ -124,12 +129,12 @@ class RecorderNode(Node):
                                    f"({'reliable' if reliable else 'best effort'})")
 
     def _raw_callback(self, topic: str):
-        submit, clock = self.core.submit, self.get_clock()
+        submit = self.core.submit
         if topic != self.outcome_topic:
-            return lambda data: submit(topic, data, clock.now().nanoseconds)
+            return lambda data, info: submit(topic, data, info["received_timestamp"])
 
-        def outcome(data: bytes) -> None:  # recorded first, then it may end the episode
-            submit(topic, data, clock.now().nanoseconds)
+        def outcome(data: bytes, info: dict) -> None:  # recorded first, then it may end the episode
+            submit(topic, data, info["received_timestamp"])
             self._on_outcome(deserialize_message(data, String))
         return outcome
 
