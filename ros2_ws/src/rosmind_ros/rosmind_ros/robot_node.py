@@ -8,11 +8,16 @@ own rate). Consumes ``joint_trajectory`` and ``forward_position_controller/comma
 serves ``reset`` (Trigger: end this episode, start the next seed); publishes
 ``episode/outcome`` (JSON) and ``/diagnostics``.
 
-Modes: ``lockstep`` steps once the command for the published tick arrived (or after
-``lockstep_timeout_s``, holding the last setpoint and counting a missed command), as fast as the
-graph answers; ``realtime`` steps on the wall clock at the control rate. The control loop runs in
-its own thread; callbacks run on the node's executor. Episode bookkeeping and setpoint choice are
-in ``rosmind.bridge`` (no ROS there).
+Modes: ``lockstep`` publishes tick k, then steps once the tick's answer arrived: a trajectory
+stamped t_k (its first point), any position command, or an empty trajectory stamped t_k (hold,
+the ros2_control convention). A command for t_k seen on ``lockstep_upstream`` (safety's input)
+that does not come through within ``lockstep_grace_s`` was refused by safety: hold
+(``safety_holds``). Nothing within ``lockstep_timeout_s``: hold, count a missed command. The
+tick is re-sent every ``lockstep_retry_s`` meanwhile (a subscriber discovered late gets it).
+``realtime`` steps on the wall clock at the control rate (late ticks and start jitter counted).
+The control loop runs in its own thread; callbacks run on the node's executor. Episode
+bookkeeping and setpoint choice are in ``rosmind.bridge`` (no ROS there). Episode i uses seed
+``seed + i``; sim time (``/clock`` and stamps) keeps running across episodes.
 """
 
 from __future__ import annotations
