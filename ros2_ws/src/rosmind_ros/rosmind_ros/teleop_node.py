@@ -93,7 +93,7 @@ class TeleopNode(Node):
         self.create_timer(period, self._on_tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
         where = f" at {self.device.url}" if hasattr(self.device, "url") else ""
         log.info(f"teleop {spec.name!r} with device {cfg.device!r}{where} -> "
-                 f"safety/{cfg.output} at {1 / period:g} Hz")
+                 f"{self.pub.topic_name} at {1 / period:g} Hz")
 
     def _event(self, event: str, **extra) -> None:
         self.get_logger().info(f"teleop event: {event} {extra or ''}")
