@@ -128,6 +128,11 @@ class RobotNode(Node):
         self._warned_no_policy = False
         self._window_start, self._window_ticks = time.monotonic(), 0
         self._lateness: deque[float] = deque(maxlen=2000)  # realtime: tick start - schedule, s
+        # Round trip sensor -> policy -> safety -> robot: wall time from publishing a tick to
+        # receiving the first trajectory stamped with it.
+        self._sent_at: dict[int, float] = {}  # tick stamp (ns) -> monotonic time published
+        self._sent_lock = threading.Lock()
+        self._round_trip: deque[float] = deque(maxlen=2000)
         self._thread = threading.Thread(target=self._run, name="robot_loop", daemon=True)
         self._thread.start()
 
@@ -152,6 +157,10 @@ class RobotNode(Node):
             return self._reject(f"joint_trajectory: {e}")
         if not np.all(np.isfinite(pos)) or np.any(np.diff(times) < 0):
             return self._reject("joint_trajectory: non-finite positions or times not increasing")
+        with self._sent_lock:
+            sent = self._sent_at.pop(cv.to_ns(msg.header.stamp), None)
+        if sent is not None:
+            self._round_trip.append(time.monotonic() - sent)
         self.mailbox.put_trajectory(cv.to_sec(msg.header.stamp), times, pos)
 
     def _on_commands(self, msg: Float64MultiArray) -> None:
@@ -209,6 +218,10 @@ class RobotNode(Node):
                 k["width"], k["height"], k["fx"], k["fy"], k["cx"], k["cy"], t, s.frame_id)))
         out.append((self.pubs["joint_states"], cv.joint_state(
             self.spec.joint_names, obs["joint_pos"], obs["joint_vel"], obs["joint_effort"], t)))
+        with self._sent_lock:
+            self._sent_at[cv.to_ns(st)] = time.monotonic()
+            if len(self._sent_at) > 100:  # ticks nobody answered
+                self._sent_at.pop(next(iter(self._sent_at)))
         for p, m in out:
             p.publish(m)
         return out
@@ -278,9 +291,10 @@ class RobotNode(Node):
         rate = self._window_ticks / (now - self._window_start)
         values = {"tick_rate_hz": f"{rate:.1f}", "sim_time_s": f"{t:.2f}", "missed_commands": missed,
                   "late_ticks": late, "safety_holds": holds, "rejected_commands": self._rejected, "mode": self.cfg.mode}
-        if self._lateness:
-            lat = latency_summary(list(self._lateness))
-            values.update(tick_jitter_p50_ms=f"{lat['p50']:.2f}", tick_jitter_p99_ms=f"{lat['p99']:.2f}")
+        for name, samples in (("tick_jitter", self._lateness), ("round_trip", self._round_trip)):
+            if samples:
+                lat = latency_summary(list(samples))
+                values.update({f"{name}_p50_ms": f"{lat['p50']:.2f}", f"{name}_p99_ms": f"{lat['p99']:.2f}"})
         level = "WARN" if (missed or late) else "OK"
         msg = DiagnosticArray()
         msg.header.stamp = cv.stamp(t)
@@ -303,9 +317,11 @@ class RobotNode(Node):
                 if self.cfg.results:
                     self.log.write(self.cfg.results)
                 i += 1
-            if self._lateness:
-                lat = latency_summary(list(self._lateness))
-                print(f"realtime tick jitter p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms", flush=True)
+            for what, samples in (("realtime tick jitter", self._lateness),
+                                  ("command round trip", self._round_trip)):
+                if samples:
+                    lat = latency_summary(list(samples))
+                    print(f"{what} p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms", flush=True)
             print(f"ticks/s {self.log.summary()['ticks_per_s']:.1f}", flush=True)
             self.exit_code = 0
         except Exception as e:  # noqa: BLE001 - the loop thread must report, not die silently
