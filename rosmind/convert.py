@@ -51,8 +51,15 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from rosmind.episodes import (
+    EpisodeData,
+    TopicData,
+    decoder,
+    find_episodes,
+    match_topic,
+    read_episode,
+)
 from rosmind.errors import DatasetError, SpecError, UserError
-from rosmind.recording import EpisodeData, TopicData, decoder, find_episodes, read_episode
 
 _FIELDS = ("position", "velocity", "effort", "pose", "poses", "wrench", "rgb", "data")
 DEFAULT_KEYS = {"joint_pos": ("joint_states", "position"), "joint_vel": ("joint_states", "velocity"),
@@ -101,19 +108,6 @@ class ConversionSpec:
             return cls(**d)
         except SpecError as e:
             raise SpecError(f"{path}: {e}") from None
-
-
-def match_topic(name: str, recorded: list[str]) -> str | None:
-    """The recorded (absolute) topic for ``name``: itself if absolute, ``/name`` if recorded,
-    else the one recorded name ending in ``/name``; SpecError when several namespaces have it."""
-    if name.startswith("/"):
-        return name if name in recorded else None
-    if "/" + name in recorded:
-        return "/" + name
-    hits = [t for t in recorded if t == "/" + name or t.endswith("/" + name)]
-    if len(hits) > 1:
-        raise SpecError(f"topic {name!r} is ambiguous in the recording: {hits}; give an absolute name")
-    return hits[0] if hits else None
 
 
 @dataclass

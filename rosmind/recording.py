@@ -17,7 +17,7 @@ One episode is one rosbag2 directory (``ros2 bag info DIR`` and Foxglove open it
 
 Crash safety: the writer finishes an MCAP chunk and flushes the file every
 ``flush_period_s`` (chunked files are only readable up to the last complete chunk), so a
-recorder killed with SIGKILL loses at most that long; ``read_episode`` reads a file without
+recorder killed with SIGKILL loses at most that long; ``rosmind.episodes.read_episode`` reads a file without
 footer or summary (and a last chunk cut in half) and reports where it stopped.
 
 ``EpisodeRecorder`` is the episode lifecycle (start / stop / discard / mark_success) over a
@@ -44,7 +44,7 @@ from rosmind.errors import DatasetError, SpecError
 
 DEFAULT_TOPICS = ("joint_states", "ee_pose", "wrench", "object_poses", "goal_pose",
                   "camera/*/image_raw", "joint_trajectory", "forward_position_controller/commands",
-                  "safety/joint_trajectory", "/diagnostics", "episode/outcome")
+                  "safety/joint_trajectory", "safety/commands", "/diagnostics", "episode/outcome")
 ROSBAG2_VERSION = 9  # Jazzy
 EPISODE_JSON = "episode.json"
 METADATA_YAML = "metadata.yaml"
@@ -457,126 +457,3 @@ class EpisodeRecorder:
             self.stop()
         self._stop.set()
         self._thread.join(timeout=5.0)
-
-
-@dataclass
-class TopicData:
-    """One topic of a read episode: receive times (ns) and the raw CDR of every message."""
-
-    name: str
-    msg_type: str
-    schema: str
-    log_ns: list[int] = field(default_factory=list)
-    data: list[bytes] = field(default_factory=list)
-
-
-@dataclass
-class EpisodeData:
-    """An episode as read back. ``complete``: the MCAP ended with its footer (closed cleanly);
-    ``problems``: where reading stopped and why (truncation, corruption)."""
-
-    dir: Path
-    info: EpisodeInfo
-    topics: dict[str, TopicData]
-    complete: bool
-    problems: list[str]
-
-
-def find_episodes(root: str | Path) -> list[Path]:
-    """Episode directories under ``root`` (``root`` itself when it holds an MCAP), sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: no such episode directory")
-    if any(root.glob("*.mcap")):
-        return [root]
-    found = sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.mcap")))
-    if not found:
-        raise DatasetError(f"{root}: no episodes (directories with an .mcap file) found")
-    return found
-
-
-def _mcap_files(episode_dir: Path) -> list[Path]:
-    meta = episode_dir / METADATA_YAML
-    if meta.exists():
-        try:
-            info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
-            files = [episode_dir / f for f in info.get("relative_file_paths") or []]
-            if files and all(f.exists() for f in files):
-                return files
-        except (yaml.YAMLError, KeyError, TypeError, OSError):
-            pass
-    return sorted(episode_dir.glob("*.mcap"))
-
-
-def read_episode(episode_dir: str | Path, topics: set[str] | None = None) -> EpisodeData:
-    """Read every message (of ``topics``, absolute names, if given) of one episode.
-
-    Stream reading: a file without summary or footer (a killed recorder) is read up to its
-    last complete record; the rest is named in ``problems``, never skipped silently.
-    """
-    from mcap.records import Channel, Footer, Message, Schema
-    from mcap.stream_reader import StreamReader
-
-    d = Path(episode_dir)
-    files = _mcap_files(d)
-    if not files:
-        raise DatasetError(f"{d}: no .mcap file in the episode directory")
-    out: dict[str, TopicData] = {}
-    problems: list[str] = []
-    complete = True
-    for path in files:
-        schemas: dict[int, Schema] = {}
-        channels: dict[int, TopicData | None] = {}
-        n = 0
-        footer = False
-        with open(path, "rb") as fh:
-            try:
-                for rec in StreamReader(fh, skip_magic=False).records:
-                    if isinstance(rec, Message):
-                        td = channels.get(rec.channel_id)
-                        if td is not None:
-                            td.log_ns.append(rec.log_time)
-                            td.data.append(rec.data)
-                        n += 1
-                    elif isinstance(rec, Schema):
-                        schemas[rec.id] = rec
-                    elif isinstance(rec, Channel):
-                        if topics is not None and rec.topic not in topics:
-                            channels[rec.id] = None
-                            continue
-                        sc = schemas.get(rec.schema_id)
-                        td = out.get(rec.topic)
-                        if td is None:
-                            td = out[rec.topic] = TopicData(
-                                rec.topic, sc.name if sc else "",
-                                sc.data.decode(errors="replace") if sc else "")
-                        channels[rec.id] = td
-                    elif isinstance(rec, Footer):
-                        footer = True
-            except Exception as e:  # noqa: BLE001 - truncated/corrupt data: keep what was read
-                problems.append(f"{path.name}: unreadable after {n} messages "
-                                f"({type(e).__name__}: {e or 'end of file'})")
-        if not footer:
-            complete = False
-            if not problems or not problems[-1].startswith(path.name):
-                problems.append(f"{path.name}: no footer (recorder did not close it); "
-                                f"read {n} messages")
-    for td in out.values():  # multiple files or out-of-order writes: order by receive time
-        if any(b < a for a, b in zip(td.log_ns, td.log_ns[1:], strict=False)):
-            order = sorted(range(len(td.log_ns)), key=td.log_ns.__getitem__)
-            td.log_ns = [td.log_ns[i] for i in order]
-            td.data = [td.data[i] for i in order]
-    return EpisodeData(d, EpisodeInfo.load(d), out, complete, problems)
-
-
-def decoder(msg_type: str, schema: str = "") -> Callable[[bytes], Any]:
-    """CDR bytes -> a rosbags message object of ``msg_type`` (registered from the episode's
-    schema text when the Jazzy store lacks it). Raises DatasetError for an unknown type."""
-    ts = typestore()
-    if msg_type not in ts.fielddefs:
-        if not schema:
-            raise DatasetError(f"message type {msg_type} is unknown and the episode has no schema for it")
-        from rosbags.typesys import get_types_from_msg
-
-        ts.register(get_types_from_msg(schema, msg_type))
-    return lambda data: ts.deserialize_cdr(data, msg_type)

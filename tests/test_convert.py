@@ -13,15 +13,9 @@ import pytest
 from rosmind.cli import main as cli
 from rosmind.convert import ConversionSpec, convert, frame_report, sync_indices
 from rosmind.dataset import ReplayBuffer
+from rosmind.episodes import find_episodes, read_episode
 from rosmind.errors import DatasetError, UserError
-from rosmind.recording import (
-    EpisodeInfo,
-    EpisodeWriter,
-    TopicInfo,
-    find_episodes,
-    read_episode,
-    typestore,
-)
+from rosmind.recording import EpisodeInfo, EpisodeWriter, TopicInfo, typestore
 from rosmind.spec import load_spec
 
 pytestmark = pytest.mark.unit

@@ -26,7 +26,7 @@ from std_srvs.srv import Trigger
 
 from rosmind.convert import convert
 from rosmind.dataset import ReplayBuffer
-from rosmind.recording import find_episodes, read_episode
+from rosmind.episodes import find_episodes, read_episode
 from rosmind.spec import load_spec
 from rosmind_ros import conversions as cv
 
