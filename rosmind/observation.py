@@ -88,16 +88,19 @@ class ObservationAssembler:
         """Index of the newest sample with stamp <= t, or -1."""
         return bisect.bisect_right(self._stamps[key], t + STAMP_EPS) - 1
 
-    def is_fresh(self, key: str, t: float) -> bool:
+    def is_fresh(self, key: str, t: float, max_age: float | None = None) -> bool:
         i = self._latest_at(key, t)
-        return i >= 0 and self._stamps[key][i] >= t - self.max_age[key] - STAMP_EPS
+        age = self.max_age[key] if max_age is None else max_age
+        return i >= 0 and self._stamps[key][i] >= t - age - STAMP_EPS
 
-    def stale(self, t: float) -> list[str]:
-        """Keys without a fresh sample at time ``t``, in key order."""
-        return [k for k in self.keys if not self.is_fresh(k, t)]
+    def stale(self, t: float, max_age: Mapping[str, float] | None = None) -> list[str]:
+        """Keys without a fresh sample at time ``t``, in key order; ``max_age`` overrides the
+        configured ages of some keys for this call (e.g. a camera's schedule in lockstep)."""
+        over = max_age or {}
+        return [k for k in self.keys if not self.is_fresh(k, t, over.get(k))]
 
-    def ready(self, t: float) -> bool:
-        return not self.stale(t)
+    def ready(self, t: float, max_age: Mapping[str, float] | None = None) -> bool:
+        return not self.stale(t, max_age)
 
     def has_any(self, key: str) -> bool:
         return bool(self._stamps[key])

@@ -102,6 +102,13 @@ def topics_for(keys: Iterable[str], spec: RobotSpec | None = None) -> dict[str, 
     return out
 
 
+def camera_every(spec: RobotSpec, name: str) -> int:
+    """A camera publishes on control ticks ``k`` with ``k % camera_every == 0`` (``k`` counts
+    control periods of sim time): the robot renders on that schedule and a lockstep policy
+    waits for exactly that frame, so vision policies are deterministic too."""
+    return max(1, round(spec.control_rate_hz / spec.sensor(name).rate_hz))
+
+
 def camera_name(key: str) -> str | None:
     """``"wrist"`` for ``camera/wrist/rgb``; None for a non-camera key."""
     m = _CAMERA.match(key)

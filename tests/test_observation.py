@@ -138,3 +138,24 @@ def test_schema_unknown_key_and_missing_camera_are_user_errors():
         binding("camera/head/rgb", panda)
     with pytest.raises(SpecError, match="no rgb channel"):
         binding("camera/wrench/rgb", panda)
+
+
+def test_max_age_override_per_call_follows_a_camera_schedule():
+    asm = ObservationAssembler(["joint_pos", "camera/c/rgb"], n_obs_steps=1,
+                               max_age={"camera/c/rgb": 0.25}, period=DT)
+    asm.add("camera/c/rgb", 0.0, _v(0))
+    asm.add("joint_pos", 0.10, _v(2))
+    assert asm.ready(0.10)                                      # configured: 0.1 s old is fine
+    assert asm.stale(0.10, {"camera/c/rgb": 0.0}) == ["camera/c/rgb"]  # schedule: frame of t=0.10
+    asm.add("camera/c/rgb", 0.10, _v(2))
+    assert asm.ready(0.10, {"camera/c/rgb": 0.0})
+    asm.add("joint_pos", 0.15, _v(3))
+    assert asm.ready(0.15, {"camera/c/rgb": DT})                # odd tick: last tick's frame
+
+
+def test_camera_schedule_from_the_spec():
+    from rosmind.schema import camera_every
+
+    panda = load_spec("panda")
+    assert camera_every(panda, "wrist") == 2                    # 20 Hz control, 10 Hz camera
+    assert camera_every(panda, "wrench") == 1

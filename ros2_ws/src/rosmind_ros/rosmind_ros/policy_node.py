@@ -98,6 +98,9 @@ class PolicyNode(Node):
         self.topics = schema.topics_for(keys, self.spec)
         self.topics.setdefault("joint_states", (schema.JOINT_STATE, []))  # the tick, always
         ages = {k: cfg.max_age_s if schema.binding(k).per_tick else cfg.camera_max_age_s for k in keys}
+        # Lockstep: a camera key needs exactly the newest frame its schedule has published.
+        self._camera_every = {k: schema.camera_every(self.spec, schema.camera_name(k))
+                              for k in keys if schema.camera_name(k)}
         self.asm = ObservationAssembler(keys, self.policy.config.n_obs_steps, ages, self.dt)
         self._seen: set[str] = set()
         self._pending: tuple[float, float] | None = None  # (tick stamp, wall time it arrived)
@@ -165,14 +168,21 @@ class PolicyNode(Node):
             if self._pending is not None and t > self._pending[0] + STAMP_EPS:
                 self._skip(self._pending[0])
             self._pending = (t, time.perf_counter())
-        if self._pending is not None and self.asm.ready(self._pending[0]):
+        if self._pending is not None and self.asm.ready(self._pending[0], self._ages(self._pending[0])):
             t_tick, arrived = self._pending
             self._pending = None
             self._process(t_tick, arrived)
 
+    def _ages(self, t: float) -> dict[str, float] | None:
+        """Per-tick max ages in lockstep (camera schedule); None = the configured ages."""
+        if self.cfg.mode != "lockstep" or not self._camera_every:
+            return None
+        k = round(t / self.dt)
+        return {key: (k % m) * self.dt for key, m in self._camera_every.items()}
+
     def _skip(self, t: float) -> None:
         self.skipped_stale += 1
-        self._stale_keys = self.asm.stale(t)
+        self._stale_keys = self.asm.stale(t, self._ages(t))
         self.get_logger().warn(f"tick t={t:.3f} skipped: stale input(s) {self._stale_keys}",
                                throttle_duration_sec=1.0)
 

@@ -44,7 +44,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from rosmind.bridge import CommandMailbox, EpisodeLog, EpisodeResult, episode_line
 from rosmind.errors import SpecError
-from rosmind.schema import camera_topics
+from rosmind.schema import camera_every, camera_topics
 from rosmind.sim.robots import make_sim
 from rosmind.stats import latency_summary
 from rosmind_ros import conversions as cv
@@ -186,7 +186,7 @@ class RobotNode(Node):
         if not future.done():
             self.get_logger().warn("policy/reset did not answer within 5 s")
 
-    def _publish_tick(self, obs: dict, t: float, ep_tick: int) -> list:
+    def _publish_tick(self, obs: dict, t: float) -> list:
         """Build and publish tick ``t``'s messages; returns [(publisher, msg)] for re-sending."""
         base, st = self.spec.base_frame, cv.stamp(t)
         out = [(self.pubs["clock"], Clock(clock=st))]
@@ -206,7 +206,7 @@ class RobotNode(Node):
         if "odom_pose" in obs:
             out.append((self.pubs["odom"], cv.odometry(obs["odom_pose"], obs["odom_twist"], t, "odom", base)))
         for s in self.cameras:
-            if ep_tick % max(1, round(self.spec.control_rate_hz / s.rate_hz)):
+            if self._tick % camera_every(self.spec, s.name):
                 continue
             names = camera_topics(s.name)
             rgb, depth = self.sim.render(s.name)
@@ -255,7 +255,7 @@ class RobotNode(Node):
                 self._lateness.append(time.monotonic() - (anchor + ticks * self.dt))
             if self.cfg.mode == "lockstep":
                 self.mailbox.open_tick(t)  # before publishing: an answer may beat publish()'s return
-            sent = self._publish_tick(obs, t, ticks)
+            sent = self._publish_tick(obs, t)
             if self.cfg.mode == "lockstep":
                 kind, q = self._lockstep_command(sent)
                 missed += kind == "timeout"
