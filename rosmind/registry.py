@@ -71,6 +71,7 @@ class Registry:
 
 
 ROBOTS = Registry("robot", ("rosmind.sim.robots",))
-TASKS = Registry("task", ("rosmind.sim.tasks",))
-POLICIES = Registry("policy", ("rosmind.policies.expert", "rosmind.policies.instant", "rosmind.policies.diffusion"))
+TASKS = Registry("task", ("rosmind.sim.tasks", "rosmind.sim.tasks_bimodal"))
+POLICIES = Registry("policy", ("rosmind.policies.expert", "rosmind.policies.instant", "rosmind.policies.diffusion",
+                               "rosmind.policies.carp"))
 DEVICES = Registry("teleop device", ("rosmind.hardware.teleop.devices",))

@@ -1,0 +1,126 @@
+"""Coarse-to-fine autoregressive transformer over the tokenizer's scales (CARP stage 2).
+
+Sequence layout (VAR's next-scale prediction): ``T = sum(scales)`` positions, scale ``k``
+occupying ``scales[k]`` consecutive positions. Position ``(k, i)`` carries all ``Da``
+codes of the action dimensions at latent index ``i`` of scale ``k``; the head predicts
+``[Da, V]`` logits there. Inputs::
+
+    scale 0:   start token = the observation embedding (+ position)
+    scale k>0: Linear(f_hat(<k) resized to s_k, flattened over Da x C) + position + level
+
+Attention is block-causal over scales: a token of scale ``k`` sees every token of scales
+``<= k`` (including the rest of its own scale). Every block is conditioned on the
+observation embedding by adaptive LayerNorm (shift, scale, gate from the condition).
+
+Inference runs one forward pass per scale; keys and values of earlier scales come from a
+KV cache, so a pass costs only the new scale's tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class KVCache:
+    """Per-layer keys/values ``[B, heads, T_so_far, head_dim]`` of the scales already run."""
+
+    def __init__(self, n_layers: int):
+        self.k: list[torch.Tensor | None] = [None] * n_layers
+        self.v: list[torch.Tensor | None] = [None] * n_layers
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=2)
+            v = torch.cat([self.v[layer], v], dim=2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+
+class Attention(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None, layer: int) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            k, v = cache.extend(layer, k, v)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class AdaLNBlock(nn.Module):
+    """Pre-norm transformer block whose LayerNorms are modulated by the condition ``c``."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False)
+        self.attn = Attention(d, heads, dropout)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x, c, mask, cache, layer):
+        s1, g1, a1, s2, g2, a2 = self.ada(c)[:, None].chunk(6, dim=-1)
+        x = x + (1 + a1) * self.attn(self.norm1(x) * (1 + g1) + s1, mask, cache, layer)
+        return x + (1 + a2) * self.mlp(self.norm2(x) * (1 + g2) + s2)
+
+
+class ScaleTransformer(nn.Module):
+    """``forward(cond [B, Dc], inputs: list of [B, s_k, Da*C] for k >= 1) -> logits [B, T, Da, V]``."""
+
+    def __init__(self, cond_dim: int, scales: tuple[int, ...], action_dim: int, latent_dim: int,
+                 codebook_size: int, d_model: int, n_layers: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.scales = tuple(scales)
+        self.action_dim, self.codebook_size = action_dim, codebook_size
+        self.cond = nn.Sequential(nn.Linear(cond_dim, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
+        self.word = nn.Linear(action_dim * latent_dim, d_model)
+        total = sum(self.scales)
+        self.pos = nn.Parameter(torch.randn(1, total, d_model) * 0.02)
+        self.level = nn.Embedding(len(self.scales), d_model)
+        nn.init.normal_(self.level.weight, std=0.02)
+        self.blocks = nn.ModuleList(AdaLNBlock(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model, elementwise_affine=False)
+        self.head_ada = nn.Sequential(nn.SiLU(), nn.Linear(d_model, 2 * d_model))
+        self.head = nn.Linear(d_model, action_dim * codebook_size)
+        levels = torch.cat([torch.full((s,), k) for k, s in enumerate(self.scales)])
+        self.register_buffer("levels", levels, persistent=False)
+        # True where attention is allowed: query level >= key level (block-causal over scales).
+        self.register_buffer("mask", levels[:, None] >= levels[None, :], persistent=False)
+        self.offsets = [sum(self.scales[:k]) for k in range(len(self.scales) + 1)]
+
+    def embed_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        return self.cond(cond)
+
+    def _tokens(self, c: torch.Tensor, k: int, inp: torch.Tensor | None) -> torch.Tensor:
+        """Input embeddings of scale ``k`` (``inp [B, s_k, Da*C]`` for ``k >= 1``)."""
+        lo, hi = self.offsets[k], self.offsets[k + 1]
+        x = c[:, None] if k == 0 else self.word(inp)
+        return x + self.pos[:, lo:hi] + self.level(self.levels[lo:hi])[None]
+
+    def _run(self, x: torch.Tensor, c: torch.Tensor, mask, cache: KVCache | None) -> torch.Tensor:
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, c, mask, cache, i)
+        shift, scale = self.head_ada(c)[:, None].chunk(2, dim=-1)
+        logits = self.head(self.norm(x) * (1 + scale) + shift)
+        return logits.reshape(x.shape[0], x.shape[1], self.action_dim, self.codebook_size)
+
+    def forward(self, cond: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """Teacher-forced pass over all scales at once (training, and the cache's reference)."""
+        c = self.embed_condition(cond)
+        x = torch.cat([self._tokens(c, k, inputs[k - 1] if k else None) for k in range(len(self.scales))], dim=1)
+        return self._run(x, c, self.mask, None)
+
+    def step(self, c: torch.Tensor, k: int, inp: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
+        """One scale with the KV cache of scales ``< k``: ``-> logits [B, s_k, Da, V]``.
+        ``c`` is ``embed_condition(cond)``. Scales must be run in order 0, 1, ..."""
+        return self._run(self._tokens(c, k, inp), c, None, cache)

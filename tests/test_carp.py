@@ -1,0 +1,198 @@
+"""CARP family: tokenizer round trip, block-causal KV-cache inference, two-stage training
+through the one loop, and clear errors on bad input."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from rosmind.errors import CheckpointError, SpecError, UserError
+from rosmind.policies.carp import CarpConfig, CarpPolicy
+
+pytestmark = pytest.mark.unit
+
+# Stated bound: after 300 tokenizer steps on smooth synthetic chunks the round-trip MSE in
+# normalized units ([-1, 1]) is below 1e-2 (RMS error < 0.1, i.e. < 5% of the range; measured 5.2e-3).
+ROUND_TRIP_MSE_BOUND = 1e-2
+
+
+def small_config(**kw) -> CarpConfig:
+    base = dict(obs_keys=("joint_pos",), obs_shapes={"joint_pos": (2,)}, action_dim=2, n_obs_steps=1,
+                horizon=16, n_action_steps=8, codebook_size=64, latent_dim=4, tokenizer_hidden=16,
+                d_model=32, n_layers=2, n_heads=2, dropout=0.0, tokenizer_steps=10)
+    base.update(kw)
+    return CarpConfig(**base)
+
+
+def smooth_chunks(n: int, horizon: int, dim: int, rng: np.random.Generator) -> torch.Tensor:
+    t = np.linspace(0, 1, horizon)[None, :, None]
+    a = rng.uniform(-0.8, 0.8, (n, 1, dim))
+    b = rng.uniform(-0.5, 0.5, (n, 1, dim))
+    w = rng.uniform(1, 3, (n, 1, dim))
+    return torch.tensor(a + b * np.sin(w * t), dtype=torch.float32)
+
+
+def test_tokenizer_round_trip_within_bound():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    policy = CarpPolicy(small_config(tokenizer_steps=10_000))
+    policy.train()
+    opt = torch.optim.Adam(policy.tokenizer.parameters(), lr=2e-3)
+    obs = torch.zeros(64, 1, 2)
+    for _ in range(300):
+        loss, logs = policy.compute_loss({"joint_pos": obs, "action": smooth_chunks(64, 16, 2, rng)})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert "recon_mse" in logs and policy.stage == 1
+    x = smooth_chunks(256, 16, 2, np.random.default_rng(1))
+    recon = policy.reconstruct(x)  # identity normalizer: action units == normalized units
+    mse = float(((recon - x) ** 2).mean())
+    assert mse < ROUND_TRIP_MSE_BOUND, mse
+    codes = policy.tokenizer.tokenize(x)
+    assert [c.shape for c in codes] == [(256 * 2, s) for s in policy.config.scales]
+    assert int(torch.unique(torch.cat([c.flatten() for c in codes])).numel()) > 8  # no collapse
+
+
+def test_kv_cache_equals_full_recomputation():
+    torch.manual_seed(0)
+    policy = CarpPolicy(small_config(sampling="top_k", top_k=5)).eval()
+    cond = torch.randn(6, policy.transformer.cond[0].in_features)
+    _, cached, codes = policy.generate(cond, return_logits=True)
+    b, da = cond.shape[0], policy.config.action_dim
+    flat = [c.permute(0, 2, 1).reshape(b * da, -1) for c in codes]
+    inputs = [policy._word_inputs(t, b) for t in policy.tokenizer.teacher_inputs(flat)]
+    with torch.no_grad():
+        full = policy.transformer(cond, inputs)
+    torch.testing.assert_close(torch.cat(cached, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_is_block_causal_over_scales():
+    torch.manual_seed(0)
+    policy = CarpPolicy(small_config()).eval()
+    tf, scales = policy.transformer, policy.config.scales
+    cond = torch.randn(3, tf.cond[0].in_features)
+    width = policy.config.action_dim * policy.config.latent_dim
+    inputs = [torch.randn(3, s, width) for s in scales[1:]]
+    with torch.no_grad():
+        base = tf(cond, inputs)
+        inputs[-1] = inputs[-1] + 1.0  # change the last scale only
+        moved = tf(cond, inputs)
+    n_before = sum(scales[:-1])
+    torch.testing.assert_close(base[:, :n_before], moved[:, :n_before])
+    assert not torch.allclose(base[:, n_before:], moved[:, n_before:])
+
+
+def test_generation_is_seeded_and_greedy_is_deterministic():
+    policy = CarpPolicy(small_config(top_k=8, temperature=5.0)).eval()
+    obs = {"joint_pos": np.zeros((1, 2), np.float32)}
+    policy.reset()
+    a = [policy.infer(obs)["action"] for _ in range(4)]
+    policy.reset()
+    b = [policy.infer(obs)["action"] for _ in range(4)]
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert a[0].shape == (8, 2)
+    policy.set_sampling("greedy")
+    g = [policy.infer(obs)["action"] for _ in range(3)]
+    np.testing.assert_array_equal(g[0], g[1])
+    np.testing.assert_array_equal(g[0], g[2])
+    batched = policy.infer_batch({"joint_pos": np.zeros((5, 1, 2), np.float32)})["action"]
+    assert batched.shape == (5, 8, 2)
+    np.testing.assert_allclose(batched[3], g[0], atol=1e-5)
+
+
+def test_two_stages_switch_by_step_and_resume_keeps_stage():
+    policy = CarpPolicy(small_config(tokenizer_steps=2)).train()
+    batch = {"joint_pos": torch.zeros(4, 1, 2), "action": smooth_chunks(4, 16, 2, np.random.default_rng(0))}
+    logs = [policy.compute_loss(batch)[1] for _ in range(3)]
+    assert "recon_mse" in logs[0] and "recon_mse" in logs[1] and "token_acc" in logs[2]
+    again = CarpPolicy(small_config(tokenizer_steps=2))
+    again.load_state_dict(policy.state_dict())
+    assert again.stage == 2 and int(again.train_step) == 3
+    # Stage 2 leaves the tokenizer alone: no gradient reaches it.
+    policy.zero_grad(set_to_none=True)
+    policy.compute_loss(batch)[0].backward()
+    assert all(p.grad is None for p in policy.tokenizer.parameters())
+    assert any(p.grad is not None for p in policy.transformer.parameters())
+
+
+def test_train_loop_runs_both_stages(tmp_path):
+    from rosmind.checkpoint import load_checkpoint
+    from rosmind.policies.train import train
+    from tests.synthetic_data import make_dataset
+
+    ds = make_dataset(tmp_path / "d.zarr", n_episodes=4, length=30)
+    res = train("carp", ds, tmp_path / "run", overrides=[
+        "train.steps=6", "train.batch_size=8", "train.warmup_steps=1", "train.val_every=0",
+        "train.progress=false", "train.checkpoint_every=3", "policy.tokenizer_steps=3", "policy.d_model=32",
+        "policy.n_layers=1", "policy.n_heads=2", "policy.codebook_size=32"])
+    assert res.step == 6
+    policy = load_checkpoint(res.checkpoint)
+    assert type(policy) is CarpPolicy and policy.stage == 2 and int(policy.train_step) == 6
+    assert policy.config.obs_shapes["object_poses"] == (1, 7)  # filled in from the dataset
+    obs = {k: np.zeros((2, *s), np.float32) for k, s in policy.config.obs_shapes.items()}
+    assert policy.infer(obs)["action"].shape == (8, 8)
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(scales=(1, 2, 3)), "scales"),  # last scale must be horizon/downsample = 4
+    (dict(scales=(2, 1, 4)), "scales"),
+    (dict(downsample=3), "downsample"),
+    (dict(sampling="beam"), "sampling"),
+    (dict(top_k=0), "top_k"),
+    (dict(d_model=30, n_heads=4), "d_model"),
+    (dict(obs_keys=("joint_pos", "camera/wrist/rgb"), obs_shapes={"joint_pos": (8,), "camera/wrist/rgb": (8, 8, 3)}),
+     "obs_keys"),
+])
+def test_config_rejects_bad_values_naming_the_field(kw, field):
+    with pytest.raises(SpecError, match=f"CarpConfig.{field}"):
+        CarpConfig(**kw)
+
+
+def test_bad_observations_raise_user_errors():
+    policy = CarpPolicy(small_config())
+    with pytest.raises(UserError, match="lacks key 'joint_pos'"):
+        policy.infer({"ee_pose": np.zeros((1, 7))})
+    with pytest.raises(UserError, match="has shape"):
+        policy.infer({"joint_pos": np.zeros((1, 3))})
+    with pytest.raises(UserError, match="NaN or inf"):
+        policy.infer({"joint_pos": np.full((1, 2), np.nan)})
+    with pytest.raises(UserError, match="top_k"):
+        policy.set_sampling("top_k", top_k=10_000)
+
+
+def test_unknown_option_and_wrong_checkpoint_or_robot(tmp_path):
+    from rosmind.checkpoint import MANIFEST, load_checkpoint, save_checkpoint
+    from rosmind.policies.presets import build_configs
+    from rosmind.policies.train import TrainConfig
+    from rosmind.spec import load_spec
+
+    with pytest.raises(UserError, match="unknown override key policy.n_scales"):
+        build_configs(CarpConfig, TrainConfig, None, ["policy.n_scales=3"], "carp")
+    with pytest.raises(UserError, match="preset 'pick_place_state' is for diffusion"):
+        build_configs(CarpConfig, TrainConfig, "pick_place_state", [], "carp")
+    policy = CarpPolicy(small_config(action_dim=8))
+    ckpt = save_checkpoint(policy, tmp_path / "ckpt", load_spec("panda"))
+    with pytest.raises(CheckpointError, match="trained for robot 'panda', not 'a1'"):
+        load_checkpoint(ckpt, load_spec("a1"))
+    import json
+
+    mf = json.loads((ckpt / MANIFEST).read_text())
+    mf["config"]["codebook_size"] = 128  # weights no longer fit the config
+    (ckpt / MANIFEST).write_text(json.dumps(mf))
+    with pytest.raises(CheckpointError, match="codebook"):
+        load_checkpoint(ckpt)
+    mf["config"]["n_scales"] = 3
+    (ckpt / MANIFEST).write_text(json.dumps(mf))
+    with pytest.raises(CheckpointError, match="unknown field"):
+        load_checkpoint(ckpt)
+
+
+def test_config_round_trips_through_json():
+    from rosmind.checkpoint import config_from_json, config_to_json
+
+    cfg = CarpConfig(scales=(1, 2, 4), sampling="greedy")
+    again = config_from_json(CarpConfig, config_to_json(cfg), "test")
+    assert dataclasses.asdict(again) == dataclasses.asdict(cfg)
