@@ -1,12 +1,13 @@
 """Recorded episodes (rosbag2 MCAP, ``rosmind.recording``) -> a zarr replay buffer that
 ``rosmind train`` reads exactly like the output of ``rosmind collect``.
 
-Time. Every message gets one time on the robot's clock: its ``header.stamp`` when it has a
-nonzero one, else its receive time mapped through the clock topic's (receive time, stamp)
-pairs: a command received between the ``joint_states`` of ticks k and k+1 lands between
-their stamps (piecewise linear; outside the recording, the nearest pair's offset). Both went
-through the same transport to the recorder, so its latency cancels out. The control clock is the stamps of the clock topic (``joint_states``),
-or, with ``rate_hz``, a uniform grid from its first to its last stamp.
+Time. Every message gets one time on the robot's clock: its ``header.stamp`` when its topic
+is stamped (some message has a nonzero stamp), else its receive time mapped through the
+clock topic's (receive time, stamp) pairs: a command received between the ``joint_states``
+of ticks k and k+1 lands between their stamps (piecewise linear; outside the recording, the
+nearest pair's offset). Both went through the same transport to the recorder, so its latency
+cancels out. The control clock is the stamps of the clock topic (``joint_states``), or, with
+``rate_hz``, a uniform grid from its first to its last stamp.
 
 Sync (per observation key, ``sync``): ``previous`` takes the newest message at or before the
 tick (the first message for ticks before it), ``nearest`` the closest in time. Per topic the
@@ -128,7 +129,7 @@ class _RecvClock:
     """Receive time -> the clock topic's stamp clock (see the module docstring)."""
 
     def __init__(self, recv: np.ndarray, stamp: np.ndarray):
-        ok = stamp > 0
+        ok = np.full(len(stamp), bool(np.any(stamp > 0)))
         order = np.argsort(recv[ok], kind="stable")
         self.recv = recv[ok][order].astype(np.float64)
         self.stamp = np.maximum.accumulate(stamp[ok][order]).astype(np.float64)
@@ -158,7 +159,10 @@ def _decode_topic(td: TopicData, to_clock: Callable[[np.ndarray], np.ndarray] | 
         stamps.append(_stamp_ns(m))
         logs.append(log)
     st, lg = np.asarray(stamps, dtype=np.int64), np.asarray(logs, dtype=np.int64)
-    t = np.where(st > 0, st, to_clock(lg) if to_clock is not None else lg)
+    # A topic is stamped when any message has a nonzero stamp (sim time starts at 0, so one
+    # zero stamp is a real stamp); an all-zero topic is unstamped and uses receive times.
+    stamped = bool(np.any(st > 0))
+    t = st if stamped else (to_clock(lg) if to_clock is not None else lg)
     order = np.argsort(t, kind="stable")
     return _Topic(td, t[order], [msgs[i] for i in order], st[order], lg[order])
 
@@ -275,8 +279,7 @@ def convert_episode(ep: EpisodeData, spec: ConversionSpec, names: list[str],
     if clock_topic is None or clock_topic not in ep.topics or not ep.topics[clock_topic].data:
         raise DatasetError(f"{ep.dir}: clock topic {spec.clock!r} has no messages")
     clock = _decode_topic(ep.topics[clock_topic], None, problems)
-    stamped = clock.stamp_ns > 0
-    offset = int(np.median(clock.stamp_ns[stamped] - clock.log_ns[stamped])) if stamped.any() else 0
+    offset = int(np.median(clock.stamp_ns - clock.log_ns)) if np.any(clock.stamp_ns > 0) else 0
     to_clock = _RecvClock(clock.log_ns, clock.stamp_ns)
     if spec.rate_hz:
         step = int(round(1e9 / spec.rate_hz))

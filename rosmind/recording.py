@@ -372,9 +372,12 @@ class EpisodeRecorder:
         self._queue.put(("end", done, 0))  # the writer drains what came before, then closes
         if not done.wait(timeout=60.0):
             return False, f"{ep.dir}: the writer did not finish within 60 s"
-        if keep:
-            total = sum(ep.counts.values())
+        total = sum(ep.counts.values())
+        if keep and total:
             return True, f"{ep.dir} ({total} messages, success={ep.info.success})"
+        if keep:  # nothing was recorded (e.g. the graph went away): no empty episode on disk
+            shutil.rmtree(ep.dir, ignore_errors=True)
+            return True, f"{ep.dir}: no messages, discarded"
         shutil.rmtree(ep.dir, ignore_errors=True)
         return True, f"discarded {ep.dir}"
 

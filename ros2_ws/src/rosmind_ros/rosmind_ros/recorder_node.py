@@ -22,7 +22,9 @@ A ``*`` in a topic pattern matches within one name segment. Topic out: ``recorde
 Subscriptions are raw (``raw=True``): callbacks hand CDR bytes and the middleware's
 ``received_timestamp`` (system clock, ns: arrival order, whatever order the executor runs the
 callbacks in; as rosbag2 does) to the core's writer thread; nothing is deserialized on the
-hot path. Episode start/stop times in episode.json are on the node's clock (sim time with
+hot path. Topics of the rosmind graph with known types (``KNOWN_TYPES``) are subscribed at
+startup (reliable), so nothing is lost while discovery catches up; every topic is
+(re)subscribed with what its publishers offer once they are seen. Episode start/stop times in episode.json are on the node's clock (sim time with
 ``use_sim_time``). Topic types and offered QoS come from the graph, rescanned every
 ``discovery_period_s``; a topic is subscribed reliable when all its publishers are.
 """
@@ -42,8 +44,19 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from rosmind.recording import EpisodeRecorder, RecorderConfig, TopicInfo, qos_dict
+from rosmind.schema import IMU, JOINT_STATE, ODOMETRY, POSE_ARRAY, POSE_STAMPED, WRENCH_STAMPED
 from rosmind_ros import conversions as cv
 from rosmind_ros.params import declare_from_dataclass, run_node
+
+TRAJECTORY, FLOATS = "trajectory_msgs/msg/JointTrajectory", "std_msgs/msg/Float64MultiArray"
+KNOWN_TYPES = {  # relative names of the rosmind graph and their types (DESIGN.md "Topics")
+    "joint_states": JOINT_STATE, "ee_pose": POSE_STAMPED, "goal_pose": POSE_STAMPED,
+    "wrench": WRENCH_STAMPED, "object_poses": POSE_ARRAY, "imu": IMU, "odom": ODOMETRY,
+    "joint_trajectory": TRAJECTORY, "safety/joint_trajectory": TRAJECTORY,
+    "forward_position_controller/commands": FLOATS, "safety/commands": FLOATS,
+    "diagnostics": "diagnostic_msgs/msg/DiagnosticArray", "episode/outcome": "std_msgs/msg/String",
+    "cmd_vel": "geometry_msgs/msg/Twist",
+}
 
 
 def _msg_class(msg_type: str):
@@ -65,6 +78,11 @@ class RecorderNode(Node):
                          for t in cfg.topics]
         self.outcome_topic = self.resolve_topic_name("episode/outcome")
         self._subs: dict[str, object] = {}
+        self._qos: dict[str, tuple[str, bool, bool]] = {}  # topic -> (type, reliable, latched)
+        self._confirmed: set[str] = set()  # topics whose publishers' offer was seen
+        for t in cfg.topics:  # known names: subscribed now, so the first messages are not lost
+            if "*" not in t and t.lstrip("/") in KNOWN_TYPES:
+                self._subscribe(self.resolve_topic_name(t), KNOWN_TYPES[t.lstrip("/")])
         for name, fn in (("start", self.core.start), ("stop", self.core.stop),
                          ("discard", self.core.discard), ("mark_success", self.core.mark_success)):
             self.create_service(Trigger, f"recorder/{name}", self._service(fn))
@@ -99,34 +117,51 @@ class RecorderNode(Node):
         else:
             self.get_logger().warning(message)
 
+    def _subscribe(self, name: str, msg_type: str, reliable: bool = True, latched: bool = False,
+                   offered: list | None = None, type_hash: str = "") -> None:
+        try:
+            cls = _msg_class(msg_type)
+        except (ImportError, AttributeError, ValueError):
+            self.get_logger().error(f"{name}: message type {msg_type} is not installed; not recorded",
+                                    once=True)
+            return
+        old = self._subs.pop(name, None)
+        if old is not None:
+            self.destroy_subscription(old)
+        qos = QoSProfile(depth=self.cfg.qos_depth,
+                         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+        info = self.core.topics.get(name)
+        if info is None or info.msg_type != msg_type:
+            self.core.add_topic(TopicInfo(name, msg_type, offered or [], type_hash))
+        elif offered is not None:  # the running episode's metadata.yaml picks this up
+            info.offered_qos, info.type_hash = offered, type_hash
+        self._subs[name] = self.create_subscription(cls, name, self._raw_callback(name), qos, raw=True)
+        self._qos[name] = (msg_type, reliable, latched)
+        self.get_logger().info(f"subscribed {name} [{msg_type}] ({'reliable' if reliable else 'best effort'})")
+
     def _discover(self) -> None:
+        """Subscribe new matching topics; adapt known ones to what their publishers offer."""
         for name, types in self.get_topic_names_and_types():
-            if name in self._subs or not types:
+            if not types or name in self._confirmed:
                 continue
             if not any(p.match(name) for p in self.patterns):
                 continue
             pubs = self.get_publishers_info_by_topic(name)
             if not pubs:
                 continue
-            msg_type = types[0]
-            try:
-                cls = _msg_class(msg_type)
-            except (ImportError, AttributeError, ValueError):
-                self.get_logger().error(f"{name}: message type {msg_type} is not installed; not recorded",
-                                        once=True)
-                continue
             offered = [qos_dict(_policy_name(p.qos_profile.reliability),
                                 _policy_name(p.qos_profile.durability), p.qos_profile.depth,
                                 _policy_name(p.qos_profile.history)) for p in pubs]
             reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
             latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in pubs)
-            qos = QoSProfile(depth=self.cfg.qos_depth,
-                             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-            self.core.add_topic(TopicInfo(name, msg_type, offered, str(pubs[0].topic_type_hash)))
-            self._subs[name] = self.create_subscription(cls, name, self._raw_callback(name), qos, raw=True)
-            self.get_logger().info(f"subscribed {name} [{msg_type}] "
-                                   f"({'reliable' if reliable else 'best effort'})")
+            type_hash = str(pubs[0].topic_type_hash)
+            self._confirmed.add(name)
+            if self._qos.get(name) == (types[0], reliable, latched):
+                info = self.core.topics[name]  # subscribed in advance and it matches: just note QoS
+                info.offered_qos, info.type_hash = offered, type_hash
+                continue
+            self._subscribe(name, types[0], reliable, latched, offered, type_hash)
 
     def _raw_callback(self, topic: str):
         submit = self.core.submit

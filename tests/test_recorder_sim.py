@@ -1,0 +1,81 @@
+"""Record the sim pick_place graph (robot_node -> policy_node -> safety_node, lockstep, the
+scripted expert) with recorder_node, convert the episode, and train the diffusion policy for
+5 steps on it (``--preset tiny``): recorded demonstrations feed ``rosmind train`` unchanged."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from rosmind.cli import main as cli
+from rosmind.convert import convert
+from rosmind.dataset import ReplayBuffer
+from rosmind.episodes import find_episodes, read_episode
+
+pytestmark = pytest.mark.ros
+
+
+def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def test_record_sim_graph_convert_and_train(ros_env, repo, tmp_path):
+    episodes = tmp_path / "episodes"
+    rec = subprocess.Popen([sys.executable, "-m", "rosmind_ros.recorder_node", "--ros-args",
+                            "-p", f"out_dir:={episodes}", "-p", "auto_start:=true",
+                            "-p", "stop_on_outcome:=true", "-p", "use_sim_time:=true",
+                            "-p", "task:=pick_place", "-p", "operator:=expert"], env=ros_env)
+    launch = None
+    try:
+        time.sleep(2.0)  # the recorder is up before the robot's first tick
+        launch = subprocess.Popen([sys.executable, "-m", "rosmind.cli", "launch",
+                                   str(repo / "launch/sim_pick_place.launch.yaml"), "episodes:=1"],
+                                  env=ros_env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        out, _ = launch.communicate(timeout=180)
+        assert launch.returncode == 0, out[-3000:]
+        line = next(ln for ln in out.splitlines() if "episode 0 seed" in ln)
+        ticks = int(line.split("ticks")[1].split()[0])
+        time.sleep(1.0)
+    finally:
+        if launch is not None and launch.poll() is None:
+            _stop(launch)
+        _stop(rec)
+
+    # The outcome ended episode 000 and started 001 (auto_start), which holds the graph's
+    # shutdown (diagnostics, safety's setpoints) or nothing (then it is not kept).
+    ep_dir = find_episodes(episodes)
+    info = json.loads((ep_dir[0] / "episode.json").read_text())
+    assert info["task"] == "pick_place" and info["operator"] == "expert" and info["success"] is True
+    ep = read_episode(ep_dir[0])
+    assert ep.complete
+    assert len(ep.topics["/episode/outcome"].data) == 1
+
+    report = convert(ep_dir[0], tmp_path / "demo.zarr")
+    r = report["episodes"][0]
+    assert r["ticks"] == ticks  # lockstep re-sends of a tick share its stamp: one tick each
+    assert r["action"]["ticks_before_first_command"] == 0
+    buf = ReplayBuffer.open(tmp_path / "demo.zarr")
+    assert {"joint_pos", "joint_vel", "ee_pose", "wrench", "object_poses", "goal_pose", "action"} <= set(buf.keys())
+    data = buf.get_episode(0)
+    assert data["object_poses"].shape == (ticks, 1, 7)
+    # The command answering tick k is what the robot executed next: it tracks it closely.
+    assert np.abs(data["action"][:-1, :7] - data["joint_pos"][1:, :7]).max() < 0.05
+
+    run_dir = tmp_path / "run"
+    assert cli(["train", "--policy", "diffusion", "--dataset", str(tmp_path / "demo.zarr"),
+                "--out", str(run_dir), "--preset", "tiny", "train.steps=5", "train.checkpoint_every=5",
+                "train.batch_size=8"]) == 0
+    assert any(run_dir.rglob("*.safetensors"))
