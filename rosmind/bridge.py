@@ -1,4 +1,11 @@
-"""The ROS-free core of ``robot_node``: which setpoint to apply each tick, and episode results.
+"""The ROS-free core of ``robot_node``: the episode loop, which setpoint to apply each tick,
+and episode results.
+
+``SimLoop`` runs episodes of a ``SimRobot``: each control tick it publishes the observation
+(through an injected ``publish``), gets the tick's command from a ``CommandMailbox``, writes
+it and steps. ``lockstep`` waits for the tick's answer (see ``CommandMailbox.wait``), re-sending
+the tick every ``retry_s``; ``realtime`` steps on the (injected) clock at the control rate,
+counting late ticks and recording each tick's start lateness.
 
 ``CommandMailbox`` receives commands from any thread (ROS callbacks) and answers the control
 loop:
@@ -26,12 +33,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rosmind.observation import STAMP_EPS
+from rosmind.robot import Observation, SimRobot
 
 
 class CommandMailbox:
@@ -185,3 +195,81 @@ class EpisodeLog:
 def episode_line(r: EpisodeResult) -> str:
     """The one line robot_node prints per episode."""
     return f"episode {r.episode} seed {r.seed} success {r.success} ticks {r.ticks} sim_time {r.sim_time:.2f}"
+
+
+class SimLoop:
+    """Episodes of ``sim`` driven by the commands in ``mailbox``.
+
+    ``publish(obs, t) -> resend``: publish tick ``t``'s observation; ``resend()`` publishes the
+    same messages again. ``after_tick(t, result_so_far)`` runs after every step (diagnostics).
+    ``stop`` ends the run, ``reset_requested`` the current episode (both thread-safe events).
+    Sim time is ``tick * dt`` with ``tick`` counted across episodes (monotonic ``/clock``).
+    """
+
+    def __init__(self, sim: SimRobot, mailbox: CommandMailbox, mode: str,
+                 publish: Callable[[Observation, float], Callable[[], None]], *,
+                 timeout_s: float = 10.0, retry_s: float = 0.5, grace_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 after_tick: Callable[[float, EpisodeResult], None] | None = None):
+        if mode not in ("lockstep", "realtime"):
+            raise ValueError(f"mode must be lockstep or realtime, got {mode!r}")
+        self.sim, self.mailbox, self.mode, self.publish = sim, mailbox, mode, publish
+        self.timeout_s, self.retry_s, self.grace_s = timeout_s, retry_s, grace_s
+        self.clock, self.sleep, self.after_tick = clock, sleep, after_tick
+        self.dt = sim.spec.control_period
+        self.tick = 0
+        self.lateness: deque[float] = deque(maxlen=2000)  # realtime: tick start - schedule, s
+        self.stop = threading.Event()
+        self.reset_requested = threading.Event()
+
+    def _lockstep_answer(self, resend: Callable[[], None]) -> tuple[str, np.ndarray | None]:
+        deadline = self.clock() + self.timeout_s
+        while not self.stop.is_set():
+            left = deadline - self.clock()
+            if left <= 0:
+                break
+            kind, q = self.mailbox.wait(min(left, self.retry_s), self.grace_s)
+            if kind != "timeout":
+                return kind, q
+            resend()  # a subscriber matched after the first send gets the tick now
+        return "timeout", None
+
+    def episode(self, index: int, seed: int) -> EpisodeResult:
+        """Run one episode until the task is done, a reset is requested, or ``stop``."""
+        obs = self.sim.reset(seed)
+        self.mailbox.clear()
+        self.reset_requested.clear()
+        r = EpisodeResult(index, seed, False, 0, 0.0, 0.0)
+        wall0 = anchor = self.clock()  # anchor: wall time of tick 0 (re-anchored when late)
+        while not self.stop.is_set():
+            t = self.tick * self.dt
+            if self.mode == "realtime":
+                self.lateness.append(self.clock() - (anchor + r.ticks * self.dt))
+                self.publish(obs, t)
+                q = self.mailbox.setpoint_at(t)
+            else:
+                self.mailbox.open_tick(t)  # before publishing: an answer may beat publish()'s return
+                kind, q = self._lockstep_answer(self.publish(obs, t))
+                r.missed_commands += kind == "timeout"
+                r.safety_holds += kind in ("hold", "rejected")
+            if q is not None:
+                self.sim.write(q)  # clipped to the spec's limits; safety_node is the real gate
+            self.sim.step()
+            self.tick += 1
+            r.ticks += 1
+            if self.mode == "realtime":
+                wait = anchor + r.ticks * self.dt - self.clock()
+                if wait > 0:
+                    self.sleep(wait)
+                else:
+                    r.late_ticks += 1
+                    anchor = self.clock() - r.ticks * self.dt
+            if self.after_tick is not None:
+                self.after_tick(t, r)
+            if self.sim.task_status()["done"] or self.reset_requested.is_set():
+                break
+            obs = self.sim.read()
+        r.success = bool(self.sim.task_status()["success"])
+        r.sim_time, r.wall_s = r.ticks * self.dt, self.clock() - wall0
+        r.ended_by = "reset" if self.reset_requested.is_set() else "done"
+        return r

@@ -100,3 +100,103 @@ def test_results_file_and_episode_line(tmp_path):
     assert res["missed_commands"] == 3
     assert [e["seed"] for e in res["episodes"]] == [1000, 1001]
     assert episode_line(log.episodes[0]) == "episode 0 seed 1000 success True ticks 100 sim_time 5.00"
+
+
+class FakeSim:
+    """A SimRobot stand-in: joint_pos is the last written setpoint; done after ``length`` ticks."""
+
+    def __init__(self, length: int = 5, clock=None, step_cost=None):
+        from rosmind.spec import load_spec
+
+        self.spec = load_spec("panda")
+        self.length, self.clock, self.step_cost = length, clock, step_cost or (lambda tick: 0.0)
+        self.writes: list[np.ndarray] = []
+        self.k = 0
+
+    def reset(self, seed=None):
+        self.k, self.q = 0, np.zeros(self.spec.dof)
+        return self.read()
+
+    def read(self):
+        return {"joint_pos": self.q.copy()}
+
+    def write(self, q):
+        self.q = np.asarray(q, dtype=float)
+        self.writes.append(self.q.copy())
+        return self.q
+
+    def step(self):
+        if self.clock is not None:
+            self.clock.now += self.step_cost(self.k)
+        self.k += 1
+
+    def task_status(self):
+        return {"success": self.k >= self.length, "done": self.k >= self.length, "time_limit": 1.0}
+
+
+class FakeClock:
+    def __init__(self):
+        self.now, self.sleeps = 100.0, []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, s):
+        self.sleeps.append(s)
+        self.now += s
+
+
+def test_simloop_lockstep_applies_each_ticks_answer_and_counts_a_miss():
+    from rosmind.bridge import SimLoop
+
+    sim = FakeSim(length=4)
+    mb = CommandMailbox(sim.spec.dof)
+    resent = []
+
+    def publish(obs, t):
+        k = round(t / DT)
+        if k != 2:                                      # tick 2 is never answered
+            mb.put_trajectory(t, np.array([0.0, DT]), np.full((2, sim.spec.dof), float(k)))
+        return lambda: resent.append(k)
+
+    loop = SimLoop(sim, mb, "lockstep", publish, timeout_s=0.05, retry_s=0.01)
+    r = loop.episode(0, seed=1)
+    assert [w[0] for w in sim.writes] == [0, 1, 3]       # tick 2 held (no write)
+    assert (r.ticks, r.missed_commands, r.success, r.ended_by) == (4, 1, True, "done")
+    assert resent and set(resent) == {2}                 # only the unanswered tick is re-sent
+    r2 = loop.episode(1, seed=2)
+    assert loop.tick == 8 and r2.ticks == 4              # sim time keeps running across episodes
+    assert [w[0] for w in sim.writes[3:]] == [4, 5, 6, 7]
+
+
+def test_simloop_realtime_schedule_late_ticks_and_setpoints_by_time():
+    from rosmind.bridge import SimLoop
+
+    clock = FakeClock()
+    sim = FakeSim(length=6, clock=clock, step_cost=lambda k: 0.08 if k == 2 else 0.01)
+    mb = CommandMailbox(sim.spec.dof)
+    plan = (np.arange(8) * DT, np.repeat(np.arange(8.0)[:, None], sim.spec.dof, 1))
+
+    def publish(obs, t):
+        if t == 0.0:                                    # one plan, sent once at tick 0
+            mb.put_trajectory(0.0, *plan)
+        return lambda: None
+
+    loop = SimLoop(sim, mb, "realtime", publish, clock=clock, sleep=clock.sleep)
+    r = loop.episode(0, seed=0)
+    assert r.late_ticks == 1                             # the 80 ms step overran its 50 ms period
+    assert [w[0] for w in sim.writes] == [0, 1, 2, 3, 4, 5]  # the point whose time has come
+    np.testing.assert_allclose(loop.lateness, 0.0, atol=1e-9)  # fake clock: every start on time
+    np.testing.assert_allclose(clock.sleeps, [0.04, 0.04, 0.04, 0.04, 0.04], atol=1e-9)
+    assert r.wall_s == pytest.approx(0.01 * 5 + 0.08 + 0.04 * 5)
+
+
+def test_simloop_reset_request_ends_the_episode():
+    from rosmind.bridge import SimLoop
+
+    sim = FakeSim(length=100)
+    mb = CommandMailbox(sim.spec.dof)
+    loop = SimLoop(sim, mb, "lockstep", lambda obs, t: (mb.put_position(obs["joint_pos"]), lambda: None)[1],
+                   after_tick=lambda t, r: loop.reset_requested.set() if r.ticks == 3 else None)
+    r = loop.episode(0, seed=0)
+    assert (r.ticks, r.ended_by, r.success, r.missed_commands) == (3, "reset", False, 0)

@@ -15,8 +15,8 @@ that does not come through within ``lockstep_grace_s`` was refused by safety: ho
 (``safety_holds``). Nothing within ``lockstep_timeout_s``: hold, count a missed command. The
 tick is re-sent every ``lockstep_retry_s`` meanwhile (a subscriber discovered late gets it).
 ``realtime`` steps on the wall clock at the control rate (late ticks and start jitter counted).
-The control loop runs in its own thread; callbacks run on the node's executor. Episode
-bookkeeping and setpoint choice are in ``rosmind.bridge`` (no ROS there). Episode i uses seed
+The control loop (``rosmind.bridge.SimLoop``, no ROS there, like the setpoint choice and the
+episode bookkeeping) runs in its own thread; callbacks run on the node's executor. Episode i uses seed
 ``seed + i``; sim time (``/clock`` and stamps) keeps running across episodes.
 """
 
@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -42,7 +43,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from rosmind.bridge import CommandMailbox, EpisodeLog, EpisodeResult, episode_line
+from rosmind.bridge import CommandMailbox, EpisodeLog, EpisodeResult, SimLoop, episode_line
 from rosmind.errors import SpecError
 from rosmind.schema import camera_every, camera_topics
 from rosmind.sim.robots import make_sim
@@ -120,14 +121,14 @@ class RobotNode(Node):
         self._client = self._client_node.create_client(Trigger, "policy/reset")
         self._client_exec = SingleThreadedExecutor(context=self.context)
         self._client_exec.add_node(self._client_node)
-        self._stop = threading.Event()
-        self._reset_requested = threading.Event()
-        self._tick = 0  # global tick count: sim time stays monotonic across episodes
+        self.loop = SimLoop(self.sim, self.mailbox, cfg.mode, self._publish_tick,
+                            timeout_s=cfg.lockstep_timeout_s, retry_s=cfg.lockstep_retry_s,
+                            grace_s=cfg.lockstep_grace_s if cfg.lockstep_upstream else None,
+                            after_tick=self._diagnostics)
         self._rejected = 0
         self._reject_logged: dict[str, float] = {}
         self._warned_no_policy = False
-        self._window_start, self._window_ticks = time.monotonic(), 0
-        self._lateness: deque[float] = deque(maxlen=2000)  # realtime: tick start - schedule, s
+        self._window_start, self._window_tick = time.monotonic(), 0
         # Round trip sensor -> policy -> safety -> robot: wall time from publishing a tick to
         # receiving the first trajectory stamped with it.
         self._sent_at: dict[int, float] = {}  # tick stamp (ns) -> monotonic time published
@@ -171,7 +172,7 @@ class RobotNode(Node):
         self.mailbox.put_position(q)
 
     def _on_reset(self, _req, resp):
-        self._reset_requested.set()
+        self.loop.reset_requested.set()
         resp.success, resp.message = True, "the current episode ends; the next seed starts"
         return resp
 
@@ -186,8 +187,8 @@ class RobotNode(Node):
         if not future.done():
             self.get_logger().warn("policy/reset did not answer within 5 s")
 
-    def _publish_tick(self, obs: dict, t: float) -> list:
-        """Build and publish tick ``t``'s messages; returns [(publisher, msg)] for re-sending."""
+    def _publish_tick(self, obs: dict, t: float) -> Callable[[], None]:
+        """Build and publish tick ``t``'s messages; returns a function that re-sends them."""
         base, st = self.spec.base_frame, cv.stamp(t)
         out = [(self.pubs["clock"], Clock(clock=st))]
         if "ee_pose" in obs:
@@ -206,7 +207,7 @@ class RobotNode(Node):
         if "odom_pose" in obs:
             out.append((self.pubs["odom"], cv.odometry(obs["odom_pose"], obs["odom_twist"], t, "odom", base)))
         for s in self.cameras:
-            if self._tick % camera_every(self.spec, s.name):
+            if self.loop.tick % camera_every(self.spec, s.name):
                 continue
             names = camera_topics(s.name)
             rgb, depth = self.sim.render(s.name)
@@ -222,76 +223,24 @@ class RobotNode(Node):
             self._sent_at[cv.to_ns(st)] = time.monotonic()
             if len(self._sent_at) > 100:  # ticks nobody answered
                 self._sent_at.pop(next(iter(self._sent_at)))
-        for p, m in out:
-            p.publish(m)
-        return out
 
-    def _lockstep_command(self, sent: list) -> tuple[str, np.ndarray | None]:
-        """The open tick's answer (``rosmind.bridge.CommandMailbox.wait``), re-sending the tick
-        every ``lockstep_retry_s`` meanwhile."""
-        deadline = time.monotonic() + self.cfg.lockstep_timeout_s
-        grace = self.cfg.lockstep_grace_s if self.cfg.lockstep_upstream else None
-        while not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            kind, q = self.mailbox.wait(min(left, self.cfg.lockstep_retry_s), grace)
-            if kind != "timeout":
-                return kind, q
-            for p, m in sent:  # a subscriber matched after the first send gets the tick now
+        def send():
+            for p, m in out:
                 p.publish(m)
-        return "timeout", None
 
-    def _episode(self, index: int, seed: int) -> EpisodeResult:
-        obs = self.sim.reset(seed)
-        self.mailbox.clear()
-        self._reset_requested.clear()
-        ticks = missed = late = holds = 0
-        wall0 = time.monotonic()
-        anchor = wall0  # realtime: wall time of tick 0 of this episode (re-anchored when late)
-        while not self._stop.is_set():
-            t = self._tick * self.dt
-            if self.cfg.mode == "realtime":
-                self._lateness.append(time.monotonic() - (anchor + ticks * self.dt))
-            if self.cfg.mode == "lockstep":
-                self.mailbox.open_tick(t)  # before publishing: an answer may beat publish()'s return
-            sent = self._publish_tick(obs, t)
-            if self.cfg.mode == "lockstep":
-                kind, q = self._lockstep_command(sent)
-                missed += kind == "timeout"
-                holds += kind in ("hold", "rejected")
-            else:
-                q = self.mailbox.setpoint_at(t)
-            if q is not None:
-                self.sim.write(q)  # clipped to the spec's limits; safety_node is the real gate
-            self.sim.step()
-            self._tick += 1
-            ticks += 1
-            self._window_ticks += 1
-            if self.cfg.mode == "realtime":
-                wait = anchor + ticks * self.dt - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                else:
-                    late += 1
-                    anchor = time.monotonic() - ticks * self.dt
-            self._diagnostics(t, missed, late, holds)
-            if self.sim.task_status()["done"] or self._reset_requested.is_set():
-                break
-            obs = self.sim.read()
-        status = self.sim.task_status()
-        return EpisodeResult(index, seed, bool(status["success"]), ticks, ticks * self.dt,
-                             time.monotonic() - wall0, missed, late, holds,
-                             "reset" if self._reset_requested.is_set() else "done")
+        send()
+        return send
 
-    def _diagnostics(self, t: float, missed: int, late: int, holds: int) -> None:
+    def _diagnostics(self, t: float, r: EpisodeResult) -> None:
         now = time.monotonic()
         if now - self._window_start < self.cfg.diagnostics_period_s:
             return
-        rate = self._window_ticks / (now - self._window_start)
-        values = {"tick_rate_hz": f"{rate:.1f}", "sim_time_s": f"{t:.2f}", "missed_commands": missed,
-                  "late_ticks": late, "safety_holds": holds, "rejected_commands": self._rejected, "mode": self.cfg.mode}
-        for name, samples in (("tick_jitter", self._lateness), ("round_trip", self._round_trip)):
+        rate = (self.loop.tick - self._window_tick) / (now - self._window_start)
+        missed, late = r.missed_commands, r.late_ticks
+        values = {"tick_rate_hz": f"{rate:.1f}", "sim_time_s": f"{t:.2f}", "episode": r.episode,
+                  "missed_commands": missed, "late_ticks": late, "safety_holds": r.safety_holds,
+                  "rejected_commands": self._rejected, "mode": self.cfg.mode}
+        for name, samples in (("tick_jitter", self.loop.lateness), ("round_trip", self._round_trip)):
             if samples:
                 lat = latency_summary(list(samples))
                 values.update({f"{name}_p50_ms": f"{lat['p50']:.2f}", f"{name}_p99_ms": f"{lat['p99']:.2f}"})
@@ -301,15 +250,15 @@ class RobotNode(Node):
         msg.status = [cv.diagnostic_status(f"{self.get_name()}: control loop", level,
                                            f"{rate:.1f} ticks/s", values, self.spec.name)]
         self.pubs["diagnostics"].publish(msg)
-        self._window_start, self._window_ticks = now, 0
+        self._window_start, self._window_tick = now, self.loop.tick
 
     def _run(self) -> None:
         try:
             i = 0
-            while not self._stop.is_set() and (self.cfg.episodes == 0 or i < self.cfg.episodes):
+            while not self.loop.stop.is_set() and (self.cfg.episodes == 0 or i < self.cfg.episodes):
                 self._reset_policy(self.cfg.policy_wait_s if i == 0 else 1.0)
-                r = self._episode(i, self.cfg.seed + i)
-                if self._stop.is_set():
+                r = self.loop.episode(i, self.cfg.seed + i)
+                if self.loop.stop.is_set():
                     break
                 self.log.add(r)
                 self.pubs["outcome"].publish(String(data=json.dumps(asdict(r))))
@@ -317,7 +266,7 @@ class RobotNode(Node):
                 if self.cfg.results:
                     self.log.write(self.cfg.results)
                 i += 1
-            for what, samples in (("realtime tick jitter", self._lateness),
+            for what, samples in (("realtime tick jitter", self.loop.lateness),
                                   ("command round trip", self._round_trip)):
                 if samples:
                     lat = latency_summary(list(samples))
@@ -330,7 +279,7 @@ class RobotNode(Node):
             self.exit_code = 1
 
     def destroy_node(self):
-        self._stop.set()
+        self.loop.stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
         self._client_exec.shutdown(timeout_sec=1.0)
