@@ -152,7 +152,10 @@ class PolicyNode(Node):
         elif msg_type == schema.WRENCH_STAMPED:
             d = dict.fromkeys(keys, cv.wrench_to_numpy(msg))
         else:
-            d = dict.fromkeys(keys, cv.image_to_numpy(msg))
+            try:
+                d = dict.fromkeys(keys, cv.image_to_numpy(msg))
+            except ValueError as e:
+                raise SpecError(f"{keys[0]}: {e}") from None
         return {k: d[k] for k in keys}
 
     def _on_msg(self, topic: str, msg_type: str, keys: list[str], msg) -> None:
