@@ -358,7 +358,7 @@ def convert(episodes_dir: str | Path, out: str | Path, spec: ConversionSpec | No
     spec = spec or ConversionSpec()
     dirs = find_episodes(episodes_dir)
     episodes = [read_episode(d) for d in dirs]
-    recorded = sorted({t for e in episodes for t in e.topics})
+    recorded = sorted({t for e in episodes for t, td in e.topics.items() if td.data})  # with messages
     keys, action_topics = _resolve_keys(spec, recorded)
     robot = spec.robot or next((e.info.robot for e in episodes if e.info.robot), "panda")
     names = list(load_spec(robot).joint_names)
