@@ -204,3 +204,26 @@ def test_missing_inputs_raise_dataset_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no episodes"):
         find_episodes(tmp_path / "empty")
+
+
+def test_episode_opens_with_independent_readers(tmp_path):
+    """rosbags' rosbag2 reader (metadata.yaml v9 + MCAP storage, like `ros2 bag info`) and
+    the mcap library's indexed reader (summary, as Foxglove seeks) both read an episode."""
+    from mcap.reader import make_reader
+    from rosbags.rosbag2 import Reader
+
+    d = write_episode(tmp_path, "ep", base_episode(n=6), task="reach")
+    with Reader(d) as bag:
+        counts = {c.topic: c.msgcount for c in bag.connections}
+        assert counts == {"/joint_states": 6, "/ee_pose": 6, "/camera/wrist/image_raw": 2,
+                          "/forward_position_controller/commands": 6}
+        assert bag.message_count == 20
+        conn = next(c for c in bag.connections if c.topic == "/joint_states")
+        _, _, raw = next(m for m in bag.messages(connections=[conn]))
+        assert typestore().deserialize_cdr(raw, conn.msgtype).position[0] == 0.0
+    with open(next(d.glob("*.mcap")), "rb") as f:
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        assert summary is not None and summary.statistics.message_count == 20
+        assert {s.encoding for s in summary.schemas.values()} == {"ros2msg"}
+        assert reader.get_header().profile == "ros2"
