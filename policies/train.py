@@ -202,6 +202,8 @@ def train(family: str, dataset: str | Path, out: str | Path, preset: str | None 
     if distributed and not dist.is_initialized():
         dist.init_process_group("gloo")
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    if not resume and (out / "run.json").exists():
+        raise UserError(f"{out}: a run already exists there; pass --resume to continue it or choose another --out")
     entry, pcfg, tcfg = _resolve_configs(family, str(dataset), out, preset, list(overrides), resume)
     if tcfg.batch_size % world:
         raise UserError(f"train.batch_size={tcfg.batch_size} must be divisible by the {world} DDP ranks")

@@ -57,7 +57,7 @@ def test_presets_and_typed_overrides():
     with pytest.raises(UserError, match="expected train.<field>=<value>"):
         build_configs(DiffusionConfig, TrainConfig, None, ["steps=3"], "diffusion")
     with pytest.raises(UserError, match="DiffusionConfig.horizon"):
-        build_configs(DiffusionConfig, TrainConfig, None, ["policy.horizon=10"], "diffusion")
+        build_configs(DiffusionConfig, TrainConfig, None, ["policy.horizon=9"], "diffusion")
 
 
 def test_lr_warmup_then_cosine():
@@ -114,6 +114,8 @@ def test_resume_continues_from_latest(run, dataset):
     assert resumed.step == 46 and len(resumed.losses) == 6
     assert resumed.policy.config == run.policy.config
     assert (run.run_dir / "checkpoints" / "step_000046").is_dir()
+    with pytest.raises(UserError, match="a run already exists there; pass --resume"):
+        train("diffusion", dataset, run.run_dir, preset="tiny")
     with pytest.raises(UserError, match="no checkpoint"):
         train("diffusion", dataset, run.run_dir.parent / "fresh", resume=True, preset="tiny")
 
