@@ -1,0 +1,93 @@
+"""EpisodeRecorder (the recorder's core, no ROS): lifecycle, metadata, interventions, queue
+bound accounting, config validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from rosmind.episodes import read_episode
+from rosmind.errors import SpecError
+from rosmind.recording import EpisodeRecorder, RecorderConfig, TopicInfo, qos_dict, typestore
+
+pytestmark = pytest.mark.unit
+
+
+def _cdr(k: int) -> bytes:
+    T = typestore().types
+    msg = T["std_msgs/msg/String"](data=f"m{k}")
+    return bytes(typestore().serialize_cdr(msg, "std_msgs/msg/String"))
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    clock = {"ns": 5_000}
+    rec = EpisodeRecorder(RecorderConfig(out_dir=str(tmp_path / "eps"), task="stack", robot="panda"),
+                          lambda: clock["ns"], log=lambda m: pytest.fail(m))
+    rec.add_topic(TopicInfo("/chatter", "std_msgs/msg/String", [qos_dict()], "RIHS01_x"))
+    try:
+        yield rec, clock
+    finally:
+        rec.close()
+
+
+def test_lifecycle_metadata_and_interventions(recorder):
+    rec, clock = recorder
+    rec.submit("/chatter", _cdr(0), 1)  # not recording: ignored
+    rec.note_interventions(7)  # safety's running total before the episode
+    ok, where = rec.start()
+    assert ok and rec.recording and not rec.start()[0]
+    rec.update_metadata({"instruction": "stack the cubes", "operator": "bob", "shift": 2})
+    for k in range(25):
+        rec.submit("/chatter", _cdr(k), 1_000 + k)
+    rec.note_interventions(10)
+    clock["ns"] = 9_000
+    ok, msg = rec.stop()
+    assert ok and "25 messages" in msg
+    assert rec.mark_success()[0]  # after stop: amends the last episode
+    info = json.loads((rec.last_dir / "episode.json").read_text())
+    assert info["task"] == "stack" and info["instruction"] == "stack the cubes"
+    assert info["operator"] == "bob" and info["extra"] == {"shift": 2}
+    assert info["interventions"] == 3 and info["success"] is True
+    assert info["start_ns"] == 5_000 and info["stop_ns"] == 9_000 and info["status"] == "stopped"
+    meta = yaml.safe_load((rec.last_dir / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["message_count"] == 25 and meta["duration"]["nanoseconds"] == 24
+    ep = read_episode(rec.last_dir)
+    assert ep.complete and ep.topics["/chatter"].log_ns == list(range(1_000, 1_025))
+
+
+def test_discard_and_empty_episodes_leave_nothing(recorder, tmp_path):
+    rec, _ = recorder
+    assert not rec.stop()[0] and not rec.discard()[0]  # nothing open
+    rec.start()
+    rec.submit("/chatter", _cdr(0), 1)
+    first = rec.last_dir
+    assert rec.discard()[0] and not first.exists()
+    rec.start()
+    empty = rec.last_dir
+    ok, msg = rec.stop()
+    assert ok and "no messages" in msg and not empty.exists()
+
+
+def test_queue_bound_counts_dropped_messages(tmp_path):
+    cfg = RecorderConfig(out_dir=str(tmp_path), max_pending_mb=1e-4)  # ~100 bytes
+    rec = EpisodeRecorder(cfg, lambda: 0)
+    rec.add_topic(TopicInfo("/chatter", "std_msgs/msg/String"))
+    try:
+        rec.start()
+        rec.submit("/chatter", _cdr(1), 1)
+        rec.submit("/chatter", b"\0" * 4000, 2)  # larger than the bound: dropped, counted
+        rec.stop()
+        info = json.loads((rec.last_dir / "episode.json").read_text())
+        assert info["dropped"] == {"/chatter": 1} and info["message_counts"] == {"/chatter": 1}
+    finally:
+        rec.close()
+
+
+@pytest.mark.parametrize("field,value,match", [("flush_period_s", 2.0, "crash safety"),
+                                               ("qos_depth", 0, "qos_depth"), ("topics", (), "topics")])
+def test_config_rejects_bad_values(field, value, match):
+    with pytest.raises(SpecError, match=match):
+        RecorderConfig(**{field: value})
