@@ -348,6 +348,21 @@ def _resolve_keys(spec: ConversionSpec, recorded: list[str]) -> tuple[dict[str, 
     return keys, [a for a in actions if a is not None]
 
 
+def _check_fits(buf, data: dict[str, np.ndarray]) -> None:
+    """Refuse an episode whose keys or per-step shapes differ from the buffer's before anything
+    is appended (an episode is added whole or not at all)."""
+    existing = buf.keys()
+    if not existing:
+        return
+    if set(existing) != set(data):
+        raise DatasetError(f"keys {sorted(data)} differ from the buffer's {sorted(existing)}")
+    for k, v in data.items():
+        arr = buf.array(k)
+        if arr.shape[1:] != v.shape[1:] or arr.dtype != v.dtype:
+            raise DatasetError(f"key {k!r}: per-step shape {v.shape[1:]} {v.dtype} differs from the "
+                               f"buffer's {arr.shape[1:]} {arr.dtype}")
+
+
 def convert(episodes_dir: str | Path, out: str | Path, spec: ConversionSpec | None = None,
             append: bool = False, success_only: bool = False) -> dict[str, Any]:
     """Convert every episode under ``episodes_dir`` into the zarr buffer ``out``; returns the
@@ -371,6 +386,7 @@ def convert(episodes_dir: str | Path, out: str | Path, spec: ConversionSpec | No
             continue
         try:
             data, rep = convert_episode(ep, spec, names, keys, action_topics)
+            _check_fits(buf, data)
             buf.add_episode(data, {"success": np.uint8(bool(ep.info.success)),
                                    "interventions": np.int64(ep.info.interventions)})
         except DatasetError as e:

@@ -46,10 +46,10 @@ def pose(ns: int, x: float) -> object:
     return T["geometry_msgs/msg/PoseStamped"](header=_header(ns), pose=p)
 
 
-def image(ns: int, value: int) -> object:
-    a = np.full((4, 5, 3), value, dtype=np.uint8)
-    return T["sensor_msgs/msg/Image"](header=_header(ns), height=4, width=5, encoding="rgb8",
-                                      is_bigendian=0, step=15, data=a.ravel())
+def image(ns: int, value: int, h: int = 4, w: int = 5) -> object:
+    a = np.full((h, w, 3), value, dtype=np.uint8)
+    return T["sensor_msgs/msg/Image"](header=_header(ns), height=h, width=w, encoding="rgb8",
+                                      is_bigendian=0, step=3 * w, data=a.ravel())
 
 
 def command(q) -> object:
@@ -227,3 +227,15 @@ def test_episode_opens_with_independent_readers(tmp_path):
         assert summary is not None and summary.statistics.message_count == 20
         assert {s.encoding for s in summary.schemas.values()} == {"ros2msg"}
         assert reader.get_header().profile == "ros2"
+
+
+def test_an_episode_that_does_not_fit_is_skipped_whole(tmp_path):
+    write_episode(tmp_path / "eps", "ep0", base_episode(n=6))
+    other = [(t, image(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, 1, h=8, w=8), r)
+             if t.startswith("/camera") else (t, m, r) for t, m, r in base_episode(n=9)]
+    write_episode(tmp_path / "eps", "ep1", other)
+    report = convert(tmp_path / "eps", tmp_path / "d.zarr")
+    assert [s["episode"] for s in report["skipped"]] == ["ep1"]
+    assert "camera/wrist/rgb" in report["skipped"][0]["why"]
+    buf = ReplayBuffer.open(tmp_path / "d.zarr")  # still consistent: nothing of ep1 appended
+    assert buf.episode_ends.tolist() == [6] and buf.array("joint_pos").shape[0] == 6
