@@ -3,8 +3,9 @@
 Subscribes the topics of the policy's ``obs_keys`` (``rosmind.schema``) plus ``joint_states``,
 whose every message is a control tick. When a tick's observation is complete
 (``rosmind.observation.ObservationAssembler``) it plans if the executor asks for it — inference
-runs on a worker thread; lockstep waits for it, realtime never blocks and uses whatever plan
-covers the tick (rows whose tick passed are dropped) — and publishes ``joint_trajectory``:
+runs on a worker thread; lockstep waits for it, realtime never blocks: it sends whatever plan
+covers the tick, and a fresh plan as soon as it lands (rows whose tick passed are dropped) —
+and publishes ``joint_trajectory``:
 header.stamp = the tick's observation stamp, the spec's joint order, the planned actions from
 this tick on at ``time_from_start = i * dt``.
 
@@ -105,7 +106,7 @@ class PolicyNode(Node):
         self._seen: set[str] = set()
         self._pending: tuple[float, float] | None = None  # (tick stamp, wall time it arrived)
         self._last: tuple[float, JointTrajectory | None] | None = None  # last processed tick
-        self._tick = 0
+        self._now = (0, 0.0)  # the newest tick handled and its stamp (one tuple: read atomically)
         self._generation = 0  # bumped by reset: a plan from before it is dropped
         self._error: BaseException | None = None
         self.skipped_stale = 0
@@ -189,36 +190,48 @@ class PolicyNode(Node):
         self.get_logger().warn(f"tick t={t:.3f} skipped: stale input(s) {self._stale_keys}",
                                throttle_duration_sec=1.0)
 
-    def _infer(self, obs: dict, tick: int, generation: int) -> None:
+    def _infer(self, obs: dict, tick: int, generation: int, arrived: float) -> None:
         t0 = time.perf_counter()
         chunk = self.policy.infer(obs)["action"]
         self.lat["inference"].append(time.perf_counter() - t0)
-        if generation == self._generation:
-            self.executor_.add_chunk(chunk, tick, now_tick=self._tick)
+        if generation != self._generation:
+            return
+        now_tick, now_t = self._now
+        self.executor_.add_chunk(chunk, tick, now_tick=now_tick)
+        if self.cfg.mode == "realtime":
+            # Send the fresh plan now rather than at the next tick: from the newest tick on
+            # (rows whose tick passed are dropped), stamped with that tick's observation.
+            self._publish_plan(now_tick, now_t, arrived if now_tick == tick else None)
+
+    def _publish_plan(self, tick: int, t: float, arrived: float | None) -> JointTrajectory | None:
+        """Publish the planned actions from ``tick`` on, stamped ``t``; None if none cover it."""
+        if self.executor_.action(tick) is None:
+            return None
+        t1 = time.perf_counter()
+        msg = cv.joint_trajectory(self.spec.joint_names, self.executor_.planned(tick), t, self.dt)
+        self.pub.publish(msg)
+        done = time.perf_counter()
+        self.lat["publish"].append(done - t1)
+        if arrived is not None:
+            self.lat["e2e"].append(done - arrived)
+        return msg
 
     def _process(self, t: float, arrived: float) -> None:
         if self._error is not None:
             raise self._error
         t0 = time.perf_counter()
-        self._tick = tick = round(t / self.dt)
+        tick = round(t / self.dt)
+        self._now = (tick, t)
         obs = self.asm.history(t)
         self.lat["obs"].append(time.perf_counter() - t0)
         if self.executor_.wants_inference(tick):
             self.executor_.request()
-            fut = self.worker.submit(self._infer, obs, tick, self._generation)
+            fut = self.worker.submit(self._infer, obs, tick, self._generation, arrived)
             if self.cfg.mode == "lockstep":
                 fut.result(timeout=self.cfg.inference_timeout_s)
             else:
                 fut.add_done_callback(self._note_error)
-        msg = None
-        if self.executor_.action(tick) is not None:
-            t1 = time.perf_counter()
-            msg = cv.joint_trajectory(self.spec.joint_names, self.executor_.planned(tick), t, self.dt)
-            self.pub.publish(msg)
-            done = time.perf_counter()
-            self.lat["publish"].append(done - t1)
-            self.lat["e2e"].append(done - arrived)
-        self._last = (t, msg)
+        self._last = (t, self._publish_plan(tick, t, arrived))
 
     def _note_error(self, fut) -> None:
         if fut.exception() is not None:
