@@ -259,7 +259,12 @@ class SequenceDataset:
         self.arrays: dict[str, Any] = {}
         for key in (*self.obs_keys, action_key):
             arr = self.buffer.array(key)
-            self.arrays[key] = arr if is_image_key(key) else np.asarray(arr[:], dtype=np.float32)
+            try:
+                self.arrays[key] = arr if is_image_key(key) else np.asarray(arr[:], dtype=np.float32)
+            except Exception as e:  # codec/chunk errors from a damaged store
+                raise DatasetError(f"{self.path}: key 'data/{key}' is unreadable: {e}") from None
+            if not is_image_key(key) and not np.all(np.isfinite(self.arrays[key])):
+                raise DatasetError(f"{self.path}: key 'data/{key}' contains NaN or inf")
         mask = val_mask(self.buffer.n_episodes, val_ratio, split_seed)
         if split == "train":
             mask = ~mask

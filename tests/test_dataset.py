@@ -143,7 +143,14 @@ def test_missing_empty_corrupt_and_key_missing_datasets_raise_dataset_error(tmp_
     zarr.open_group(str(tmp_path / "bare.zarr"), mode="w", zarr_format=2).require_group("data")
     with pytest.raises(DatasetError, match=r"bare\.zarr: missing group 'meta'"):
         ReplayBuffer.open(tmp_path / "bare.zarr")
+    chunk = next((path / "data" / "ee_pose").glob("0.*"))
+    chunk.write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match=r"d\.zarr: key 'data/ee_pose' is unreadable"):
+        SequenceDataset(path, ("joint_pos", "ee_pose"), 8, 2, 4)
     root = zarr.open_group(str(path), mode="a", zarr_format=2)
+    root["data/joint_pos"][3, 2] = np.nan
+    with pytest.raises(DatasetError, match="'data/joint_pos' contains NaN"):
+        SequenceDataset(path, ("joint_pos",), 8, 2, 4)
     root["meta/episode_ends"][1] = 15  # claims 15 steps, arrays hold 20
     with pytest.raises(DatasetError, match="data/action' has 20 steps"):
         ReplayBuffer.open(path)
