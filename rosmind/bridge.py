@@ -162,6 +162,7 @@ class EpisodeLog:
     mode: str
     seed: int
     episodes: list[EpisodeResult] = field(default_factory=list)
+    latency: dict = field(default_factory=dict)  # e.g. {"round_trip_ms": latency_summary(...)}
 
     def add(self, result: EpisodeResult) -> None:
         self.episodes.append(result)
@@ -182,7 +183,7 @@ class EpisodeLog:
 
     def to_dict(self) -> dict:
         return {"robot": self.robot, "task": self.task, "mode": self.mode, "seed": self.seed,
-                **self.summary(), "episodes": [asdict(e) for e in self.episodes]}
+                **self.summary(), "latency": self.latency, "episodes": [asdict(e) for e in self.episodes]}
 
     def write(self, path: str | Path) -> None:
         p = Path(path)

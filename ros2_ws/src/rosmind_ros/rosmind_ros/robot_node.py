@@ -263,6 +263,9 @@ class RobotNode(Node):
                 self.log.add(r)
                 self.pubs["outcome"].publish(String(data=json.dumps(asdict(r))))
                 print(episode_line(r), flush=True)
+                self.log.latency = {f"{name}_ms": latency_summary(list(samples)) for name, samples in
+                                    (("tick_jitter", self.loop.lateness), ("round_trip", self._round_trip))
+                                    if samples}
                 if self.cfg.results:
                     self.log.write(self.cfg.results)
                 i += 1
