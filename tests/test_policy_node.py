@@ -128,3 +128,45 @@ def test_policy_node_commands_stamps_staleness_and_reset(ros_env):
     assert float(fake.diag["inference_p50_ms"]) > 0
     assert fut.done() and fut.result().success
     assert proc.returncode == 0, out
+
+
+@pytest.mark.parametrize("policy", ["instant"])  # one-row plans: usable only if sent on landing
+def test_policy_node_realtime_commands_every_tick_without_blocking(ros_env, policy):
+    sim = make_sim("panda", "pick_place")
+    sim.connect()
+    obs = sim.reset(3)
+    spec, dt = sim.spec, sim.spec.control_period
+    proc = subprocess.Popen([sys.executable, "-m", "rosmind_ros.policy_node", "--ros-args",
+                             "-p", f"policy:={policy}", "-p", "mode:=realtime", "-p", "startup_timeout_s:=60.0"],
+                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    fake = FakeRobot(spec)
+    sent: list[float] = []
+    try:
+        end = time.monotonic() + 60
+        while not fake.traj and time.monotonic() < end and proc.poll() is None:  # until it is up
+            sent.append(100.0 + len(sent) * dt)
+            fake.publish(obs, sent[-1])
+            fake.spin_until(lambda: bool(fake.traj), dt)
+        first = len(sent)
+        for _ in range(20):                                         # 1 s of ticks at 20 Hz, wall clock
+            sent.append(100.0 + len(sent) * dt)
+            fake.publish(obs, sent[-1])
+            fake.spin_until(lambda: False, dt)
+        fake.spin_until(lambda: False, 0.3)
+    finally:
+        fake.close()
+        sim.disconnect()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    stamps = {round(cv.to_sec(m.header.stamp), 6) for m in fake.traj}
+    assert stamps <= {round(t, 6) for t in sent}, "every command carries a published tick's stamp"
+    answered = stamps & {round(t, 6) for t in sent[first:]}
+    assert len(answered) >= 15, f"{len(answered)} of 20 ticks commanded; output:\n{out}"
+    for m in fake.traj:
+        _, times = cv.joint_trajectory_to_numpy(m, spec.joint_names)
+        assert 1 <= len(times) <= 8
+    assert proc.returncode == 0, out
