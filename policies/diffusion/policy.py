@@ -22,6 +22,7 @@ from torch import nn
 
 from rosmind.dataset import is_image_key
 from rosmind.errors import UserError
+from rosmind.policies.normalizer import Normalizer
 
 from .config import DiffusionConfig
 from .encoders import ObsEncoder
@@ -41,8 +42,6 @@ class DiffusionPolicy(nn.Module):
         cfg = config or DiffusionConfig()
         self.config = cfg
         low_dim = {k: cfg.obs_shapes[k] for k in cfg.obs_keys if not is_image_key(k)}
-        from rosmind.policies.normalizer import Normalizer
-
         self.normalizer = Normalizer({**low_dim, "action": (cfg.action_dim,)})
         self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes, cfg.image_feature_dim,
                                       cfg.image_channels, cfg.image_crop_ratio)
