@@ -77,6 +77,7 @@ class RecorderConfig:
     compression: Literal["none", "lz4", "zstd"] = "none"
     qos_depth: int = 100
     max_pending_mb: float = 512.0
+    executor: Literal["events", "single"] = "events"  # rclpy's C++ events executor, or Python's
 
     def __post_init__(self):
         for name in ("flush_period_s", "metadata_period_s", "discovery_period_s", "chunk_size_mb",

@@ -13,7 +13,8 @@ a default is a required parameter.
 
 ``run_node(factory)`` initialises rclpy, builds the node, spins it until SIGINT/SIGTERM (or
 until the node sets ``node.exit_code``), then destroys it and shuts rclpy down. A node that
-wants a multi-threaded executor sets the attribute ``executor_threads`` (> 1). A
+wants a multi-threaded executor sets the attribute ``executor_threads`` (> 1); one that wants
+another executor sets ``make_executor`` (a callable returning it, e.g. rclpy's EventsExecutor). A
 ``UserError`` (bad parameter, unknown robot, ...) is printed as one paragraph and the process
 exits with its ``exit_code`` (2), without a traceback.
 """
@@ -213,8 +214,12 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) ->
         node = node_factory()
         stopping["constructing"] = False
         threads = int(getattr(node, "executor_threads", 1) or 1)
-        executor = (MultiThreadedExecutor(num_threads=threads) if threads > 1
-                    else SingleThreadedExecutor())
+        make_executor = getattr(node, "make_executor", None)
+        if make_executor is not None:
+            executor = make_executor()
+        else:
+            executor = (MultiThreadedExecutor(num_threads=threads) if threads > 1
+                        else SingleThreadedExecutor())
         executor.add_node(node)
         while not stopping["flag"] and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
