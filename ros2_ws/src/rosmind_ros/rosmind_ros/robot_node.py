@@ -1,10 +1,10 @@
 """robot_node: hosts one Robot (the PyBullet sim here) on the robot's ROS 2 topics.
 
-Publishes each control tick, stamped with sim time: ``/clock``, ``ee_pose``, ``wrench``,
-``object_poses``, ``goal_pose`` (arms), ``imu``, ``odom`` (quadrupeds), then ``joint_states``
-last (a policy treats it as the tick). Cameras publish ``camera/<n>/image_raw`` (rgb8),
-``camera/<n>/depth/image_raw`` (32FC1) and ``camera/<n>/camera_info`` every k-th tick (their
-own rate). Consumes ``joint_trajectory`` and ``forward_position_controller/commands``;
+Publishes each control tick, stamped with sim time: ``/clock``, ``joint_states`` (a policy
+treats it as the tick and waits for the tick's other topics), ``ee_pose``, ``wrench``,
+``object_poses``, ``goal_pose`` (arms), ``imu``, ``odom`` (quadrupeds). Cameras publish
+``camera/<n>/image_raw`` (rgb8), ``camera/<n>/depth/image_raw`` (32FC1) and
+``camera/<n>/camera_info`` on ticks ``k % schema.camera_every == 0`` (their own rate). Consumes ``joint_trajectory`` and ``forward_position_controller/commands``;
 serves ``reset`` (Trigger: end this episode, start the next seed); publishes
 ``episode/outcome`` (JSON) and ``/diagnostics``.
 
@@ -190,7 +190,10 @@ class RobotNode(Node):
     def _publish_tick(self, obs: dict, t: float) -> Callable[[], None]:
         """Build and publish tick ``t``'s messages; returns a function that re-sends them."""
         base, st = self.spec.base_frame, cv.stamp(t)
-        out = [(self.pubs["clock"], Clock(clock=st))]
+        # joint_states right after /clock: safety_node should measure the robot (after a reset
+        # too) before the policy's command for this tick reaches it.
+        out = [(self.pubs["clock"], Clock(clock=st)), (self.pubs["joint_states"], cv.joint_state(
+            self.spec.joint_names, obs["joint_pos"], obs["joint_vel"], obs["joint_effort"], t))]
         if "ee_pose" in obs:
             out.append((self.pubs["ee_pose"], cv.pose_stamped(obs["ee_pose"], t, base)))
         if "wrench" in obs:
@@ -217,8 +220,6 @@ class RobotNode(Node):
             k = self.sim.camera_intrinsics(s.name)
             out.append((self.pubs[names["info"]], cv.camera_info(
                 k["width"], k["height"], k["fx"], k["fy"], k["cx"], k["cy"], t, s.frame_id)))
-        out.append((self.pubs["joint_states"], cv.joint_state(
-            self.spec.joint_names, obs["joint_pos"], obs["joint_vel"], obs["joint_effort"], t)))
         with self._sent_lock:
             self._sent_at[cv.to_ns(st)] = time.monotonic()
             if len(self._sent_at) > 100:  # ticks nobody answered
