@@ -35,7 +35,10 @@ def run(args) -> int:
     spec = replace(spec, **overrides)
     report = convert(args.episodes, args.out, spec, append=args.append, success_only=args.success_only)
     for ep in report["episodes"]:
-        frames = ", ".join(f"{t} -{r['dropped']}/+{r['duplicated']}" for t, r in ep["topics"].items())
+        frames = ", ".join(f"{t} -{r['dropped']}/+{r['duplicated']}"
+                           + (f" ({r['over_skew']} ticks over {args.max_skew_ms or spec.max_skew_ms:g} ms)"
+                              if r.get("over_skew") else "")
+                           for t, r in ep["topics"].items())
         a = ep["action"]
         print(f"{ep['episode']}: {ep['ticks']} ticks{'' if ep['complete'] else ' (truncated)'}; "
               f"dropped/duplicated frames: {frames}; action: {a['commands']} commands, "
