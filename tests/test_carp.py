@@ -20,7 +20,7 @@ ROUND_TRIP_MSE_BOUND = 1e-2
 def small_config(**kw) -> CarpConfig:
     base = dict(obs_keys=("joint_pos",), obs_shapes={"joint_pos": (2,)}, action_dim=2, n_obs_steps=1,
                 horizon=16, n_action_steps=8, codebook_size=64, latent_dim=4, tokenizer_hidden=16,
-                d_model=32, n_layers=2, n_heads=2, dropout=0.0, tokenizer_steps=10)
+                d_model=32, n_layers=2, n_heads=2, dropout=0.0, tokenizer_steps=10, relative_actions=False)
     base.update(kw)
     return CarpConfig(**base)
 
@@ -143,6 +143,9 @@ def test_train_loop_runs_both_stages(tmp_path):
     (dict(sampling="beam"), "sampling"),
     (dict(top_k=0), "top_k"),
     (dict(d_model=30, n_heads=4), "d_model"),
+    (dict(obs_keys=("ee_pose",)), "relative_actions"),  # relative chunks need joint_pos
+    (dict(action_dim=7), "relative_actions"),
+    (dict(delta_limit_fraction=0.0), "delta_limit_fraction"),
     (dict(obs_keys=("joint_pos", "camera/wrist/rgb"), obs_shapes={"joint_pos": (8,), "camera/wrist/rgb": (8, 8, 3)}),
      "obs_keys"),
 ])
@@ -188,6 +191,20 @@ def test_unknown_option_and_wrong_checkpoint_or_robot(tmp_path):
     (ckpt / MANIFEST).write_text(json.dumps(mf))
     with pytest.raises(CheckpointError, match="unknown field"):
         load_checkpoint(ckpt)
+
+
+def test_relative_chunks_round_trip_and_scale_from_the_spec():
+    from rosmind.spec import load_spec
+
+    policy = CarpPolicy(CarpConfig())
+    spec = load_spec("panda")
+    want = torch.tensor(spec.limits("velocity")) * spec.control_period * 16 * 0.5
+    torch.testing.assert_close(policy.delta_scale, want)
+    q = torch.randn(3, 8)
+    a = q[:, None] + 0.1 * torch.randn(3, 16, 8)
+    x = policy.to_chunk_space(a, q)
+    torch.testing.assert_close(x, (a - q[:, None]) / want)
+    torch.testing.assert_close(policy.from_chunk_space(x, q), a)
 
 
 def test_config_round_trips_through_json():

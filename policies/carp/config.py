@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from rosmind.errors import SpecError
@@ -27,6 +28,11 @@ class CarpConfig(PolicyConfig):
     (counted in a buffer, so resume keeps the stage), then freezes it and trains the
     transformer with cross-entropy on its codes.
 
+    Actions: with ``relative_actions`` the tokenizer sees each chunk relative to the newest
+    ``joint_pos`` (the motion, not where the arm is), scaled by ``delta_limit_fraction`` of the
+    largest motion the robot spec's velocity limits allow over a chunk; otherwise the absolute
+    targets min-max normalized to [-1, 1].
+
     Sampling: ``"greedy"`` (argmax) or ``"top_k"`` (``top_k`` most likely codes, softmax at
     ``temperature``) from the policy's seeded generator.
     """
@@ -50,6 +56,8 @@ class CarpConfig(PolicyConfig):
     n_layers: int = 4
     n_heads: int = 4
     dropout: float = 0.1
+    relative_actions: bool = True
+    delta_limit_fraction: float = 0.5
     sampling: str = "top_k"
     top_k: int = 3
     temperature: float = 1.0
@@ -98,6 +106,14 @@ class CarpConfig(PolicyConfig):
             raise bad("dropout", f"must be in [0, 1), got {self.dropout}")
         if self.commitment_weight < 0:
             raise bad("commitment_weight", f"must be >= 0, got {self.commitment_weight}")
+        if self.relative_actions:
+            if "joint_pos" not in self.obs_keys:
+                raise bad("relative_actions", "needs 'joint_pos' among obs_keys (chunks are relative to it)")
+            if math.prod(self.obs_shapes["joint_pos"]) != self.action_dim:
+                raise bad("relative_actions", f"joint_pos has {math.prod(self.obs_shapes['joint_pos'])} values, "
+                                              f"action_dim is {self.action_dim}; they must match")
+        if not 0 < self.delta_limit_fraction <= 1:
+            raise bad("delta_limit_fraction", f"must be in (0, 1], got {self.delta_limit_fraction}")
         if self.sampling not in SAMPLINGS:
             raise bad("sampling", f"expected one of {list(SAMPLINGS)}, got {self.sampling!r}")
         if not 1 <= self.top_k <= self.codebook_size:

@@ -6,7 +6,7 @@ Training (``compute_loss``, two stages in the one training loop; the stage follo
 1. steps ``< tokenizer_steps``: the multi-scale tokenizer reconstructs normalized action
    chunks (MSE + VQ codebook/commitment loss); unused codes are restarted from the batch's
    residuals every ``CODE_RESTART_EVERY`` steps.
-2. then: the tokenizer is frozen; the transformer learns, with cross-entropy and teacher
+2. then: the tokenizer is frozen (``requires_grad`` off); the transformer learns, with cross-entropy and teacher
    forcing, every scale's codes of the chunk given the observation.
 
 Inference (``infer``): the observation embedding starts the sequence; for each scale one
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rosmind.errors import UserError
+from rosmind.errors import SpecError, UserError
 from rosmind.policies.diffusion.encoders import ObsEncoder
 from rosmind.policies.normalizer import Normalizer
 
@@ -54,10 +54,42 @@ class CarpPolicy(nn.Module):
         self.transformer = ScaleTransformer(self.obs_encoder.out_per_step * cfg.n_obs_steps, cfg.scales,
                                             cfg.action_dim, cfg.latent_dim, cfg.codebook_size, cfg.d_model,
                                             cfg.n_layers, cfg.n_heads, cfg.dropout)
+        self.register_buffer("delta_scale", self._delta_scale(cfg))
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
         self.register_buffer("code_usage", torch.zeros(cfg.codebook_size, dtype=torch.bool), persistent=False)
         self._generator = torch.Generator().manual_seed(cfg.seed)
         self.eval()
+
+    @staticmethod
+    def _delta_scale(cfg: CarpConfig) -> torch.Tensor:
+        """Per-dimension scale of relative chunks: a fraction of (velocity limit x chunk time)."""
+        if not cfg.relative_actions:
+            return torch.ones(cfg.action_dim)
+        from rosmind.spec import load_spec
+
+        spec = load_spec(cfg.robot)
+        if spec.dof != cfg.action_dim:
+            raise SpecError(f"CarpConfig.action_dim: robot {cfg.robot!r} has {spec.dof} joints, got {cfg.action_dim}")
+        vel = torch.tensor(spec.limits("velocity"), dtype=torch.float32)
+        return vel * spec.control_period * cfg.horizon * cfg.delta_limit_fraction
+
+    def to_chunk_space(self, actions: torch.Tensor, joint_pos: torch.Tensor | None) -> torch.Tensor:
+        """Absolute targets ``[B, H, Da]`` -> what the tokenizer models (``joint_pos [B, Da]``
+        is the newest observed joint position; needed with ``relative_actions``)."""
+        if not self.config.relative_actions:
+            return self.normalizer.normalize("action", actions)
+        return (actions - joint_pos[:, None]) / self.delta_scale
+
+    def from_chunk_space(self, x: torch.Tensor, joint_pos: torch.Tensor | None) -> torch.Tensor:
+        if not self.config.relative_actions:
+            return self.normalizer.unnormalize("action", x)
+        return x * self.delta_scale + joint_pos[:, None]
+
+    def _newest_joint_pos(self, obs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        if not self.config.relative_actions:
+            return None
+        q = obs["joint_pos"][:, self.config.n_obs_steps - 1]
+        return q.reshape(q.shape[0], -1).float()
 
     def reset(self) -> None:
         """Reseed the sampler: after ``reset()`` the same observations give the same chunk."""
@@ -66,8 +98,6 @@ class CarpPolicy(nn.Module):
     def set_sampling(self, sampling: str, top_k: int | None = None, temperature: float | None = None) -> None:
         """Switch between ``"greedy"`` and ``"top_k"`` sampling without retraining."""
         import dataclasses
-
-        from rosmind.errors import SpecError
 
         kw = {"sampling": sampling}
         if top_k is not None:
@@ -112,14 +142,16 @@ class CarpPolicy(nn.Module):
 
         Stage 1 logs ``recon_mse`` (normalized units) and ``codes_used``; stage 2 ``token_acc``.
         """
-        x0 = self.normalizer.normalize("action", batch["action"].float())
+        x0 = self.to_chunk_space(batch["action"].float(), self._newest_joint_pos(batch))
         stage = self.stage
         if self.training:
             self.train_step += 1
         if stage == 1:
             return self._tokenizer_loss(x0)
         b = x0.shape[0]
-        self.tokenizer.eval()
+        # Frozen: no gradient, and an EMA copy takes these weights as they are (it averages only
+        # parameters that require grad), so the exported tokenizer is the one the codes came from.
+        self.tokenizer.requires_grad_(False)
         with torch.no_grad():
             codes = self.tokenizer.tokenize(x0)
             inputs = [self._word_inputs(t, b) for t in self.tokenizer.teacher_inputs(codes)]
@@ -148,11 +180,11 @@ class CarpPolicy(nn.Module):
         return mse + vq_loss, logs
 
     @torch.no_grad()
-    def reconstruct(self, actions: torch.Tensor) -> torch.Tensor:
-        """Tokenize and decode action chunks ``[B, horizon, Da]`` (action units) -> same shape."""
-        x0 = self.normalizer.normalize("action", actions.float())
-        recon, _, _ = self.tokenizer(x0)
-        return self.normalizer.unnormalize("action", recon)
+    def reconstruct(self, actions: torch.Tensor, joint_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokenize and decode action chunks ``[B, horizon, Da]`` (action units) -> same shape.
+        ``joint_pos [B, Da]``: the newest observed joint positions (with ``relative_actions``)."""
+        recon, _, _ = self.tokenizer(self.to_chunk_space(actions.float(), joint_pos))
+        return self.from_chunk_space(recon, joint_pos)
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         """``[..., V]`` logits -> ``[...]`` codes (greedy, or top-k from the policy's generator)."""
@@ -211,8 +243,8 @@ class CarpPolicy(nn.Module):
         """``{key: [B, To, *shape]}`` -> ``{"action": [B, n_action_steps, action_dim]}``."""
         cfg = self.config
         with torch.inference_mode():
-            cond = self._encode(self._obs_tensors(obs, batched=True))
-            actions = self.normalizer.unnormalize("action", self.generate(cond))
+            t = self._obs_tensors(obs, batched=True)
+            actions = self.from_chunk_space(self.generate(self._encode(t)), self._newest_joint_pos(t))
         start = cfg.n_obs_steps - 1
         return {"action": actions[:, start:start + cfg.n_action_steps].numpy().astype(np.float32)}
 
@@ -220,7 +252,7 @@ class CarpPolicy(nn.Module):
         """``{key: [To, *shape]}`` (oldest first) -> ``{"action": [n_action_steps, action_dim]}``."""
         cfg = self.config
         with torch.inference_mode():
-            cond = self._encode(self._obs_tensors(obs, batched=False))
-            actions = self.normalizer.unnormalize("action", self.generate(cond))[0]
+            t = self._obs_tensors(obs, batched=False)
+            actions = self.from_chunk_space(self.generate(self._encode(t)), self._newest_joint_pos(t))[0]
         start = cfg.n_obs_steps - 1
         return {"action": actions[start:start + cfg.n_action_steps].numpy().astype(np.float32)}
