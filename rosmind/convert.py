@@ -44,6 +44,7 @@ recorded names in any namespace) or absolute.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ from rosmind.episodes import (
     read_episode,
 )
 from rosmind.errors import DatasetError, SpecError, UserError
+from rosmind.recording import typestore
 
 _FIELDS = ("position", "velocity", "effort", "pose", "poses", "wrench", "rgb", "data")
 DEFAULT_KEYS = {"joint_pos": ("joint_states", "position"), "joint_vel": ("joint_states", "velocity"),
@@ -145,26 +147,70 @@ class _RecvClock:
         return np.round(out).astype(np.int64)
 
 
+_LAZY_BYTES = 64 * 1024  # mean message size above which a topic is decoded on use
+
+
+def _has_header(msg_type: str) -> bool:
+    fields = typestore().fielddefs.get(msg_type, ((), ()))[1]
+    return bool(fields) and fields[0][0] == "header" and fields[0][1][1] == "std_msgs/msg/Header"
+
+
+def _cdr_stamp_ns(raw: bytes) -> int:
+    """header.stamp of a CDR message whose first field is a std_msgs/Header: after the 4-byte
+    encapsulation (byte 1: 1 = little endian), int32 sec and uint32 nanosec."""
+    sec, nsec = struct.unpack("<iI" if raw[1] == 1 else ">iI", raw[4:12])
+    return sec * 1_000_000_000 + nsec
+
+
+class _LazyMessages:
+    """A topic's messages, decoded on first access (CDR stays in the episode's memory)."""
+
+    def __init__(self, td: TopicData, dec: Callable[[bytes], Any], order: np.ndarray | None = None):
+        self.td, self.dec = td, dec
+        self.order = np.arange(len(td.data)) if order is None else order
+
+    def reordered(self, order: np.ndarray) -> _LazyMessages:
+        return _LazyMessages(self.td, self.dec, self.order[order])
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> Any:
+        j = int(self.order[i])
+        try:
+            return self.dec(self.td.data[j])
+        except Exception as e:  # noqa: BLE001 - named, the episode is skipped with the reason
+            raise DatasetError(f"{self.td.name}: message {j} does not decode ({type(e).__name__})") from None
+
+
 def _decode_topic(td: TopicData, to_clock: Callable[[np.ndarray], np.ndarray] | None,
                   problems: list[str]) -> _Topic:
     dec = decoder(td.msg_type, td.schema)
-    msgs, stamps, logs = [], [], []
-    for i, (raw, log) in enumerate(zip(td.data, td.log_ns, strict=True)):
-        try:
-            m = dec(raw)
-        except Exception as e:  # noqa: BLE001 - a corrupt message is reported, not fatal
-            problems.append(f"{td.name}: message {i} does not decode ({type(e).__name__}); skipped")
-            continue
-        msgs.append(m)
-        stamps.append(_stamp_ns(m))
-        logs.append(log)
+    msgs: list[Any] | _LazyMessages
+    if _has_header(td.msg_type) and td.data and sum(map(len, td.data)) > _LAZY_BYTES * len(td.data):
+        # Large messages (images): stamps straight from the CDR, decoded only when used.
+        stamps = [_cdr_stamp_ns(raw) for raw in td.data]
+        logs = list(td.log_ns)
+        msgs = _LazyMessages(td, dec)
+    else:
+        msgs, stamps, logs = [], [], []
+        for i, (raw, log) in enumerate(zip(td.data, td.log_ns, strict=True)):
+            try:
+                m = dec(raw)
+            except Exception as e:  # noqa: BLE001 - a corrupt message is reported, not fatal
+                problems.append(f"{td.name}: message {i} does not decode ({type(e).__name__}); skipped")
+                continue
+            msgs.append(m)
+            stamps.append(_stamp_ns(m))
+            logs.append(log)
     st, lg = np.asarray(stamps, dtype=np.int64), np.asarray(logs, dtype=np.int64)
     # A topic is stamped when any message has a nonzero stamp (sim time starts at 0, so one
     # zero stamp is a real stamp); an all-zero topic is unstamped and uses receive times.
     stamped = bool(np.any(st > 0))
     t = st if stamped else (to_clock(lg) if to_clock is not None else lg)
     order = np.argsort(t, kind="stable")
-    return _Topic(td, t[order], [msgs[i] for i in order], st[order], lg[order])
+    ordered = msgs.reordered(order) if isinstance(msgs, _LazyMessages) else [msgs[i] for i in order]
+    return _Topic(td, t[order], ordered, st[order], lg[order])
 
 
 def _reorder(msg_names, values, names: list[str]) -> np.ndarray:

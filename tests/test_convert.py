@@ -239,3 +239,18 @@ def test_an_episode_that_does_not_fit_is_skipped_whole(tmp_path):
     assert "camera/wrist/rgb" in report["skipped"][0]["why"]
     buf = ReplayBuffer.open(tmp_path / "d.zarr")  # still consistent: nothing of ep1 appended
     assert buf.episode_ends.tolist() == [6] and buf.array("joint_pos").shape[0] == 6
+
+
+def test_large_images_are_decoded_only_when_used(tmp_path):
+    """Frames over 64 KB take their stamps straight from the CDR and decode on use; the result
+    is the same as for small frames."""
+    msgs = [m for m in base_episode(n=7) if not m[0].startswith("/camera")]
+    for k in range(0, 7, 2):  # 128x192 rgb8 = 73,728 bytes a frame
+        t = T0 + k * 50 * MS
+        msgs.append(("/camera/wrist/image_raw", image(t, 10 * k, h=128, w=192), t + 3 * MS))
+    write_episode(tmp_path / "eps", "ep0", msgs)
+    report = convert(tmp_path / "eps", tmp_path / "d.zarr", ConversionSpec(sync="previous"))
+    rgb = ReplayBuffer.open(tmp_path / "d.zarr").get_episode(0)["camera/wrist/rgb"]
+    assert rgb.shape == (7, 128, 192, 3)
+    np.testing.assert_array_equal(rgb[:, 5, 7, 0], [0, 0, 20, 20, 40, 40, 60])
+    assert report["episodes"][0]["topics"]["/camera/wrist/image_raw"]["duplicated"] == 3
