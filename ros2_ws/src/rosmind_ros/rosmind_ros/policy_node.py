@@ -169,9 +169,13 @@ class PolicyNode(Node):
                 if self._last[1] is not None:  # the robot re-sent a tick: answer it again
                     self.pub.publish(self._last[1])
                 return
+            newest = max((x[0] for x in (self._last, self._pending) if x is not None), default=-1.0)
+            if t < newest - STAMP_EPS:  # older than a tick already seen: nothing to command
+                return
             if self._pending is not None and t > self._pending[0] + STAMP_EPS:
                 self._skip(self._pending[0])
-            self._pending = (t, time.perf_counter())
+            if self._pending is None or t > self._pending[0] + STAMP_EPS:
+                self._pending = (t, time.perf_counter())
         if self._pending is not None and self.asm.ready(self._pending[0], self._ages(self._pending[0])):
             t_tick, arrived = self._pending
             self._pending = None
