@@ -15,6 +15,7 @@ from rosmind.errors import UnknownNameError
 BENCHMARKS: dict[str, str] = {
     "transport": "rosmind.bench.transport",
     "inference": "rosmind.bench.inference",
+    "policies": "rosmind.bench.policies",
     "recorder": "rosmind.bench.recorder",
 }
 ACCEPTS_EXTRA = True
