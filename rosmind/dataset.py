@@ -64,10 +64,10 @@ class ReplayBuffer:
             if "episode_ends" not in meta:
                 meta.create_array("episode_ends", shape=(0,), dtype="int64", chunks=(4096,))
         buf = cls(root, path)
-        buf._check_layout()
+        buf._check_layout(repair=mode == "a")
         return buf
 
-    def _check_layout(self) -> None:
+    def _check_layout(self, repair: bool = False) -> None:
         for grp in ("data", "meta"):
             if grp not in self.root:
                 raise DatasetError(f"{self.path}: missing group {grp!r} (expected the diffusion_policy "
@@ -84,9 +84,21 @@ class ReplayBuffer:
         n = int(ends[-1]) if len(ends) else 0
         for key in self.keys():
             arr = self.root["data"][key]
-            if arr.shape[0] != n:
+            if arr.shape[0] > n and repair:
+                arr.resize((n, *arr.shape[1:]))  # drop the tail of an interrupted add_episode
+            elif arr.shape[0] != n:
+                hint = " (an interrupted write? opening with mode 'a' drops the partial episode)" \
+                    if arr.shape[0] > n else ""
                 raise DatasetError(f"{self.path}: key 'data/{key}' has {arr.shape[0]} steps but "
-                                   f"meta/episode_ends says {n}")
+                                   f"meta/episode_ends says {n}{hint}")
+
+        for name, arr in list(self.root["meta"].arrays()):
+            if name.startswith("episode_") and name != "episode_ends" and arr.shape[0] != len(ends):
+                if arr.shape[0] > len(ends) and repair:
+                    arr.resize((len(ends),))
+                else:
+                    raise DatasetError(f"{self.path}: 'meta/{name}' has {arr.shape[0]} entries for "
+                                       f"{len(ends)} episodes")
 
     @property
     def episode_ends(self) -> np.ndarray:
@@ -159,16 +171,24 @@ class ReplayBuffer:
         old_fields = self.meta_fields()
         if self.n_episodes and set(old_fields) != set(meta):
             raise DatasetError(f"{self.path}: episode meta fields {sorted(meta)} differ from {old_fields}")
+        # Validate everything before writing anything: a refused episode leaves no trace.
         data_group = self.root["data"]
+        values: dict[str, np.ndarray] = {}
         for key, value in data.items():
             value = np.asarray(value)
             if key in existing:
-                arr = data_group[key]
-                if arr.shape[1:] != value.shape[1:] or arr.dtype != value.dtype:
+                arr = self.array(key)
+                if arr.shape[1:] != value.shape[1:]:
                     raise DatasetError(f"{self.path}: key 'data/{key}': episode has per-step shape "
-                                       f"{value.shape[1:]} {value.dtype}, buffer has {arr.shape[1:]} {arr.dtype}")
-            else:
-                arr = self._create(data_group, key, value)
+                                       f"{value.shape[1:]}, buffer has {arr.shape[1:]}")
+                if value.dtype != arr.dtype:
+                    if not np.can_cast(value.dtype, arr.dtype, "same_kind"):
+                        raise DatasetError(f"{self.path}: key 'data/{key}': episode dtype {value.dtype} "
+                                           f"does not fit the buffer's {arr.dtype}")
+                    value = value.astype(arr.dtype)
+            values[key] = value
+        for key, value in values.items():
+            arr = data_group[key] if key in existing else self._create(data_group, key, value)
             arr.append(value, axis=0)
         meta_group = self.root["meta"]
         for field, v in meta.items():

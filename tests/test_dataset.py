@@ -63,7 +63,27 @@ def test_add_episode_rejects_inconsistent_episodes(tmp_path):
         buf.add_episode(bad, {"seed": 1})
     with pytest.raises(DatasetError, match="meta fields"):
         buf.add_episode(episode(1, 6), {"seed": 1, "success": True})
-    assert ReplayBuffer.open(tmp_path / "d.zarr").n_episodes == 1
+    bad = episode(1, 6)
+    bad["object_poses"] = bad["object_poses"].astype(np.complex64)
+    with pytest.raises(DatasetError, match="data/object_poses': episode dtype complex64"):
+        buf.add_episode(bad, {"seed": 1})
+    buf = ReplayBuffer.open(tmp_path / "d.zarr")  # refused episodes left nothing behind
+    assert buf.n_episodes == 1 and all(buf.array(k).shape[0] == 6 for k in buf.keys())
+    ok = {k: v.astype(np.float64) for k, v in episode(1, 6).items()}  # float64 fits float32 arrays
+    ReplayBuffer.open(tmp_path / "d.zarr", "a").add_episode(ok, {"seed": 1})
+    assert ReplayBuffer.open(tmp_path / "d.zarr").array("action").dtype == np.float32
+
+
+def test_append_mode_drops_the_tail_of_an_interrupted_write(tmp_path):
+    path = make_dataset(tmp_path / "d.zarr", n_episodes=2, length=10)
+    root = zarr.open_group(str(path), mode="a", zarr_format=2)
+    root["data/joint_pos"].append(np.zeros((4, 8), np.float32))  # a crash before episode_ends
+    root["meta/episode_seed"].append(np.array([9]))
+    with pytest.raises(DatasetError, match="has 24 steps but meta/episode_ends says 20.*interrupted"):
+        ReplayBuffer.open(path)
+    buf = ReplayBuffer.open(path, "a")
+    assert buf.array("joint_pos").shape[0] == 20 and buf.episode_meta("seed").tolist() == [0, 1]
+    assert ReplayBuffer.open(path).n_steps == 20
 
 
 def _reference_window(ep: np.ndarray, start: int, length: int) -> np.ndarray:
