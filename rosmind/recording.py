@@ -41,10 +41,20 @@ from typing import Any, Literal
 import yaml
 
 from rosmind.errors import DatasetError, SpecError
+from rosmind.schema import IMU, JOINT_STATE, ODOMETRY, POSE_ARRAY, POSE_STAMPED, WRENCH_STAMPED
 
 DEFAULT_TOPICS = ("joint_states", "ee_pose", "wrench", "object_poses", "goal_pose",
                   "camera/*/image_raw", "joint_trajectory", "forward_position_controller/commands",
                   "safety/joint_trajectory", "safety/commands", "/diagnostics", "episode/outcome")
+TRAJECTORY, FLOATS = "trajectory_msgs/msg/JointTrajectory", "std_msgs/msg/Float64MultiArray"
+KNOWN_TYPES = {  # relative names of the rosmind graph and their types (DESIGN.md "Topics")
+    "joint_states": JOINT_STATE, "ee_pose": POSE_STAMPED, "goal_pose": POSE_STAMPED,
+    "wrench": WRENCH_STAMPED, "object_poses": POSE_ARRAY, "imu": IMU, "odom": ODOMETRY,
+    "joint_trajectory": TRAJECTORY, "safety/joint_trajectory": TRAJECTORY,
+    "forward_position_controller/commands": FLOATS, "safety/commands": FLOATS,
+    "diagnostics": "diagnostic_msgs/msg/DiagnosticArray", "episode/outcome": "std_msgs/msg/String",
+    "cmd_vel": "geometry_msgs/msg/Twist",
+}
 ROSBAG2_VERSION = 9  # Jazzy
 EPISODE_JSON = "episode.json"
 METADATA_YAML = "metadata.yaml"

@@ -47,20 +47,9 @@ from rclpy.serialization import deserialize_message
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from rosmind.recording import EpisodeRecorder, RecorderConfig, TopicInfo, qos_dict
-from rosmind.schema import IMU, JOINT_STATE, ODOMETRY, POSE_ARRAY, POSE_STAMPED, WRENCH_STAMPED
+from rosmind.recording import KNOWN_TYPES, EpisodeRecorder, RecorderConfig, TopicInfo, qos_dict
 from rosmind_ros import conversions as cv
 from rosmind_ros.params import declare_from_dataclass, run_node
-
-TRAJECTORY, FLOATS = "trajectory_msgs/msg/JointTrajectory", "std_msgs/msg/Float64MultiArray"
-KNOWN_TYPES = {  # relative names of the rosmind graph and their types (DESIGN.md "Topics")
-    "joint_states": JOINT_STATE, "ee_pose": POSE_STAMPED, "goal_pose": POSE_STAMPED,
-    "wrench": WRENCH_STAMPED, "object_poses": POSE_ARRAY, "imu": IMU, "odom": ODOMETRY,
-    "joint_trajectory": TRAJECTORY, "safety/joint_trajectory": TRAJECTORY,
-    "forward_position_controller/commands": FLOATS, "safety/commands": FLOATS,
-    "diagnostics": "diagnostic_msgs/msg/DiagnosticArray", "episode/outcome": "std_msgs/msg/String",
-    "cmd_vel": "geometry_msgs/msg/Twist",
-}
 
 
 def _msg_class(msg_type: str):
