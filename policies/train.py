@@ -63,6 +63,7 @@ class TrainConfig:
     split_seed: int = 42
     seed: int = 0
     num_workers: int = 0
+    torch_threads: int = 0  # intra-op threads per process; 0 keeps torch's default (DDP: cores/ranks)
     progress: bool = True
 
     def __post_init__(self):
@@ -73,8 +74,9 @@ class TrainConfig:
             raise SpecError(f"TrainConfig.lr: must be a positive number, got {self.lr}")
         if not 0 <= self.val_ratio < 1:
             raise SpecError(f"TrainConfig.val_ratio: must be in [0, 1), got {self.val_ratio}")
-        if self.warmup_steps < 0 or self.grad_clip < 0 or self.val_every < 0 or self.num_workers < 0:
-            raise SpecError("TrainConfig: warmup_steps, grad_clip, val_every, num_workers must be >= 0")
+        for f in ("warmup_steps", "grad_clip", "val_every", "num_workers", "torch_threads"):
+            if getattr(self, f) < 0:
+                raise SpecError(f"TrainConfig.{f}: must be >= 0, got {getattr(self, f)}")
         self.adam_betas = tuple(self.adam_betas)
 
 
@@ -205,6 +207,8 @@ def train(family: str, dataset: str | Path, out: str | Path, preset: str | None 
     if not resume and (out / "run.json").exists():
         raise UserError(f"{out}: a run already exists there; pass --resume to continue it or choose another --out")
     entry, pcfg, tcfg = _resolve_configs(family, str(dataset), out, preset, list(overrides), resume)
+    if tcfg.torch_threads > 0:  # on a shared CPU, 1 thread avoids OpenMP spin-wait collapse
+        torch.set_num_threads(tcfg.torch_threads)
     if tcfg.batch_size % world:
         raise UserError(f"train.batch_size={tcfg.batch_size} must be divisible by the {world} DDP ranks")
 
