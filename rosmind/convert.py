@@ -44,7 +44,6 @@ recorded names in any namespace) or absolute.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,12 +56,12 @@ from rosmind.episodes import (
     EpisodeData,
     TopicData,
     decoder,
+    fetch_messages,
     find_episodes,
     match_topic,
     read_episode,
 )
 from rosmind.errors import DatasetError, SpecError, UserError
-from rosmind.recording import typestore
 
 _FIELDS = ("position", "velocity", "effort", "pose", "poses", "wrench", "rgb", "data")
 DEFAULT_KEYS = {"joint_pos": ("joint_states", "position"), "joint_vel": ("joint_states", "velocity"),
@@ -147,51 +146,43 @@ class _RecvClock:
         return np.round(out).astype(np.int64)
 
 
-_LAZY_BYTES = 64 * 1024  # mean message size above which a topic is decoded on use
-
-
-def _has_header(msg_type: str) -> bool:
-    fields = typestore().fielddefs.get(msg_type, ((), ()))[1]
-    return bool(fields) and fields[0][0] == "header" and fields[0][1][1] == "std_msgs/msg/Header"
-
-
-def _cdr_stamp_ns(raw: bytes) -> int:
-    """header.stamp of a CDR message whose first field is a std_msgs/Header: after the 4-byte
-    encapsulation (byte 1: 1 = little endian), int32 sec and uint32 nanosec."""
-    sec, nsec = struct.unpack("<iI" if raw[1] == 1 else ">iI", raw[4:12])
-    return sec * 1_000_000_000 + nsec
-
-
 class _LazyMessages:
-    """A topic's messages, decoded on first access (CDR stays in the episode's memory)."""
+    """A stamps-only topic's messages: ``prefetch(indices)`` reads the CDR of those (one pass
+    over the episode), ``[i]`` decodes one."""
 
-    def __init__(self, td: TopicData, dec: Callable[[bytes], Any], order: np.ndarray | None = None):
-        self.td, self.dec = td, dec
+    def __init__(self, td: TopicData, dec: Callable[[bytes], Any], episode_dir: Path,
+                 order: np.ndarray | None = None):
+        self.td, self.dec, self.dir = td, dec, episode_dir
         self.order = np.arange(len(td.data)) if order is None else order
+        self.cache: dict[int, bytes] = {}
 
     def reordered(self, order: np.ndarray) -> _LazyMessages:
-        return _LazyMessages(self.td, self.dec, self.order[order])
+        return _LazyMessages(self.td, self.dec, self.dir, self.order[order])
 
     def __len__(self) -> int:
         return len(self.order)
 
+    def prefetch(self, indices) -> None:
+        seqs = {self.td.seq[int(self.order[i])] for i in indices}
+        self.cache = fetch_messages(self.dir, {self.td.name: seqs})[self.td.name]
+
     def __getitem__(self, i: int) -> Any:
-        j = int(self.order[i])
+        seq = self.td.seq[int(self.order[i])]
+        if seq not in self.cache:
+            self.prefetch([i])
         try:
-            return self.dec(self.td.data[j])
-        except Exception as e:  # noqa: BLE001 - named, the episode is skipped with the reason
-            raise DatasetError(f"{self.td.name}: message {j} does not decode ({type(e).__name__})") from None
+            return self.dec(self.cache[seq])
+        except Exception as e:  # noqa: BLE001 - named; the episode is skipped with the reason
+            raise DatasetError(f"{self.td.name}: message {seq} does not decode ({type(e).__name__})") from None
 
 
 def _decode_topic(td: TopicData, to_clock: Callable[[np.ndarray], np.ndarray] | None,
-                  problems: list[str]) -> _Topic:
+                  problems: list[str], episode_dir: Path) -> _Topic:
     dec = decoder(td.msg_type, td.schema)
     msgs: list[Any] | _LazyMessages
-    if _has_header(td.msg_type) and td.data and sum(map(len, td.data)) > _LAZY_BYTES * len(td.data):
-        # Large messages (images): stamps straight from the CDR, decoded only when used.
-        stamps = [_cdr_stamp_ns(raw) for raw in td.data]
-        logs = list(td.log_ns)
-        msgs = _LazyMessages(td, dec)
+    if td.stamp_ns is not None:  # images: read stamps-only, fetched and decoded when used
+        stamps, logs = list(td.stamp_ns), list(td.log_ns)
+        msgs = _LazyMessages(td, dec, episode_dir)
     else:
         msgs, stamps, logs = [], [], []
         for i, (raw, log) in enumerate(zip(td.data, td.log_ns, strict=True)):
@@ -324,7 +315,7 @@ def convert_episode(ep: EpisodeData, spec: ConversionSpec, names: list[str],
     clock_topic = keys["joint_pos"][0] if spec.clock == "joint_states" else match_topic(spec.clock, list(ep.topics))
     if clock_topic is None or clock_topic not in ep.topics or not ep.topics[clock_topic].data:
         raise DatasetError(f"{ep.dir}: clock topic {spec.clock!r} has no messages")
-    clock = _decode_topic(ep.topics[clock_topic], None, problems)
+    clock = _decode_topic(ep.topics[clock_topic], None, problems, ep.dir)
     offset = int(np.median(clock.stamp_ns - clock.log_ns)) if np.any(clock.stamp_ns > 0) else 0
     to_clock = _RecvClock(clock.log_ns, clock.stamp_ns)
     if spec.rate_hz:
@@ -335,7 +326,7 @@ def convert_episode(ep: EpisodeData, spec: ConversionSpec, names: list[str],
     decoded = {clock_topic: clock}
     for topic in {t for t, _ in keys.values()} | set(action_topics):
         if topic not in decoded and topic in ep.topics:
-            decoded[topic] = _decode_topic(ep.topics[topic], to_clock, problems)
+            decoded[topic] = _decode_topic(ep.topics[topic], to_clock, problems, ep.dir)
     data: dict[str, np.ndarray] = {}
     report: dict[str, Any] = {"episode": ep.dir.name, "complete": ep.complete, "ticks": int(len(ticks)),
                               "clock_offset_ms": round(offset / 1e6, 3), "topics": {}}
@@ -346,6 +337,8 @@ def convert_episode(ep: EpisodeData, spec: ConversionSpec, names: list[str],
         idx = sync_indices(tp.t_ns, ticks, spec.sync)
         report["topics"].setdefault(topic, frame_report(idx, tp.t_ns, ticks, spec.max_skew_ms))
         ex = _extract(f, names)
+        if isinstance(tp.msgs, _LazyMessages):
+            tp.msgs.prefetch(np.unique(idx))
         cache: dict[int, np.ndarray] = {}
         rows = []
         for i in idx:
@@ -353,6 +346,8 @@ def convert_episode(ep: EpisodeData, spec: ConversionSpec, names: list[str],
                 cache[i] = ex(tp.msgs[i])
             rows.append(cache[i])
         data[key] = np.stack(rows) if f == "rgb" else np.stack(rows).astype(np.float64)
+        if isinstance(tp.msgs, _LazyMessages):
+            tp.msgs.cache = {}
     cmds = [decoded[t] for t in action_topics if t in decoded]
     report["action"] = {"topics": [c.td.name for c in cmds]}
     data["action"] = _actions(cmds, names, ticks, data["joint_pos"], report["action"])
@@ -418,7 +413,7 @@ def convert(episodes_dir: str | Path, out: str | Path, spec: ConversionSpec | No
 
     spec = spec or ConversionSpec()
     dirs = find_episodes(episodes_dir)
-    episodes = [read_episode(d) for d in dirs]
+    episodes = [read_episode(d, stamps_only=True) for d in dirs]
     recorded = sorted({t for e in episodes for t, td in e.topics.items() if td.data})  # with messages
     keys, action_topics = _resolve_keys(spec, recorded)
     robot = spec.robot or next((e.info.robot for e in episodes if e.info.robot), "panda")

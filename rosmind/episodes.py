@@ -9,6 +9,7 @@ commands the robot received, for ``rosmind replay``.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +20,33 @@ import yaml
 from rosmind.errors import DatasetError, SpecError
 from rosmind.recording import METADATA_YAML, EpisodeInfo, typestore
 
+# Read stamps-only by ``read_episode(..., stamps_only=True)``: large, and a converter needs only
+# the frames it uses (``fetch_messages``). Each has a std_msgs/Header first.
+STAMPS_ONLY_TYPES = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
+                               "sensor_msgs/msg/PointCloud2"})
+
 
 @dataclass
 class TopicData:
-    """One topic of a read episode: receive times (ns) and the raw CDR of every message."""
+    """One topic of a read episode: receive times (ns) and the raw CDR of every message, or,
+    for a stamps-only topic, ``data[i] = None`` and its header stamp in ``stamp_ns[i]``.
+    ``seq[i]``: the message's position among the topic's messages in the stream (what
+    ``fetch_messages`` takes)."""
 
     name: str
     msg_type: str
     schema: str
     log_ns: list[int] = field(default_factory=list)
-    data: list[bytes] = field(default_factory=list)
+    data: list[bytes | None] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    stamp_ns: list[int] | None = None
+
+
+def cdr_stamp_ns(raw: bytes) -> int:
+    """header.stamp of a CDR message whose first field is a std_msgs/Header: after the 4-byte
+    encapsulation header (byte 1: 1 = little endian), int32 sec and uint32 nanosec."""
+    sec, nsec = struct.unpack("<iI" if raw[1] == 1 else ">iI", raw[4:12])
+    return sec * 1_000_000_000 + nsec
 
 
 @dataclass
@@ -69,51 +87,35 @@ def _mcap_files(episode_dir: Path) -> list[Path]:
     return sorted(episode_dir.glob("*.mcap"))
 
 
-def read_episode(episode_dir: str | Path,
-                 topics: set[str] | Callable[[str], bool] | None = None) -> EpisodeData:
-    """Read every message (of ``topics``: a set of absolute names or a predicate) of one episode.
-
-    Stream reading: a file without summary or footer (a killed recorder) is read up to its
-    last complete record; the rest is named in ``problems``, never skipped silently.
-    """
+def _scan(d: Path, on_channel: Callable[[Any, Any], Any], on_message: Callable[[Any, Any], None],
+          problems: list[str]) -> bool:
+    """Stream every MCAP file of episode ``d``: ``on_channel(channel, schema)`` returns a
+    handle (None: skip the channel's messages), ``on_message(handle, message)``. Returns
+    whether every file ended with its footer; appends where reading stopped to ``problems``."""
     from mcap.records import Channel, Footer, Message, Schema
     from mcap.stream_reader import StreamReader
 
-    d = Path(episode_dir)
     files = _mcap_files(d)
     if not files:
         raise DatasetError(f"{d}: no .mcap file in the episode directory")
-    keep = topics if callable(topics) or topics is None else topics.__contains__
-    out: dict[str, TopicData] = {}
-    problems: list[str] = []
     complete = True
     for path in files:
-        schemas: dict[int, Schema] = {}
-        channels: dict[int, TopicData | None] = {}
+        schemas: dict[int, Any] = {}
+        handles: dict[int, Any] = {}
         n = 0
         footer = False
         with open(path, "rb") as fh:
             try:
                 for rec in StreamReader(fh, skip_magic=False).records:
                     if isinstance(rec, Message):
-                        td = channels.get(rec.channel_id)
-                        if td is not None:
-                            td.log_ns.append(rec.log_time)
-                            td.data.append(rec.data)
+                        h = handles.get(rec.channel_id)
+                        if h is not None:
+                            on_message(h, rec)
                         n += 1
                     elif isinstance(rec, Schema):
                         schemas[rec.id] = rec
                     elif isinstance(rec, Channel):
-                        if keep is not None and not keep(rec.topic):
-                            channels[rec.id] = None
-                            continue
-                        sc = schemas.get(rec.schema_id)
-                        td = out.get(rec.topic)
-                        if td is None:
-                            td = out[rec.topic] = TopicData(
-                                rec.topic, sc.name if sc else "",
-                                sc.data.decode(errors="replace") if sc else "")
-                        channels[rec.id] = td
+                        handles[rec.id] = on_channel(rec, schemas.get(rec.schema_id))
                     elif isinstance(rec, Footer):
                         footer = True
             except Exception as e:  # noqa: BLE001 - truncated/corrupt data: keep what was read
@@ -124,12 +126,67 @@ def read_episode(episode_dir: str | Path,
             if not problems or not problems[-1].startswith(path.name):
                 problems.append(f"{path.name}: no footer (recorder did not close it); "
                                 f"read {n} messages")
+    return complete
+
+
+def read_episode(episode_dir: str | Path, topics: set[str] | Callable[[str], bool] | None = None,
+                 stamps_only: bool = False) -> EpisodeData:
+    """Read every message (of ``topics``: a set of absolute names or a predicate) of one episode;
+    with ``stamps_only``, topics of ``STAMPS_ONLY_TYPES`` keep header stamps, not CDR.
+
+    Stream reading: a file without summary or footer (a killed recorder) is read up to its
+    last complete record; the rest is named in ``problems``, never skipped silently.
+    """
+    d = Path(episode_dir)
+    keep = topics if callable(topics) or topics is None else topics.__contains__
+    out: dict[str, TopicData] = {}
+    problems: list[str] = []
+
+    def on_channel(ch, sc):
+        if keep is not None and not keep(ch.topic):
+            return None
+        td = out.get(ch.topic)
+        if td is None:
+            name = sc.name if sc else ""
+            td = out[ch.topic] = TopicData(ch.topic, name, sc.data.decode(errors="replace") if sc else "")
+            if stamps_only and name in STAMPS_ONLY_TYPES:
+                td.stamp_ns = []
+        return td
+
+    def on_message(td: TopicData, rec) -> None:
+        td.log_ns.append(rec.log_time)
+        td.seq.append(len(td.seq))
+        if td.stamp_ns is None:
+            td.data.append(rec.data)
+        else:
+            td.data.append(None)
+            td.stamp_ns.append(cdr_stamp_ns(rec.data))
+
+    complete = _scan(d, on_channel, on_message, problems)
     for td in out.values():  # multiple files or out-of-order writes: order by receive time
         if any(b < a for a, b in zip(td.log_ns, td.log_ns[1:], strict=False)):
             order = sorted(range(len(td.log_ns)), key=td.log_ns.__getitem__)
             td.log_ns = [td.log_ns[i] for i in order]
             td.data = [td.data[i] for i in order]
+            td.seq = [td.seq[i] for i in order]
+            if td.stamp_ns is not None:
+                td.stamp_ns = [td.stamp_ns[i] for i in order]
     return EpisodeData(d, EpisodeInfo.load(d), out, complete, problems)
+
+
+def fetch_messages(episode_dir: str | Path, wanted: dict[str, set[int]]) -> dict[str, dict[int, bytes]]:
+    """The CDR of the messages ``wanted[topic]`` (``TopicData.seq`` numbers), in one pass."""
+    out: dict[str, dict[int, bytes]] = {t: {} for t in wanted}
+    counts: dict[str, int] = dict.fromkeys(wanted, 0)
+
+    def on_message(topic: str, rec) -> None:
+        i = counts[topic]
+        counts[topic] = i + 1
+        if i in wanted[topic]:
+            out[topic][i] = rec.data
+
+    _scan(Path(episode_dir), lambda ch, _sc: ch.topic if ch.topic in wanted else None, on_message, [])
+    return out
 
 
 def decoder(msg_type: str, schema: str = "") -> Callable[[bytes], Any]:
