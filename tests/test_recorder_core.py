@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -91,3 +92,38 @@ def test_queue_bound_counts_dropped_messages(tmp_path):
 def test_config_rejects_bad_values(field, value, match):
     with pytest.raises(SpecError, match=match):
         RecorderConfig(**{field: value})
+
+
+def test_replay_commands_choose_the_source_and_keep_timing(tmp_path):
+    from rosmind.cli import main as cli
+    from rosmind.episodes import replay_commands
+    from rosmind.errors import DatasetError, UserError
+    from rosmind.recording import EpisodeInfo, EpisodeWriter
+
+    T = typestore().types
+    floats = T["std_msgs/msg/Float64MultiArray"](layout=T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0),
+                                                 data=np.zeros(8))
+    raw = bytes(typestore().serialize_cdr(floats, floats.__msgtype__))
+    w = EpisodeWriter(tmp_path / "ep", EpisodeInfo(name="ep"))
+    for topic in ("/forward_position_controller/commands", "/safety/commands", "/chatter"):
+        w.add_topic(TopicInfo(topic, "std_msgs/msg/String" if topic == "/chatter" else floats.__msgtype__))
+    for k in range(5):
+        w.write("/safety/commands", raw, 1_000_000_000 + k * 100_000_000)
+        w.write("/forward_position_controller/commands", raw, 1_010_000_000 + k * 100_000_000)
+        w.write("/chatter", _cdr(k), 1_000_000_000 + k)
+    w.close()
+    out = replay_commands(tmp_path / "ep")
+    assert [c.kind for c in out] == ["commands"] * 5
+    assert [round(c.t_s, 6) for c in out] == [0.0, 0.1, 0.2, 0.3, 0.4]
+    assert len(replay_commands(tmp_path / "ep", "inputs")) == 5
+    with pytest.raises(SpecError, match="replay source"):
+        replay_commands(tmp_path / "ep", "both")
+    w = EpisodeWriter(tmp_path / "quiet", EpisodeInfo(name="quiet"))
+    w.add_topic(TopicInfo("/chatter", "std_msgs/msg/String"))
+    w.write("/chatter", _cdr(0), 1)
+    w.close()
+    with pytest.raises(DatasetError, match="no recorded commands"):
+        replay_commands(tmp_path / "quiet")
+    assert isinstance(DatasetError("x"), UserError)
+    assert cli(["replay", str(tmp_path / "ep"), "speed=2"]) == 2  # not name:=value
+    assert cli(["replay", str(tmp_path)]) == 2  # two episodes: which one?
