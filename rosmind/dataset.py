@@ -305,9 +305,19 @@ class SequenceDataset:
         return {k: tuple(int(s) for s in a.shape[1:]) for k, a in self.arrays.items()}
 
     def stats(self) -> dict[str, dict[str, np.ndarray]]:
-        """Per-element ``min``/``max`` over all steps of every low-dimensional key."""
-        return {k: {"min": a.min(axis=0), "max": a.max(axis=0)}
-                for k, a in self.arrays.items() if not is_image_key(k)}
+        """Per-element ``min``/``max`` over all steps of every low-dimensional key; with
+        ``joint_pos`` among the keys also ``action_relative`` ``[horizon, Da]``: the range of
+        each chunk row minus the window's newest joint_pos, over every training window."""
+        out = {k: {"min": a.min(axis=0), "max": a.max(axis=0)}
+               for k, a in self.arrays.items() if not is_image_key(k)}
+        q = self.arrays.get("joint_pos")
+        act = self.arrays[self.action_key]
+        if q is not None and q.shape[1:] == act.shape[1:] and len(self.indices):
+            rel = np.stack([self._window(self.action_key, *(int(x) for x in ix), self.horizon)
+                            - self._window("joint_pos", *(int(x) for x in ix), self.n_obs_steps)[-1]
+                            for ix in self.indices])
+            out["action_relative"] = {"min": rel.min(axis=0), "max": rel.max(axis=0)}
+        return out
 
     def _window(self, key: str, b0: int, b1: int, s0: int, s1: int, length: int) -> np.ndarray:
         # Only the first ``length`` rows of the window are read (observations need n_obs_steps).

@@ -42,7 +42,10 @@ class DiffusionPolicy(nn.Module):
         cfg = config or DiffusionConfig()
         self.config = cfg
         low_dim = {k: cfg.obs_shapes[k] for k in cfg.obs_keys if not is_image_key(k)}
-        self.normalizer = Normalizer({**low_dim, "action": (cfg.action_dim,)})
+        # Relative chunks are normalized per row: the motion 15 ticks ahead spans far more than
+        # the next tick's, and one range for all rows would waste the near rows' precision.
+        act_shape = (cfg.horizon, cfg.action_dim) if cfg.relative_actions else (cfg.action_dim,)
+        self.normalizer = Normalizer({**low_dim, "action": act_shape})
         self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes, cfg.image_feature_dim,
                                       cfg.image_channels, cfg.image_crop_ratio)
         self.unet = ConditionalUnet1D(cfg.action_dim, self.obs_encoder.out_per_step * cfg.n_obs_steps,
@@ -67,8 +70,20 @@ class DiffusionPolicy(nn.Module):
         self.sampler.set_timesteps(num_inference_steps)
 
     def fit_normalizer(self, stats: dict[str, dict[str, np.ndarray]]) -> None:
-        """``stats[key] = {"min", "max"}`` per element, for every low-dim obs key and ``action``."""
+        """``stats[key] = {"min", "max"}`` per element, for every low-dim obs key and ``action``
+        (with ``relative_actions``: ``action_relative`` ``[horizon, Da]`` from the dataset)."""
+        if self.config.relative_actions:
+            if "action_relative" not in stats:
+                raise KeyError("relative_actions needs 'action_relative' stats (SequenceDataset.stats())")
+            stats = {**stats, "action": stats["action_relative"]}
         self.normalizer.fit(stats)
+
+    def _anchor(self, obs: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """What a chunk is relative to: the newest joint_pos ``[B, 1, Da]`` (or 0 if absolute)."""
+        if not self.config.relative_actions:
+            return 0.0
+        q = obs["joint_pos"][:, self.config.n_obs_steps - 1]
+        return q.reshape(q.shape[0], 1, -1).float()
 
     def normalization_stats(self) -> dict:
         return self.normalizer.stats()
@@ -88,7 +103,7 @@ class DiffusionPolicy(nn.Module):
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``batch``: obs keys ``[B, To, *shape]``, ``action [B, horizon, Da]`` -> scalar MSE."""
         cond = self._encode(batch, augment=self.training)
-        x0 = self.normalizer.normalize("action", batch["action"].float())
+        x0 = self.normalizer.normalize("action", batch["action"].float() - self._anchor(batch))
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
         pred = self.unet(self.noise_scheduler.add_noise(x0, noise, t), t, cond)
@@ -134,8 +149,9 @@ class DiffusionPolicy(nn.Module):
         """``{key: [B, To, *shape]}`` -> ``{"action": [B, n_action_steps, action_dim]}``."""
         cfg = self.config
         with torch.inference_mode():
-            cond = self._encode(self._obs_tensors(obs, batched=True), augment=False)
-            actions = self.normalizer.unnormalize("action", self.sample(cond))
+            o = self._obs_tensors(obs, batched=True)
+            actions = self.normalizer.unnormalize("action", self.sample(self._encode(o, augment=False)))
+            actions = actions + self._anchor(o)
         start = cfg.n_obs_steps - 1
         return {"action": actions[:, start:start + cfg.n_action_steps].numpy().astype(np.float32)}
 
@@ -143,7 +159,8 @@ class DiffusionPolicy(nn.Module):
         """``{key: [To, *shape]}`` (oldest first) -> ``{"action": [n_action_steps, action_dim]}``."""
         cfg = self.config
         with torch.inference_mode():
-            cond = self._encode(self._obs_tensors(obs, batched=False), augment=False)
-            actions = self.normalizer.unnormalize("action", self.sample(cond))[0]
+            o = self._obs_tensors(obs, batched=False)
+            actions = self.normalizer.unnormalize("action", self.sample(self._encode(o, augment=False)))
+            actions = (actions + self._anchor(o))[0]
         start = cfg.n_obs_steps - 1
         return {"action": actions[start:start + cfg.n_action_steps].numpy().astype(np.float32)}
