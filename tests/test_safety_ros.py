@@ -63,6 +63,7 @@ class FakeRobot:
         self.publishing_states = False
         self.traj: list[tuple[float, np.ndarray, float]] = []  # (stamp, points [N, D], wall)
         self.cmds: list[np.ndarray] = []
+        self.refused: list[float] = []  # stamps of empty "hold" answers to refused chunks
         self.diag: list[dict] = []
         n = self.node
         n.create_subscription(JointTrajectory, "joint_trajectory", self._on_traj, 10)
@@ -77,6 +78,9 @@ class FakeRobot:
         n.create_timer(DT, self._publish_state)
 
     def _on_traj(self, msg: JointTrajectory) -> None:
+        if not msg.points:
+            self.refused.append(cv.to_sec(msg.header.stamp))
+            return
         pts, _ = cv.joint_trajectory_to_numpy(msg, NAMES)
         self.traj.append((cv.to_sec(msg.header.stamp), pts, time.monotonic()))
 
@@ -216,6 +220,10 @@ def test_safety_node_filters_watchdogs_and_estops(graph):
     robot.spin_until(lambda: counted(nan_rejected=5, position_clamped=1, jump_rejected=1,
                                      joint_names_rejected=2), 3.0, "the interventions in diagnostics")
     assert "ARMED" == robot.last_diag()["state"]
+    # The refused stamped chunks (an inf point, a wrong joint name) were answered with an empty
+    # trajectory of their own stamp, so a lockstep robot can step on at once.
+    robot.spin_until(lambda: len(robot.refused) >= 2, 3.0, "empty answers to refused chunks")
+    assert all(t > 0 for t in robot.refused)
 
     # Stop commanding: the watchdog holds the last safe setpoint, then stops at the measured pose.
     n_traj = len(robot.traj)

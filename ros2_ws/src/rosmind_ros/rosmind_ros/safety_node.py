@@ -62,9 +62,11 @@ class SafetyNode(Node):
         self.pub_cmd = self.create_publisher(Float64MultiArray,
                                              "forward_position_controller/commands", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # joint_states first: the executor serves ready subscriptions in creation order, so a
+        # command and the measurement of its tick arriving together are checked measured-first.
+        self.create_subscription(JointState, "joint_states", self._on_joint_states, 10)
         self.create_subscription(JointTrajectory, "safety/joint_trajectory", self._on_trajectory, 10)
         self.create_subscription(Float64MultiArray, "safety/commands", self._on_command, 10)
-        self.create_subscription(JointState, "joint_states", self._on_joint_states, 10)
         self.create_subscription(Bool, "estop", self._on_estop, 10)
         self.create_service(Trigger, "safety/reset", self._on_reset)
         self.create_timer(spec.control_period, self._on_tick)  # ROS time: sim time if asked
@@ -93,6 +95,7 @@ class SafetyNode(Node):
                                  f"i * control_period ({self.core.dt:g} s)")
         except (KeyError, ValueError) as e:
             self.core.reject("malformed_rejected", f"safety/joint_trajectory: {e}")
+            out = None
         else:
             stamp = cv.to_sec(msg.header.stamp)  # 0: unstamped, the core takes it as now
             out = self.core.filter_trajectory(msg.joint_names, pts, stamp)
@@ -101,6 +104,13 @@ class SafetyNode(Node):
                 if stamp > 0:
                     sent.header.stamp = msg.header.stamp  # bit-exact: robot_node matches ticks
                 self.pub_traj.publish(sent)
+        if out is None and (msg.header.stamp.sec or msg.header.stamp.nanosec):
+            # A refused stamped chunk is answered by an empty trajectory of the same stamp:
+            # "hold" in the joint_trajectory_controller convention, so a lockstep robot
+            # steps on at once instead of waiting to tell refusal from a slow policy.
+            hold = JointTrajectory(joint_names=list(self.spec.joint_names))
+            hold.header.stamp = msg.header.stamp
+            self.pub_traj.publish(hold)
         self._after_event()
 
     def _on_command(self, msg: Float64MultiArray) -> None:
