@@ -38,26 +38,15 @@ MANIFEST = "manifest.json"
 
 
 def observation_topic(key: str) -> tuple[str, str]:
-    """Observation key -> (relative ROS topic, message type) it is read from."""
-    fixed = {
-        "joint_pos": ("joint_states", "sensor_msgs/msg/JointState"),
-        "joint_vel": ("joint_states", "sensor_msgs/msg/JointState"),
-        "joint_effort": ("joint_states", "sensor_msgs/msg/JointState"),
-        "ee_pose": ("ee_pose", "geometry_msgs/msg/PoseStamped"),
-        "object_poses": ("object_poses", "geometry_msgs/msg/PoseArray"),
-        "goal_pose": ("goal_pose", "geometry_msgs/msg/PoseStamped"),
-        "wrench": ("wrench", "geometry_msgs/msg/WrenchStamped"),
-        "target_point": ("target_point", "geometry_msgs/msg/PointStamped"),
-        "instruction": ("instruction", "std_msgs/msg/String"),
-    }
-    if key in fixed:
-        return fixed[key]
-    parts = key.split("/")
-    if len(parts) == 3 and parts[0] == "camera" and parts[2] == "rgb":
-        return f"camera/{parts[1]}/image_raw", "sensor_msgs/msg/Image"
-    if len(parts) == 3 and parts[0] == "camera" and parts[2] == "depth":
-        return f"camera/{parts[1]}/depth/image_raw", "sensor_msgs/msg/Image"
-    return key, "unknown"
+    """Observation key -> (relative ROS topic, message type), from ``rosmind.schema``; keys no
+    node publishes are recorded as ``(key, "unknown")`` (policy_node refuses them at load)."""
+    from rosmind import schema
+
+    try:
+        b = schema.binding(key)
+    except UnknownNameError:
+        return key, "unknown"
+    return b.topic, b.msg_type
 
 
 def _jsonable(v: Any) -> Any:

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from rosmind.errors import SpecError, UnknownNameError
-from rosmind.registry import Registry
+from rosmind.registry import POLICIES, Registry
 from rosmind.spec import load_spec
 
 pytestmark = pytest.mark.unit
@@ -87,3 +87,14 @@ def test_registry_unknown_name_lists_known():
     assert reg.get("a").factory is A
     with pytest.raises(UnknownNameError, match="unknown widget 'b'; known widgets: a"):
         reg.get("b")
+
+
+def test_registry_by_name_imports_only_that_module():
+    import subprocess
+    import sys
+
+    code = ("import sys; from rosmind.registry import POLICIES; POLICIES.get('instant'); "
+            "print('torch' in sys.modules, 'instant' in POLICIES._entries, 'diffusion' in POLICIES._entries)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "True", "False"], out.stderr
+    assert "diffusion" in POLICIES.names() and "expert" in POLICIES.names()
