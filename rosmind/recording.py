@@ -290,7 +290,10 @@ class EpisodeRecorder:
         self.meta: dict[str, Any] = {"task": cfg.task, "instruction": cfg.instruction,
                                      "operator": cfg.operator}
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._pending = 0
+        # Queued bytes = submitted - written; each counter has one writing thread (the
+        # subscription callbacks' and the writer's), so no update is lost between them.
+        self._submitted = 0
+        self._written = 0
         self._max_pending = int(cfg.max_pending_mb * (1 << 20))
         self._lock = threading.Lock()
         self._episode: EpisodeWriter | None = None
@@ -318,10 +321,10 @@ class EpisodeRecorder:
         if not self._recording:
             return
         n = len(data)
-        if self._pending + n > self._max_pending:
+        if self._submitted - self._written + n > self._max_pending:
             self._dropped[topic] = self._dropped.get(topic, 0) + 1
             return
-        self._pending += n  # a benign race with the writer: the bound is approximate
+        self._submitted += n
         self._queue.put((topic, data, t_ns))
 
     def update_metadata(self, values: dict[str, Any]) -> None:
@@ -451,7 +454,7 @@ class EpisodeRecorder:
                         if ep is not None:
                             ep.add_topic(data)
                         continue
-                    self._pending -= len(data)
+                    self._written += len(data)
                     if ep is not None and topic in ep.channels:
                         ep.write(topic, data, t_ns)
                 now = time.monotonic()
