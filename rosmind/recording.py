@@ -322,7 +322,8 @@ class EpisodeRecorder:
             return
         n = len(data)
         if self._submitted - self._written + n > self._max_pending:
-            self._dropped[topic] = self._dropped.get(topic, 0) + 1
+            with self._lock:  # rare path; the writer copies this dict under the lock
+                self._dropped[topic] = self._dropped.get(topic, 0) + 1
             return
         self._submitted += n
         self._queue.put((topic, data, t_ns))
