@@ -79,7 +79,9 @@ def _ros(args, spec) -> dict:
     k, n = sum(bool(e["success"]) for e in eps), len(eps)
     return {"success_rate": k / n if n else 0.0, "ci95": list(wilson_interval(k, n)), "episodes": n,
             "successes": k, "seeds": [e["seed"] for e in eps], "success": [bool(e["success"]) for e in eps],
-            "episode_lengths": [e["ticks"] for e in eps], "latency_ms": log.get("latency_ms", {}),
+            "episode_lengths": [e["ticks"] for e in eps],
+            # Lockstep round trip robot -> policy_node (inference when a chunk is due) -> safety -> robot.
+            "latency_ms": log.get("latency", {}).get("round_trip_ms", {}),
             "mode": "ros"}
 
 

@@ -68,6 +68,8 @@ class RobotNodeConfig:
     lockstep_grace_s: float = 0.5
     policy_wait_s: float = 10.0  # wait this long for policy/reset before the first episode
     results: str = ""  # JSON path written after the last episode
+    video: str = ""  # MP4 of the first episode, from video_camera at the control rate ("" = none)
+    video_camera: str = "scene"
     diagnostics_period_s: float = 1.0
 
     def __post_init__(self):
@@ -134,6 +136,12 @@ class RobotNode(Node):
         self._sent_at: dict[int, float] = {}  # tick stamp (ns) -> monotonic time published
         self._sent_lock = threading.Lock()
         self._round_trip: deque[float] = deque(maxlen=2000)
+        self._video = None
+        if cfg.video:
+            from rosmind.sim.evaluate import VideoWriter
+
+            self.spec.sensor(cfg.video_camera)  # a clear error for a camera the robot lacks
+            self._video = VideoWriter(cfg.video, self.spec.control_rate_hz)
         self._thread = threading.Thread(target=self._run, name="robot_loop", daemon=True)
         self._thread.start()
 
@@ -220,6 +228,8 @@ class RobotNode(Node):
             k = self.sim.camera_intrinsics(s.name)
             out.append((self.pubs[names["info"]], cv.camera_info(
                 k["width"], k["height"], k["fx"], k["fy"], k["cx"], k["cy"], t, s.frame_id)))
+        if self._video is not None and not self.log.episodes:
+            self._video.add(self.sim.render(self.cfg.video_camera)[0])
         with self._sent_lock:
             self._sent_at[cv.to_ns(st)] = time.monotonic()
             if len(self._sent_at) > 100:  # ticks nobody answered
@@ -262,6 +272,9 @@ class RobotNode(Node):
                 if self.loop.stop.is_set():
                     break
                 self.log.add(r)
+                if self._video is not None:
+                    self._video.close()
+                    self._video = None
                 self.pubs["outcome"].publish(String(data=json.dumps(asdict(r))))
                 print(episode_line(r), flush=True)
                 self.log.latency = {f"{name}_ms": latency_summary(list(samples)) for name, samples in
