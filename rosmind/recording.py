@@ -365,12 +365,13 @@ class EpisodeRecorder:
             self._apply_meta(info)
             self.out_dir.mkdir(parents=True, exist_ok=True)
             try:
-                self._episode = EpisodeWriter(self.out_dir / name, info, self.cfg.compression,
-                                              int(self.cfg.chunk_size_mb * (1 << 20)))
+                ep = EpisodeWriter(self.out_dir / name, info, self.cfg.compression,
+                                   int(self.cfg.chunk_size_mb * (1 << 20)))
             except OSError as e:
                 return False, f"cannot create {self.out_dir / name}: {e}"
             for t in self.topics.values():
-                self._episode.add_topic(t)
+                ep.add_topic(t)
+            self._episode = ep  # complete before the writer thread can see it
             self._dropped = {}
             self._interventions_base = self._interventions_last if self._interventions_base is not None else None
             self._recording = True
@@ -463,9 +464,9 @@ class EpisodeRecorder:
                     ep.flush()
                     last_flush = now
                 if ep is not None and now - last_meta >= self.cfg.metadata_period_s:
-                    with self._lock:
+                    with self._lock:  # info is also changed from the callbacks' thread
                         ep.info.dropped = dict(self._dropped)
-                    ep.write_metadata()
+                        ep.write_metadata()
                     last_meta = now
             except Exception as e:  # noqa: BLE001 - the writer must report, not die silently
                 self.log(f"episode writer: {type(e).__name__}: {e}")
