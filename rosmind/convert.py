@@ -36,6 +36,9 @@ Spec (``--spec conv.yaml``, every field optional)::
       camera/wrist/rgb: {topic: camera/wrist/image_raw, field: rgb}
     action: [joint_trajectory, forward_position_controller/commands]
 
+Memory: image topics are read stamps-only and the frames a key uses are fetched in one more
+pass over the episode, so memory follows the output, not the recording.
+
 Fields: ``position``/``velocity``/``effort`` (JointState, spec joint order), ``pose``
 (PoseStamped, [7]), ``poses`` (PoseArray, [N, 7]), ``wrench`` ([6]), ``rgb`` (Image -> uint8
 [H, W, 3]), ``data`` (Float64MultiArray). Topic names are relative (matched against the
