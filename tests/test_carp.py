@@ -55,33 +55,50 @@ def test_tokenizer_round_trip_within_bound():
     assert int(torch.unique(torch.cat([c.flatten() for c in codes])).numel()) > 8  # no collapse
 
 
-def test_kv_cache_equals_full_recomputation():
+@pytest.mark.parametrize("dim_ar", [False, True])
+def test_kv_cache_equals_full_recomputation(dim_ar):
     torch.manual_seed(0)
-    policy = CarpPolicy(small_config(sampling="top_k", top_k=5)).eval()
+    policy = CarpPolicy(small_config(sampling="top_k", top_k=5, dim_autoregressive=dim_ar)).eval()
     cond = torch.randn(6, policy.transformer.cond[0].in_features)
     _, cached, codes = policy.generate(cond, return_logits=True)
     b, da = cond.shape[0], policy.config.action_dim
     flat = [c.permute(0, 2, 1).reshape(b * da, -1) for c in codes]
     inputs = [policy._word_inputs(t, b) for t in policy.tokenizer.teacher_inputs(flat)]
     with torch.no_grad():
-        full = policy.transformer(cond, inputs)
+        full = policy.transformer(cond, inputs, torch.cat(codes, dim=1))
     torch.testing.assert_close(torch.cat(cached, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_attention_is_block_causal_over_scales():
+@pytest.mark.parametrize("dim_ar", [False, True])
+def test_attention_is_block_causal_over_scales(dim_ar):
     torch.manual_seed(0)
-    policy = CarpPolicy(small_config()).eval()
+    policy = CarpPolicy(small_config(dim_autoregressive=dim_ar)).eval()
     tf, scales = policy.transformer, policy.config.scales
     cond = torch.randn(3, tf.cond[0].in_features)
     width = policy.config.action_dim * policy.config.latent_dim
     inputs = [torch.randn(3, s, width) for s in scales[1:]]
+    codes = torch.randint(0, policy.config.codebook_size, (3, sum(scales), policy.config.action_dim))
     with torch.no_grad():
-        base = tf(cond, inputs)
+        base = tf(cond, inputs, codes)
         inputs[-1] = inputs[-1] + 1.0  # change the last scale only
-        moved = tf(cond, inputs)
+        moved = tf(cond, inputs, codes)
     n_before = sum(scales[:-1])
     torch.testing.assert_close(base[:, :n_before], moved[:, :n_before])
     assert not torch.allclose(base[:, n_before:], moved[:, n_before:])
+
+
+def test_dim_autoregressive_head_is_causal_over_dimensions():
+    torch.manual_seed(0)
+    policy = CarpPolicy(small_config(dim_autoregressive=True, action_dim=3)).eval()
+    head = policy.transformer.dim_head
+    h = torch.randn(2, 5, 32)
+    codes = torch.randint(0, 64, (2, 5, 3))
+    with torch.no_grad():
+        base = head.teacher(h, codes)
+        codes[..., 1] = (codes[..., 1] + 1) % 64  # change dimension 1's code
+        moved = head.teacher(h, codes)
+    torch.testing.assert_close(base[:, :, :2], moved[:, :, :2])  # dims 0 and 1 do not see it
+    assert not torch.allclose(base[:, :, 2], moved[:, :, 2])  # dim 2 does
 
 
 def test_generation_is_seeded_and_greedy_is_deterministic():

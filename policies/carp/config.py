@@ -33,6 +33,10 @@ class CarpConfig(PolicyConfig):
     largest motion the robot spec's velocity limits allow over a chunk; otherwise the absolute
     targets min-max normalized to [-1, 1].
 
+    ``dim_autoregressive``: the codes of the action dimensions at one position are predicted
+    one after another (each given the lower ones) instead of independently; see
+    ``transformer.py``.
+
     Sampling: ``"greedy"`` (argmax) or ``"top_k"`` (``top_k`` most likely codes, softmax at
     ``temperature``) from the policy's seeded generator.
     """
@@ -56,6 +60,7 @@ class CarpConfig(PolicyConfig):
     n_layers: int = 4
     n_heads: int = 4
     dropout: float = 0.1
+    dim_autoregressive: bool = False
     relative_actions: bool = True
     delta_limit_fraction: float = 0.5
     sampling: str = "top_k"

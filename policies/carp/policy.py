@@ -53,7 +53,7 @@ class CarpPolicy(nn.Module):
                                              cfg.codebook_size, cfg.tokenizer_hidden, cfg.commitment_weight)
         self.transformer = ScaleTransformer(self.obs_encoder.out_per_step * cfg.n_obs_steps, cfg.scales,
                                             cfg.action_dim, cfg.latent_dim, cfg.codebook_size, cfg.d_model,
-                                            cfg.n_layers, cfg.n_heads, cfg.dropout)
+                                            cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.dim_autoregressive)
         self.register_buffer("delta_scale", self._delta_scale(cfg))
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
         self.register_buffer("code_usage", torch.zeros(cfg.codebook_size, dtype=torch.bool), persistent=False)
@@ -156,7 +156,7 @@ class CarpPolicy(nn.Module):
             codes = self.tokenizer.tokenize(x0)
             inputs = [self._word_inputs(t, b) for t in self.tokenizer.teacher_inputs(codes)]
         target = torch.cat([self._codes_per_token(q, b) for q in codes], dim=1)
-        logits = self.transformer(self._encode(batch), inputs)
+        logits = self.transformer(self._encode(batch), inputs, target)
         loss = F.cross_entropy(logits.reshape(-1, self.config.codebook_size), target.reshape(-1))
         acc = (logits.argmax(-1) == target).float().mean().item()
         return loss, {"token_ce": loss.item(), "token_acc": acc}
@@ -208,8 +208,7 @@ class CarpPolicy(nn.Module):
         all_logits, all_codes = [], []
         for k in range(len(tok.scales)):
             inp = None if k == 0 else self._word_inputs(tok.next_input(f_hat, k), b)
-            logits = tf.step(c, k, inp, cache)
-            codes = self._sample(logits)  # [B, s_k, Da]
+            logits, codes = tf.step(c, k, inp, cache, self._sample)  # codes [B, s_k, Da]
             f_hat = tok.add_scale(f_hat, codes.permute(0, 2, 1).reshape(b * self.config.action_dim, -1), k)
             all_logits.append(logits)
             all_codes.append(codes)

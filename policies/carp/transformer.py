@@ -14,6 +14,13 @@ observation embedding by adaptive LayerNorm (shift, scale, gate from the conditi
 
 Inference runs one forward pass per scale; keys and values of earlier scales come from a
 KV cache, so a pass costs only the new scale's tokens.
+
+Heads: ``parallel`` predicts the ``Da`` codes of a position independently (one linear
+layer). ``dim_autoregressive`` (``DimHead``) predicts them in dimension order, each given
+the codes already chosen for the lower dimensions at that position (a small residual MLP
+after the transformer, as RQ-Transformer's depth stage): still one transformer pass per
+scale, but the joints of one chunk are sampled coherently, which matters when demos differ
+in a correlated way across joints (null-space redundancy, two targets).
 """
 
 from __future__ import annotations
@@ -74,11 +81,44 @@ class AdaLNBlock(nn.Module):
         return x + (1 + a2) * self.mlp(self.norm2(x) * (1 + g2) + s2)
 
 
+class DimHead(nn.Module):
+    """Codes of the ``Da`` dimensions at each position, dimension ``j`` given codes ``< j``."""
+
+    def __init__(self, d: int, action_dim: int, codebook_size: int):
+        super().__init__()
+        self.code_emb = nn.Parameter(torch.randn(action_dim, codebook_size, d) * 0.02)
+        self.mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        self.weight = nn.Parameter(torch.randn(action_dim, d, codebook_size) * d ** -0.5)
+        self.bias = nn.Parameter(torch.zeros(action_dim, codebook_size))
+
+    def teacher(self, h: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """``h [B, T, d]``, ``codes [B, T, Da]`` -> logits ``[B, T, Da, V]`` (teacher forcing)."""
+        da = codes.shape[-1]
+        e = self.code_emb[torch.arange(da, device=codes.device), codes]  # [B, T, Da, d]
+        state = h[:, :, None] + e.cumsum(dim=2) - e  # exclusive prefix: codes of dims < j
+        z = state + self.mlp(state)
+        return torch.einsum("btjd,jdv->btjv", z, self.weight) + self.bias
+
+    def sample(self, h: torch.Tensor, pick) -> tuple[torch.Tensor, torch.Tensor]:
+        """``h [B, t, d]`` -> (logits ``[B, t, Da, V]``, codes ``[B, t, Da]``), ``pick(logits)``."""
+        state, logits, codes = h, [], []
+        for j in range(self.weight.shape[0]):
+            z = state + self.mlp(state)
+            lj = z @ self.weight[j] + self.bias[j]
+            cj = pick(lj)
+            state = state + self.code_emb[j][cj]
+            logits.append(lj)
+            codes.append(cj)
+        return torch.stack(logits, dim=2), torch.stack(codes, dim=2)
+
+
 class ScaleTransformer(nn.Module):
-    """``forward(cond [B, Dc], inputs: list of [B, s_k, Da*C] for k >= 1) -> logits [B, T, Da, V]``."""
+    """``forward(cond [B, Dc], inputs: list of [B, s_k, Da*C] for k >= 1, codes [B, T, Da])
+    -> logits [B, T, Da, V]`` (``codes`` are only read by the dimension-autoregressive head)."""
 
     def __init__(self, cond_dim: int, scales: tuple[int, ...], action_dim: int, latent_dim: int,
-                 codebook_size: int, d_model: int, n_layers: int, n_heads: int, dropout: float):
+                 codebook_size: int, d_model: int, n_layers: int, n_heads: int, dropout: float,
+                 dim_autoregressive: bool = False):
         super().__init__()
         self.scales = tuple(scales)
         self.action_dim, self.codebook_size = action_dim, codebook_size
@@ -91,7 +131,11 @@ class ScaleTransformer(nn.Module):
         self.blocks = nn.ModuleList(AdaLNBlock(d_model, n_heads, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model, elementwise_affine=False)
         self.head_ada = nn.Sequential(nn.SiLU(), nn.Linear(d_model, 2 * d_model))
-        self.head = nn.Linear(d_model, action_dim * codebook_size)
+        self.dim_autoregressive = dim_autoregressive
+        if dim_autoregressive:
+            self.dim_head = DimHead(d_model, action_dim, codebook_size)
+        else:
+            self.head = nn.Linear(d_model, action_dim * codebook_size)
         levels = torch.cat([torch.full((s,), k) for k, s in enumerate(self.scales)])
         self.register_buffer("levels", levels, persistent=False)
         # True where attention is allowed: query level >= key level (block-causal over scales).
@@ -107,20 +151,33 @@ class ScaleTransformer(nn.Module):
         x = c[:, None] if k == 0 else self.word(inp)
         return x + self.pos[:, lo:hi] + self.level(self.levels[lo:hi])[None]
 
-    def _run(self, x: torch.Tensor, c: torch.Tensor, mask, cache: KVCache | None) -> torch.Tensor:
+    def _hidden(self, x: torch.Tensor, c: torch.Tensor, mask, cache: KVCache | None) -> torch.Tensor:
         for i, blk in enumerate(self.blocks):
             x = blk(x, c, mask, cache, i)
         shift, scale = self.head_ada(c)[:, None].chunk(2, dim=-1)
-        logits = self.head(self.norm(x) * (1 + scale) + shift)
-        return logits.reshape(x.shape[0], x.shape[1], self.action_dim, self.codebook_size)
+        return self.norm(x) * (1 + scale) + shift
 
-    def forward(self, cond: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def _parallel_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(h).reshape(h.shape[0], h.shape[1], self.action_dim, self.codebook_size)
+
+    def forward(self, cond: torch.Tensor, inputs: list[torch.Tensor], codes: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced pass over all scales at once (training, and the cache's reference)."""
         c = self.embed_condition(cond)
         x = torch.cat([self._tokens(c, k, inputs[k - 1] if k else None) for k in range(len(self.scales))], dim=1)
-        return self._run(x, c, self.mask, None)
+        h = self._hidden(x, c, self.mask, None)
+        if not self.dim_autoregressive:
+            return self._parallel_logits(h)
+        if codes is None:
+            raise ValueError("the dimension-autoregressive head needs the target codes [B, T, Da]")
+        return self.dim_head.teacher(h, codes)
 
-    def step(self, c: torch.Tensor, k: int, inp: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
-        """One scale with the KV cache of scales ``< k``: ``-> logits [B, s_k, Da, V]``.
-        ``c`` is ``embed_condition(cond)``. Scales must be run in order 0, 1, ..."""
-        return self._run(self._tokens(c, k, inp), c, None, cache)
+    def step(self, c: torch.Tensor, k: int, inp: torch.Tensor | None, cache: KVCache,
+             pick) -> tuple[torch.Tensor, torch.Tensor]:
+        """One scale with the KV cache of scales ``< k``: ``-> (logits [B, s_k, Da, V], codes
+        [B, s_k, Da])``, codes chosen by ``pick(logits [..., V]) -> [...]``. ``c`` is
+        ``embed_condition(cond)``. Scales must be run in order 0, 1, ..."""
+        h = self._hidden(self._tokens(c, k, inp), c, None, cache)
+        if self.dim_autoregressive:
+            return self.dim_head.sample(h, pick)
+        logits = self._parallel_logits(h)
+        return logits, pick(logits)
