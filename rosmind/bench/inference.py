@@ -1,4 +1,4 @@
-"""Inference latency of a diffusion checkpoint per sampler: DDIM 1, 5, 10, 16 and DDPM 100.
+"""Inference latency of a diffusion checkpoint per sampler: DDIM 1, 5, 10, 16 and DDPM 10 (strided), 100.
 
     rosmind bench inference [--checkpoint checkpoints/diffusion_pick_place] --json benchmarks/results/inference.json
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from rosmind.errors import UserError
 
 DEFAULT_CKPT = Path(__file__).resolve().parents[2] / "checkpoints" / "diffusion_pick_place"
-VARIANTS = (("ddim", 1), ("ddim", 5), ("ddim", 10), ("ddim", 16), ("ddpm", 100))
+VARIANTS = (("ddim", 1), ("ddim", 5), ("ddim", 10), ("ddim", 16), ("ddpm", 10), ("ddpm", 100))
 
 
 def add_arguments(p):
