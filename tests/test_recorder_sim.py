@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -31,17 +32,37 @@ def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> None:
             proc.wait(timeout=5)
 
 
+def _wait_for_line(proc: subprocess.Popen, marker: str, timeout: float) -> None:
+    """Read ``proc``'s output until a line contains ``marker`` (then keep draining it)."""
+    seen = threading.Event()
+    lines: list[str] = []
+
+    def pump():
+        for ln in proc.stdout:
+            lines.append(ln)
+            if marker in ln:
+                seen.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not seen.wait(timeout):
+        raise AssertionError(f"no line with {marker!r} within {timeout} s:\n{''.join(lines)[-3000:]}")
+
+
 def test_record_sim_graph_convert_and_train(ros_env, repo, tmp_path):
     episodes = tmp_path / "episodes"
     rec = subprocess.Popen([sys.executable, "-m", "rosmind_ros.recorder_node", "--ros-args",
                             "-p", f"out_dir:={episodes}", "-p", "auto_start:=true",
                             "-p", "stop_on_outcome:=true", "-p", "use_sim_time:=true",
-                            "-p", "task:=pick_place", "-p", "operator:=expert"], env=ros_env)
+                            "-p", "task:=pick_place", "-p", "operator:=expert"], env=ros_env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     launch = None
     try:
-        time.sleep(2.0)  # the recorder is up before the robot's first tick
+        # The recorder is subscribed before the robot's first tick (a fixed sleep was too short
+        # on a fresh clone, where nothing is byte-compiled yet).
+        _wait_for_line(rec, "recording [", 60.0)
         launch = subprocess.Popen([sys.executable, "-m", "rosmind.cli", "launch",
-                                   str(repo / "launch/sim_pick_place.launch.yaml"), "episodes:=1"],
+                                   str(repo / "launch/sim_pick_place.launch.yaml"), "episodes:=1",
+                                   "min_subscribers:=3"],
                                   env=ros_env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)
         out, _ = launch.communicate(timeout=180)

@@ -33,6 +33,7 @@ from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Float64MultiArray, String
 
 from rosmind_ros import conversions as cv
+from rosmind_ros.teleop_node import EVENTS_QOS
 
 pytestmark = pytest.mark.ros
 
@@ -132,7 +133,7 @@ class Probe:
         self.node.create_subscription(PoseStamped, "ee_pose", self._on_ee, 10)
         self.node.create_subscription(Float64MultiArray, "safety/commands", self._on_cmd, 10)
         self.node.create_subscription(String, "teleop/events",
-                                      lambda m: self.events.append(json.loads(m.data)), 10)
+                                      lambda m: self.events.append(json.loads(m.data)), EVENTS_QOS)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()

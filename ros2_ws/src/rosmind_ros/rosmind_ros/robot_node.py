@@ -67,6 +67,10 @@ class RobotNodeConfig:
     lockstep_upstream: str = "safety/joint_trajectory"  # "" = no such shortcut
     lockstep_grace_s: float = 0.5
     policy_wait_s: float = 10.0  # wait this long for policy/reset before the first episode
+    # Before the first tick, wait (up to policy_wait_s) until joint_states has this many matched
+    # subscribers, e.g. 3 = policy + safety + recorder: a lockstep run is so fast that a
+    # recorder still in DDS discovery would miss its first second.
+    min_subscribers: int = 0
     results: str = ""  # JSON path written after the last episode
     video: str = ""  # MP4 of the first episode, from video_camera at the control rate ("" = none)
     video_camera: str = "scene"
@@ -184,6 +188,14 @@ class RobotNode(Node):
         resp.success, resp.message = True, "the current episode ends; the next seed starts"
         return resp
 
+    def _wait_for_subscribers(self, wait_s: float) -> None:
+        pub, end = self.pubs["joint_states"], time.monotonic() + wait_s
+        while pub.get_subscription_count() < self.cfg.min_subscribers and time.monotonic() < end:
+            time.sleep(0.05)
+        if pub.get_subscription_count() < self.cfg.min_subscribers:
+            self.get_logger().warn(f"joint_states has {pub.get_subscription_count()} subscribers after "
+                                   f"{wait_s:.1f} s (min_subscribers={self.cfg.min_subscribers}); starting")
+
     def _reset_policy(self, wait_s: float) -> None:
         if not self._client.wait_for_service(timeout_sec=wait_s):
             if not self._warned_no_policy:
@@ -267,6 +279,8 @@ class RobotNode(Node):
         try:
             i = 0
             while not self.loop.stop.is_set() and (self.cfg.episodes == 0 or i < self.cfg.episodes):
+                if i == 0:
+                    self._wait_for_subscribers(self.cfg.policy_wait_s)
                 self._reset_policy(self.cfg.policy_wait_s if i == 0 else 1.0)
                 r = self.loop.episode(i, self.cfg.seed + i)
                 if self.loop.stop.is_set():

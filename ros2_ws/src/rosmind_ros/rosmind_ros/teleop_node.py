@@ -29,6 +29,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
@@ -40,6 +41,9 @@ from rosmind.spec import load_spec
 from rosmind.teleop import TeleopConfig, TeleopController
 from rosmind_ros import conversions as cv
 from rosmind_ros.params import declare_from_dataclass, run_node
+
+EVENTS_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 @dataclass
@@ -80,7 +84,9 @@ class TeleopNode(Node):
             self.pub = self.create_publisher(Float64MultiArray, "safety/commands", 10)
         else:
             self.pub = self.create_publisher(JointTrajectory, "safety/joint_trajectory", 10)
-        self.pub_events = self.create_publisher(String, "teleop/events", 10)
+        # Events are rare and matter (the recorder marks episodes by them): latched, so a
+        # subscriber that joins late still gets the recent ones.
+        self.pub_events = self.create_publisher(String, "teleop/events", EVENTS_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(JointState, "joint_states", self._on_joint_states, 10)
         self.create_subscription(WrenchStamped, "wrench", self._on_wrench, 10)
