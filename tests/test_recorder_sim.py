@@ -62,7 +62,7 @@ def test_record_sim_graph_convert_and_train(ros_env, repo, tmp_path):
         _wait_for_line(rec, "recording [", 60.0)
         launch = subprocess.Popen([sys.executable, "-m", "rosmind.cli", "launch",
                                    str(repo / "launch/sim_pick_place.launch.yaml"), "episodes:=1",
-                                   "min_subscribers:=3"],
+                                   "min_subscribers:=3", "start_delay_s:=2.0"],
                                   env=ros_env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)
         out, _ = launch.communicate(timeout=180)

@@ -71,6 +71,9 @@ class RobotNodeConfig:
     # subscribers, e.g. 3 = policy + safety + recorder: a lockstep run is so fast that a
     # recorder still in DDS discovery would miss its first second.
     min_subscribers: int = 0
+    # Then this much more before the first tick, for endpoints robot_node cannot see match
+    # (e.g. safety_node's commands -> a recorder).
+    start_delay_s: float = 0.0
     results: str = ""  # JSON path written after the last episode
     video: str = ""  # MP4 of the first episode, from video_camera at the control rate ("" = none)
     video_camera: str = "scene"
@@ -195,6 +198,7 @@ class RobotNode(Node):
         if pub.get_subscription_count() < self.cfg.min_subscribers:
             self.get_logger().warn(f"joint_states has {pub.get_subscription_count()} subscribers after "
                                    f"{wait_s:.1f} s (min_subscribers={self.cfg.min_subscribers}); starting")
+        time.sleep(self.cfg.start_delay_s)
 
     def _reset_policy(self, wait_s: float) -> None:
         if not self._client.wait_for_service(timeout_sec=wait_s):
