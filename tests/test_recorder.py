@@ -19,6 +19,7 @@ import pytest
 import rclpy
 import yaml
 from geometry_msgs.msg import PoseStamped, WrenchStamped
+from procs import stop_process
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -115,15 +116,6 @@ def _recorder(ros_env, out_dir: Path, *params: str) -> subprocess.Popen:
                             env=ros_env)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
 
 @pytest.fixture
 def graph(ros_env, tmp_path):
@@ -133,7 +125,7 @@ def graph(ros_env, tmp_path):
         yield pub, lambda *p: procs.append(_recorder(ros_env, tmp_path / "episodes", *p)) or procs[-1]
     finally:
         for p in procs:
-            _stop(p)
+            stop_process(p)
         pub.close()
 
 
@@ -166,7 +158,7 @@ def test_record_metadata_and_convert_round_trip(graph, tmp_path):
     assert pub.call("mark_success").success
     r = pub.call("stop")
     assert r.success, r.message
-    _stop(rec)
+    stop_process(rec)
 
     meta = yaml.safe_load((ep_dir / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["version"] == 9 and meta["storage_identifier"] == "mcap"

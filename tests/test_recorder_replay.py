@@ -4,7 +4,6 @@ joint_states follow it."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
+from procs import stop_process
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import JointState
@@ -30,15 +30,6 @@ def _node(module: str, *params: str, env) -> subprocess.Popen:
     args = [a for p in params for a in ("-p", p)]
     return subprocess.Popen([sys.executable, "-m", f"rosmind_ros.{module}", "--ros-args", *args], env=env)
 
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def test_replay_moves_the_sim_robot_through_safety(ros_env, tmp_path):
@@ -93,4 +84,4 @@ def test_replay_moves_the_sim_robot_through_safety(ros_env, tmp_path):
         node.destroy_node()
         rclpy.shutdown(context=ctx)
         for p in procs:
-            _stop(p)
+            stop_process(p)

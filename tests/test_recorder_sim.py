@@ -5,7 +5,6 @@ scripted expert) with recorder_node, convert the episode, and train the diffusio
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from procs import stop_process
 
 from rosmind.cli import main as cli
 from rosmind.convert import convert
@@ -21,15 +21,6 @@ from rosmind.episodes import find_episodes, read_episode
 
 pytestmark = pytest.mark.ros
 
-
-def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def _wait_for_line(proc: subprocess.Popen, marker: str, timeout: float) -> None:
@@ -72,8 +63,8 @@ def test_record_sim_graph_convert_and_train(ros_env, repo, tmp_path):
         time.sleep(1.0)
     finally:
         if launch is not None and launch.poll() is None:
-            _stop(launch)
-        _stop(rec)
+            stop_process(launch)
+        stop_process(rec)
 
     # The outcome ended episode 000 and started 001 (auto_start), which holds the graph's
     # shutdown (diagnostics, safety's setpoints) or nothing (then it is not kept).

@@ -7,7 +7,6 @@ stop; the e-stop must latch until safety/reset. Wall time (use_sim_time false).
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from procs import stop_process
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
@@ -37,17 +37,6 @@ ARM = np.r_[np.ones(7), 0.0]
 # its own axis, so the end effector stays inside the workspace box.
 QB = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 2.85, 0.039])
 
-
-def _stop(proc: subprocess.Popen) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-            return None
-    return proc.returncode
 
 
 class FakeRobot:
@@ -141,7 +130,7 @@ def graph(ros_env):
     finally:
         if robot is not None:
             robot.close()
-        _stop(proc)
+        stop_process(proc)
 
 
 def _check_safe(robot: FakeRobot) -> None:
@@ -261,7 +250,7 @@ def test_safety_node_filters_watchdogs_and_estops(graph):
     np.testing.assert_allclose(robot.cmds[-1], robot.measured + ARM * 0.002, atol=1e-9)
     _check_safe(robot)
 
-    assert _stop(proc) == 0, proc.stdout.read()[-3000:]  # SIGINT: clean shutdown
+    assert stop_process(proc) == 0, proc.stdout.read()[-3000:]  # SIGINT: clean shutdown
 
 
 def test_bad_parameter_exits_2_with_one_clear_line(ros_env):

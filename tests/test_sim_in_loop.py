@@ -4,12 +4,11 @@ expert) as separate processes over real DDS, started by the sim_pick_place launc
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 
 import pytest
+from procs import stop_process
 
 from rosmind.registry import POLICIES
 from rosmind.sim.robots import make_sim
@@ -20,16 +19,6 @@ pytestmark = pytest.mark.ros
 SEED = 1000
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGINT, then SIGKILL: the launcher forwards the signal and its nodes die with it."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
 
 def _run(cmd: list[str], env: dict, timeout: float) -> tuple[int, str]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -38,11 +27,11 @@ def _run(cmd: list[str], env: dict, timeout: float) -> tuple[int, str]:
         out, _ = proc.communicate(timeout=timeout)
         return proc.returncode, out
     except subprocess.TimeoutExpired:
-        _stop(proc)
+        stop_process(proc, group=True)
         out, _ = proc.communicate()
         pytest.fail(f"{cmd[2:5]} did not finish within {timeout} s; output:\n{out[-4000:]}")
     finally:
-        _stop(proc)
+        stop_process(proc, group=True)
 
 
 def test_expert_graph_places_the_cube_like_the_direct_rollout(ros_env, repo, tmp_path):

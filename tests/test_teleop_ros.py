@@ -15,7 +15,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import numpy as np
 import pytest
 import rclpy
 from geometry_msgs.msg import PoseStamped
+from procs import stop_process
 from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Float64MultiArray, String
 
@@ -46,17 +46,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-def _stop(proc: subprocess.Popen) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-            return None
-    return proc.returncode
 
 
 class WebDriver:
@@ -266,7 +255,7 @@ def test_browser_joystick_moves_the_sim_robot_only_with_the_deadman(ros_env, tmp
                 pass
         if probe is not None:
             probe.close()
-        codes = {name: _stop(p) for name, p in reversed(procs)}
+        codes = {name: stop_process(p) for name, p in reversed(procs)}
         shutil.rmtree(profile, ignore_errors=True)
     assert codes["teleop_node"] == 0, procs[2][1].stdout.read()[-3000:]
 
