@@ -283,6 +283,8 @@ def load_checkpoint(path: str | Path, robot_spec: RobotSpec | None = None):
         policy.load_state_dict(tensors, strict=True)
     if hasattr(policy, "eval"):
         policy.eval()
+    if hasattr(policy, "freeze_for_inference"):
+        policy.freeze_for_inference()
     policy.reset()
     policy.manifest = manifest
     return policy

@@ -45,12 +45,18 @@ class PickPlaceExpertConfig:
     grasp_depth: float = 0.0  # grasp target below the cube's centre
     place_clearance: float = 0.004  # cube bottom above the table when released
     tolerance: float = 0.008  # position error that ends a move
+    # Phase switches that a learned policy must reproduce are made loose on purpose: a switch
+    # at a sharp 8 mm threshold leaves a cloned policy hovering just outside it (it cannot
+    # tell "still moving" from "switch now"). The next phase keeps correcting xy anyway.
+    switch_xy: float = 0.012  # xy error at which hovering over the cube/target turns into descending
+    switch_z: float = 0.03  # height error at which a vertical move counts as arrived
     open_width: float = 0.04  # per finger
     squeeze: float = 0.008  # close to this far inside the cube's half size (grip force)
     limit_margin: float = 0.9  # fraction of the spec's velocity and acceleration limits
 
     def __post_init__(self):
-        for n in ("speed", "slow_speed", "hover_height", "carry_height", "tolerance", "open_width"):
+        for n in ("speed", "slow_speed", "hover_height", "carry_height", "tolerance", "open_width",
+                  "switch_xy", "switch_z"):
             v = getattr(self, n)
             if not (math.isfinite(v) and v > 0):
                 raise SpecError(f"PickPlaceExpertConfig.{n}: must be positive, got {v!r}")
@@ -166,8 +172,10 @@ class PickPlaceExpert:
         for _ in range(len(PHASES)):
             target, _, _ = self._target(ee, cube, goal)
             near = np.linalg.norm(target - ee[:3]) < c.tolerance
+            over = (np.linalg.norm(target[:2] - ee[:2]) < c.switch_xy
+                    and abs(target[2] - ee[2]) < c.switch_z)
             before = self.phase
-            if self.phase == "approach" and near:
+            if self.phase == "approach" and over:
                 self.phase = "descend"
             elif self.phase == "descend":
                 if np.linalg.norm(cube[:2] - ee[:2]) > 0.02:
@@ -181,10 +189,10 @@ class PickPlaceExpert:
                     self.phase = "lift"
                 elif stalled and width < half - 0.75 * c.squeeze:
                     self.phase = "approach"
-            elif self.phase == "lift" and near:
+            elif self.phase == "lift" and abs(target[2] - ee[2]) < c.switch_z:
                 self._offset = cube[:3] - ee[:3]
                 self.phase = "carry"
-            elif self.phase == "carry" and near:
+            elif self.phase == "carry" and over:
                 self.phase = "lower"
             elif self.phase == "lower" and (near or cube[2] < half + 0.5 * c.place_clearance):
                 self.phase = "release"

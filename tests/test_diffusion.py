@@ -105,6 +105,51 @@ def test_reset_makes_inference_deterministic_and_is_idempotent(policy):
     assert not np.array_equal(a1, a2)  # fresh noise each call
 
 
+def test_frozen_sampling_matches_eager_and_is_dropped_on_weight_changes():
+    torch.manual_seed(1)
+    p = DiffusionPolicy(DiffusionConfig(**SMALL))
+    obs, batch = _obs(p.config), _obs(p.config, batch=3)
+    p.reset()
+    eager, eager_b = p.infer(obs)["action"], p.infer_batch(batch)["action"]
+    p.freeze_for_inference()
+    p.reset()
+    frozen, frozen_b = p.infer(obs)["action"], p.infer_batch(batch)["action"]
+    assert sorted(p._frozen) == [1, 3]  # one traced graph per batch size
+    np.testing.assert_allclose(frozen, eager, atol=1e-5)
+    np.testing.assert_allclose(frozen_b, eager_b, atol=1e-5)
+    assert not any("jit" in k or "frozen" in k for k in p.state_dict())
+    # New weights must not be sampled through a graph that holds the old ones as constants.
+    state = {k: v + 0.05 if v.is_floating_point() else v for k, v in p.state_dict().items()}
+    p.load_state_dict(state)
+    assert p._frozen is None
+    p.reset()
+    changed = p.infer(obs)["action"]
+    assert not np.allclose(changed, frozen, atol=1e-4)
+    p.freeze_for_inference()
+    p.train()
+    assert p._frozen is None and p.training
+    p.eval()
+
+
+def test_relative_obs_features_are_hand_relative_positions():
+    from rosmind.policies.diffusion.encoders import relative_positions
+
+    ee = torch.tensor([[[0.5, 0.0, 0.2, 0, 0, 0, 1.0]]])
+    obj = torch.tensor([[[[0.4, 0.1, 0.02, 0, 0, 0, 1.0], [0.6, -0.1, 0.02, 0, 0, 0, 1.0]]]])
+    goal = torch.tensor([[[0.45, -0.15, 0.02, 0, 0, 0, 1.0]]])
+    f = relative_positions(ee, obj, goal, scale=0.1)
+    assert f.shape == (1, 1, 15)
+    np.testing.assert_allclose(f[0, 0, :6].numpy(), [-1, 1, -1.8, 1, -1, -1.8], atol=1e-6)  # obj - ee
+    np.testing.assert_allclose(f[0, 0, 6:9].numpy(), [-0.5, -1.5, -1.8], atol=1e-6)  # goal - ee
+    np.testing.assert_allclose(f[0, 0, 9:].numpy(), [0.5, -2.5, 0, -1.5, -0.5, 0], atol=1e-6)  # goal - obj
+    p = DiffusionPolicy(DiffusionConfig(**SMALL, relative_obs=True))
+    base = DiffusionPolicy(DiffusionConfig(**SMALL))
+    assert p.obs_encoder.out_per_step == base.obs_encoder.out_per_step + 9
+    assert p.infer(_obs(p.config))["action"].shape == (4, 8)
+    with pytest.raises(SpecError, match=r"relative_obs.*goal_pose"):
+        DiffusionConfig(**SMALL, relative_obs=True, obs_keys=("joint_pos", "ee_pose", "object_poses"))
+
+
 def test_row_zero_is_the_newest_observation_tick(monkeypatch):
     cfg = DiffusionConfig(**{**SMALL, "n_obs_steps": 3, "n_action_steps": 4})
     p = DiffusionPolicy(cfg)

@@ -16,6 +16,10 @@ PICK_PLACE_SHAPES: dict[str, tuple[int, ...]] = {
 }
 
 
+RELATIVE_OBS_KEYS = ("ee_pose", "object_poses", "goal_pose")
+RELATIVE_OBS_SCALE = 0.2  # metres
+
+
 @dataclass
 class DiffusionConfig(PolicyConfig):
     """CNN-based Diffusion Policy (Chi et al. 2023) with DDPM training and DDIM sampling.
@@ -51,6 +55,11 @@ class DiffusionConfig(PolicyConfig):
     # the same normalized error is then a few times smaller in radians (see the closing note
     # of the learning-loop issue: absolute chunks reached 0/16 at 4k steps, off by ~0.2 rad).
     relative_actions: bool = False
+    # Also condition on where things are relative to the hand (robomimic's object features):
+    # per step, object - ee, goal - ee and goal - object positions, in metres / RELATIVE_OBS_SCALE.
+    # Absolute poses alone leave the UNet to subtract them itself, and a cloned policy then
+    # undershoots long carries by centimetres.
+    relative_obs: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -69,6 +78,9 @@ class DiffusionConfig(PolicyConfig):
                                           f"must match action_dim {self.action_dim}")
         if not self.obs_keys:
             raise bad("obs_keys", "needs at least one observation key")
+        need = [k for k in RELATIVE_OBS_KEYS if k not in self.obs_keys]
+        if self.relative_obs and need:
+            raise bad("relative_obs", f"needs obs key(s) {need} among obs_keys {list(self.obs_keys)}")
         missing = [k for k in self.obs_keys if k not in self.obs_shapes]
         if missing:
             raise bad("obs_shapes", f"no shape for obs key(s) {missing}; has {sorted(self.obs_shapes)}")

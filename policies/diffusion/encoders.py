@@ -91,12 +91,13 @@ class ImageEncoder(nn.Module):
 class ObsEncoder(nn.Module):
     """``{key: [B, To, *shape]}`` (low-dim keys already normalized) -> ``[B, To * out_per_step]``.
 
-    Per step the features are ``[low-dim keys flattened in obs_keys order, camera features]``.
+    Per step the features are ``[low-dim keys flattened in obs_keys order, camera features,
+    extra]``; ``extra [B, To, extra_per_step]`` are features the policy derived itself.
     """
 
     def __init__(self, obs_keys: tuple[str, ...], obs_shapes: dict[str, tuple[int, ...]],
                  image_feature_dim: int = 64, image_channels: tuple[int, ...] = (32, 64, 128),
-                 crop_ratio: float = 0.9):
+                 crop_ratio: float = 0.9, extra_per_step: int = 0):
         super().__init__()
         self.low_dim_keys = tuple(k for k in obs_keys if not is_image_key(k))
         self.image_keys = tuple(k for k in obs_keys if is_image_key(k))
@@ -105,14 +106,29 @@ class ObsEncoder(nn.Module):
             k.replace("/", "__"): ImageEncoder(obs_shapes[k][0], obs_shapes[k][1], image_feature_dim,
                                                image_channels, crop_ratio=crop_ratio)
             for k in self.image_keys})
+        self.extra_per_step = extra_per_step
         self.out_per_step = (sum(math.prod(obs_shapes[k]) for k in self.low_dim_keys)
-                             + image_feature_dim * len(self.image_keys))
+                             + image_feature_dim * len(self.image_keys) + extra_per_step)
 
-    def forward(self, obs: dict[str, torch.Tensor], augment: bool) -> torch.Tensor:
+    def forward(self, obs: dict[str, torch.Tensor], augment: bool,
+                extra: torch.Tensor | None = None) -> torch.Tensor:
         b, to = obs[(self.low_dim_keys + self.image_keys)[0]].shape[:2]
         feats = [obs[k].reshape(b, to, -1).float() for k in self.low_dim_keys]
         for k in self.image_keys:
             img = obs[k]
             f = self.cameras[k.replace("/", "__")](img.reshape(b * to, *img.shape[2:]), augment)
             feats.append(f.reshape(b, to, -1))
+        if self.extra_per_step:
+            feats.append(extra.reshape(b, to, -1).float())
         return torch.cat(feats, dim=-1).reshape(b, -1)
+
+
+def relative_positions(ee_pose: torch.Tensor, object_poses: torch.Tensor, goal_pose: torch.Tensor,
+                       scale: float) -> torch.Tensor:
+    """``ee_pose [B, To, 7]``, ``object_poses [B, To, N, 7]``, ``goal_pose [B, To, 7]`` (base
+    frame) -> ``[B, To, 6N + 3]``: object - ee (N x 3), goal - ee (3), goal - object (N x 3),
+    divided by ``scale``."""
+    ee, goal = ee_pose[..., None, :3], goal_pose[..., None, :3]
+    obj = object_poses[..., :3]
+    parts = [obj - ee, goal - ee, goal - obj]
+    return torch.cat([x.flatten(-2) for x in parts], dim=-1) / scale

@@ -13,7 +13,9 @@ runs them and asks again (receding horizon).
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -24,10 +26,12 @@ from rosmind.dataset import is_image_key
 from rosmind.errors import UserError
 from rosmind.policies.normalizer import Normalizer
 
-from .config import DiffusionConfig
-from .encoders import ObsEncoder
+from .config import RELATIVE_OBS_SCALE, DiffusionConfig
+from .encoders import ObsEncoder, relative_positions
 from .schedulers import SCHEDULERS, DDPMScheduler
 from .unet import ConditionalUnet1D
+
+log = logging.getLogger(__name__)
 
 
 class DiffusionPolicy(nn.Module):
@@ -46,8 +50,9 @@ class DiffusionPolicy(nn.Module):
         # the next tick's, and one range for all rows would waste the near rows' precision.
         act_shape = (cfg.horizon, cfg.action_dim) if cfg.relative_actions else (cfg.action_dim,)
         self.normalizer = Normalizer({**low_dim, "action": act_shape})
+        extra = 6 * cfg.obs_shapes["object_poses"][0] + 3 if cfg.relative_obs else 0
         self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes, cfg.image_feature_dim,
-                                      cfg.image_channels, cfg.image_crop_ratio)
+                                      cfg.image_channels, cfg.image_crop_ratio, extra_per_step=extra)
         self.unet = ConditionalUnet1D(cfg.action_dim, self.obs_encoder.out_per_step * cfg.n_obs_steps,
                                       cfg.down_dims, cfg.step_embed_dim, cfg.kernel_size, cfg.n_groups)
         sched = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
@@ -56,6 +61,9 @@ class DiffusionPolicy(nn.Module):
         self.sampler = SCHEDULERS[cfg.sampler](**sched)
         self.sampler.set_timesteps(cfg.num_inference_steps)
         self._generator = torch.Generator().manual_seed(cfg.seed)
+        # Frozen TorchScript copies of the UNet for sampling, one per batch size; empty until
+        # ``freeze_for_inference()`` (a plain dict, so they never enter the state dict).
+        self._frozen: dict[int, torch.jit.ScriptModule] | None = None
         self.eval()
 
     def reset(self) -> None:
@@ -68,6 +76,43 @@ class DiffusionPolicy(nn.Module):
         self.sampler = SCHEDULERS[sampler](cfg.num_train_timesteps, cfg.beta_schedule,
                                            cfg.prediction_type, cfg.clip_sample)
         self.sampler.set_timesteps(num_inference_steps)
+
+    def freeze_for_inference(self) -> None:
+        """Sample through a TorchScript-traced, frozen copy of the UNet from now on.
+
+        At these sizes a denoising step costs per-op Python dispatch more than arithmetic;
+        the frozen graph halves a step on CPU. The copy holds the weights as they are now:
+        ``train()`` or ``load_state_dict()`` drops it (call this again afterwards). Deployment
+        paths (``load_checkpoint``) call it; training and EMA evaluation never do.
+        """
+        self._frozen = {}
+
+    def train(self, mode: bool = True):
+        self._frozen = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._frozen = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def _denoiser(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self._frozen is None or self.training:
+            return self.unet(x, t, cond)
+        b = x.shape[0]
+        if b not in self._frozen:
+            try:
+                # torch.jit is deprecated (not removed) in torch 2.13; the traced graph is
+                # checked against eager in tests/test_diffusion.py. If a later torch drops
+                # it, sampling stays eager.
+                with warnings.catch_warnings(), torch.no_grad(), torch.inference_mode(False):
+                    warnings.simplefilter("ignore")
+                    args = (torch.zeros_like(x), torch.zeros_like(t), torch.zeros_like(cond))
+                    self._frozen[b] = torch.jit.freeze(torch.jit.trace(self.unet, args, check_trace=False))
+            except (AttributeError, RuntimeError) as e:
+                log.warning("diffusion policy: TorchScript freezing unavailable (%s); sampling eagerly", e)
+                self._frozen = None
+                return self.unet(x, t, cond)
+        return self._frozen[b](x, t, cond)
 
     def fit_normalizer(self, stats: dict[str, dict[str, np.ndarray]]) -> None:
         """``stats[key] = {"min", "max"}`` per element, for every low-dim obs key and ``action``
@@ -91,14 +136,19 @@ class DiffusionPolicy(nn.Module):
     def _encode(self, obs: dict[str, torch.Tensor], augment: bool) -> torch.Tensor:
         """``{key: [B, >=To, *shape]}`` -> global condition ``[B, To * features]``."""
         to = self.config.n_obs_steps
-        normed = {}
+        normed, raw = {}, {}
         for k in self.config.obs_keys:
             x = obs[k][:, :to]
             if not is_image_key(k):
                 shape = self.config.obs_shapes[k]
-                x = self.normalizer.normalize(k, x.reshape(*x.shape[:2], *shape).float())
+                raw[k] = x.reshape(*x.shape[:2], *shape).float()
+                x = self.normalizer.normalize(k, raw[k])
             normed[k] = x
-        return self.obs_encoder(normed, augment)
+        extra = None
+        if self.config.relative_obs:
+            extra = relative_positions(raw["ee_pose"], raw["object_poses"], raw["goal_pose"],
+                                       RELATIVE_OBS_SCALE)
+        return self.obs_encoder(normed, augment, extra)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``batch``: obs keys ``[B, To, *shape]``, ``action [B, horizon, Da]`` -> scalar MSE."""
@@ -116,7 +166,7 @@ class DiffusionPolicy(nn.Module):
         cfg = self.config
         x = torch.randn((cond.shape[0], cfg.horizon, cfg.action_dim), generator=self._generator)
         for t in self.sampler.timesteps:
-            eps = self.unet(x, t.expand(cond.shape[0]), cond)
+            eps = self._denoiser(x, t.expand(cond.shape[0]), cond)
             x = self.sampler.step(eps, int(t), x, generator=self._generator)
         return x
 

@@ -92,9 +92,9 @@ class ConditionalUnet1D(nn.Module):
         self.min_len_multiple = 2 ** (len(down_dims) - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] % self.min_len_multiple:
+        if not torch.jit.is_tracing() and x.shape[1] % self.min_len_multiple:
             raise ValueError(f"horizon {x.shape[1]} must be divisible by {self.min_len_multiple}")
-        if t.ndim == 0:
+        if t.ndim == 0 and not torch.jit.is_tracing():
             t = t.expand(x.shape[0])
         # Every block's FiLM head starts with Mish(cond); one shared activation saves ~14 ops.
         cond = F.mish(torch.cat([self.step_encoder(t), global_cond], dim=-1))
