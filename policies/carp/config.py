@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from rosmind.errors import SpecError
+from rosmind.policies.diffusion.config import RELATIVE_OBS_KEYS
 from rosmind.policy import PolicyConfig
 
 PICK_PLACE_SHAPES: dict[str, tuple[int, ...]] = {
@@ -62,6 +63,7 @@ class CarpConfig(PolicyConfig):
     dropout: float = 0.1
     dim_autoregressive: bool = False
     relative_actions: bool = True
+    relative_obs: bool = False  # hand-relative object/goal positions, as DiffusionConfig.relative_obs
     delta_limit_fraction: float = 0.5
     sampling: str = "top_k"
     top_k: int = 3
@@ -85,6 +87,9 @@ class CarpConfig(PolicyConfig):
         images = [k for k in self.obs_keys if k.startswith("camera/")]
         if images:
             raise bad("obs_keys", f"CARP here conditions on low-dimensional state only, got camera key(s) {images}")
+        need = [k for k in RELATIVE_OBS_KEYS if k not in self.obs_keys]
+        if self.relative_obs and need:
+            raise bad("relative_obs", f"needs obs key(s) {need} among obs_keys {list(self.obs_keys)}")
         if self.action_dim < 1:
             raise bad("action_dim", f"must be >= 1, got {self.action_dim}")
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rosmind.errors import SpecError, UserError
-from rosmind.policies.diffusion.encoders import ObsEncoder
+from rosmind.policies.diffusion.encoders import ObsEncoder, encode_observations, relative_obs_dim
 from rosmind.policies.normalizer import Normalizer
 
 from .config import CarpConfig
@@ -48,7 +48,8 @@ class CarpPolicy(nn.Module):
         self.config = cfg
         low_dim = {k: cfg.obs_shapes[k] for k in cfg.obs_keys}
         self.normalizer = Normalizer({**low_dim, "action": (cfg.action_dim,)})
-        self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes)
+        self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes,
+                                      extra_per_step=relative_obs_dim(cfg.obs_shapes) if cfg.relative_obs else 0)
         self.tokenizer = MultiScaleTokenizer(cfg.horizon, cfg.downsample, cfg.scales, cfg.latent_dim,
                                              cfg.codebook_size, cfg.tokenizer_hidden, cfg.commitment_weight)
         self.transformer = ScaleTransformer(self.obs_encoder.out_per_step * cfg.n_obs_steps, cfg.scales,
@@ -121,12 +122,7 @@ class CarpPolicy(nn.Module):
         return 1 if int(self.train_step) < self.config.tokenizer_steps else 2
 
     def _encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        to = self.config.n_obs_steps
-        normed = {}
-        for k in self.config.obs_keys:
-            x = obs[k][:, :to]
-            normed[k] = self.normalizer.normalize(k, x.reshape(*x.shape[:2], *self.config.obs_shapes[k]).float())
-        return self.obs_encoder(normed, False)
+        return encode_observations(self.obs_encoder, self.normalizer, self.config, obs, False)
 
     def _codes_per_token(self, codes: torch.Tensor, b: int) -> torch.Tensor:
         """``[B*Da, s] -> [B, s, Da]``."""

@@ -132,3 +132,32 @@ def relative_positions(ee_pose: torch.Tensor, object_poses: torch.Tensor, goal_p
     obj = object_poses[..., :3]
     parts = [obj - ee, goal - ee, goal - obj]
     return torch.cat([x.flatten(-2) for x in parts], dim=-1) / scale
+
+
+def relative_obs_dim(obs_shapes: dict[str, tuple[int, ...]]) -> int:
+    """Per-step width of ``relative_positions`` for these observation shapes."""
+    return 6 * obs_shapes["object_poses"][0] + 3
+
+
+def encode_observations(encoder: ObsEncoder, normalizer, config, obs: dict[str, torch.Tensor],
+                        augment: bool) -> torch.Tensor:
+    """``{key: [B, >=To, *shape]}`` raw observations -> the global condition ``[B, To * features]``.
+
+    Shared by the policy families: low-dim keys are normalized, images go through their CNN,
+    and with ``config.relative_obs`` the hand-relative positions are appended (computed from
+    the raw, unnormalized poses, divided by ``RELATIVE_OBS_SCALE``).
+    """
+    from .config import RELATIVE_OBS_SCALE
+
+    to = config.n_obs_steps
+    normed, raw = {}, {}
+    for k in config.obs_keys:
+        x = obs[k][:, :to]
+        if not is_image_key(k):
+            raw[k] = x.reshape(*x.shape[:2], *config.obs_shapes[k]).float()
+            x = normalizer.normalize(k, raw[k])
+        normed[k] = x
+    extra = None
+    if getattr(config, "relative_obs", False):
+        extra = relative_positions(raw["ee_pose"], raw["object_poses"], raw["goal_pose"], RELATIVE_OBS_SCALE)
+    return encoder(normed, augment, extra)

@@ -26,8 +26,8 @@ from rosmind.dataset import is_image_key
 from rosmind.errors import UserError
 from rosmind.policies.normalizer import Normalizer
 
-from .config import RELATIVE_OBS_SCALE, DiffusionConfig
-from .encoders import ObsEncoder, relative_positions
+from .config import DiffusionConfig
+from .encoders import ObsEncoder, encode_observations, relative_obs_dim
 from .schedulers import SCHEDULERS, DDPMScheduler
 from .unet import ConditionalUnet1D
 
@@ -50,7 +50,7 @@ class DiffusionPolicy(nn.Module):
         # the next tick's, and one range for all rows would waste the near rows' precision.
         act_shape = (cfg.horizon, cfg.action_dim) if cfg.relative_actions else (cfg.action_dim,)
         self.normalizer = Normalizer({**low_dim, "action": act_shape})
-        extra = 6 * cfg.obs_shapes["object_poses"][0] + 3 if cfg.relative_obs else 0
+        extra = relative_obs_dim(cfg.obs_shapes) if cfg.relative_obs else 0
         self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes, cfg.image_feature_dim,
                                       cfg.image_channels, cfg.image_crop_ratio, extra_per_step=extra)
         self.unet = ConditionalUnet1D(cfg.action_dim, self.obs_encoder.out_per_step * cfg.n_obs_steps,
@@ -135,20 +135,7 @@ class DiffusionPolicy(nn.Module):
 
     def _encode(self, obs: dict[str, torch.Tensor], augment: bool) -> torch.Tensor:
         """``{key: [B, >=To, *shape]}`` -> global condition ``[B, To * features]``."""
-        to = self.config.n_obs_steps
-        normed, raw = {}, {}
-        for k in self.config.obs_keys:
-            x = obs[k][:, :to]
-            if not is_image_key(k):
-                shape = self.config.obs_shapes[k]
-                raw[k] = x.reshape(*x.shape[:2], *shape).float()
-                x = self.normalizer.normalize(k, raw[k])
-            normed[k] = x
-        extra = None
-        if self.config.relative_obs:
-            extra = relative_positions(raw["ee_pose"], raw["object_poses"], raw["goal_pose"],
-                                       RELATIVE_OBS_SCALE)
-        return self.obs_encoder(normed, augment, extra)
+        return encode_observations(self.obs_encoder, self.normalizer, self.config, obs, augment)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``batch``: obs keys ``[B, To, *shape]``, ``action [B, horizon, Da]`` -> scalar MSE."""
