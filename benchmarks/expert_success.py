@@ -22,16 +22,7 @@ import numpy as np
 from rosmind.registry import POLICIES
 from rosmind.sim.robots import make_sim
 from rosmind.sim.rollout import run_episode
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    ph = k / n
-    d = 1 + z * z / n
-    c = (ph + z * z / (2 * n)) / d
-    h = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
+from rosmind.stats import wilson_interval
 
 
 def step_and_render_costs(ticks: int = 400, frames: int = 30) -> dict:
@@ -71,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ticks = np.array([r.ticks for r in results])
     out = {
         "task": "pick_place", "policy": "expert", "seeds": args.seeds, "successes": k,
-        "success_rate": k / args.seeds, "success_ci95": wilson(k, args.seeds),
+        "success_rate": k / args.seeds, "success_ci95": wilson_interval(k, args.seeds),
         "failed_seeds": [r.seed for r in results if not r.success],
         "mean_ticks": float(ticks.mean()), "max_ticks": int(ticks.max()),
         "mean_sim_time_s": float(np.mean([r.sim_time for r in results])),
