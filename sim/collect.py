@@ -39,12 +39,18 @@ class CollectConfig:
     workers: int = 1
     cameras: tuple[str, ...] = ()
     keep_failed: bool = False
+    # Ticks recorded after the task first succeeds: the expert lets go and backs off. Without
+    # them a pick-and-place demo ends on the tick the gripper opens, the release is ~3 of
+    # ~127 ticks, and cloned policies hover above the target instead of letting go.
+    after_success_ticks: int = 10
 
     def __post_init__(self):
         if self.episodes < 1:
             raise SpecError(f"collect: --episodes must be >= 1, got {self.episodes}")
         if self.workers < 1:
             raise SpecError(f"collect: --workers must be >= 1, got {self.workers}")
+        if self.after_success_ticks < 0:
+            raise SpecError(f"collect: --after-success-ticks must be >= 0, got {self.after_success_ticks}")
 
 
 @dataclass
@@ -86,7 +92,7 @@ class _Worker:
             for cam in cfg.cameras:
                 rows[f"camera/{cam}/rgb"].append(cls.sim.render(cam)[0])
 
-        res = run_episode(cls.sim, cls.policy, seed, on_tick=on_tick)
+        res = run_episode(cls.sim, cls.policy, seed, on_tick=on_tick, after_success_ticks=cfg.after_success_ticks)
         data = {k: np.stack(v) for k, v in rows.items()}
         return Episode(seed=seed, success=res.success, data=data)
 

@@ -53,11 +53,13 @@ class ObsHistory:
 
 def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
                 on_tick: Callable[[int, Observation, np.ndarray | None], None] | None = None,
-                executor: ChunkExecutor | None = None) -> EpisodeResult:
+                executor: ChunkExecutor | None = None, after_success_ticks: int = 0) -> EpisodeResult:
     """Run one seeded episode; ``on_tick(tick, obs, action)`` sees every tick (e.g. a recorder).
 
     When the executor has no row for a tick (it never happens synchronously) the last
-    setpoint is held.
+    setpoint is held. ``after_success_ticks``: keep running this many ticks once the task
+    succeeds (demonstrations then show what follows the success, e.g. letting go and
+    retreating, instead of ending on its first tick); the result is still a success.
     """
     ex = executor or ChunkExecutor(policy)
     cfg = policy.config
@@ -66,6 +68,7 @@ def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
     obs = sim.reset(seed)
     ex.reset()
     tick = 0
+    succeeded_at: int | None = None
     while True:
         action = ex.step(hist.push(obs), tick)
         if action is not None:
@@ -75,8 +78,13 @@ def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
         sim.step()
         tick += 1
         status = sim.task_status()
-        if status["done"] or (max_ticks is not None and tick >= max_ticks):
+        if succeeded_at is None and status["success"]:
+            succeeded_at = tick
+        if succeeded_at is not None:
+            if tick - succeeded_at >= after_success_ticks:
+                break
+        elif status["done"] or (max_ticks is not None and tick >= max_ticks):
             break
         obs = sim.read()
-    return EpisodeResult(seed=seed, success=bool(status["success"]), ticks=tick, sim_time=sim.time,
-                         wall_time=time.perf_counter() - t0)
+    return EpisodeResult(seed=seed, success=succeeded_at is not None or bool(status["success"]), ticks=tick,
+                         sim_time=sim.time, wall_time=time.perf_counter() - t0)
