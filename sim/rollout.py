@@ -86,5 +86,5 @@ def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
         elif status["done"] or (max_ticks is not None and tick >= max_ticks):
             break
         obs = sim.read()
-    return EpisodeResult(seed=seed, success=succeeded_at is not None or bool(status["success"]), ticks=tick,
-                         sim_time=sim.time, wall_time=time.perf_counter() - t0)
+    return EpisodeResult(seed=seed, success=succeeded_at is not None, ticks=tick, sim_time=sim.time,
+                         wall_time=time.perf_counter() - t0)
