@@ -126,6 +126,8 @@ def test_frozen_sampling_matches_eager_and_is_dropped_on_weight_changes():
     changed = p.infer(obs)["action"]
     assert not np.allclose(changed, frozen, atol=1e-4)
     p.freeze_for_inference()
+    p.eval()  # already in eval mode: keeps the frozen graphs
+    assert p._frozen == {}
     p.train()
     assert p._frozen is None and p.training
     p.eval()

@@ -48,8 +48,7 @@ class CarpPolicy(nn.Module):
         self.config = cfg
         low_dim = {k: cfg.obs_shapes[k] for k in cfg.obs_keys}
         self.normalizer = Normalizer({**low_dim, "action": (cfg.action_dim,)})
-        self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes,
-                                      extra_per_step=relative_obs_dim(cfg.obs_shapes) if cfg.relative_obs else 0)
+        self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes, extra_per_step=relative_obs_dim(cfg))
         self.tokenizer = MultiScaleTokenizer(cfg.horizon, cfg.downsample, cfg.scales, cfg.latent_dim,
                                              cfg.codebook_size, cfg.tokenizer_hidden, cfg.commitment_weight)
         self.transformer = ScaleTransformer(self.obs_encoder.out_per_step * cfg.n_obs_steps, cfg.scales,

@@ -15,6 +15,8 @@ from torch import nn
 
 from rosmind.dataset import is_image_key
 
+from .config import RELATIVE_OBS_SCALE
+
 
 def _groups(c: int) -> int:
     return math.gcd(8, c)
@@ -134,9 +136,9 @@ def relative_positions(ee_pose: torch.Tensor, object_poses: torch.Tensor, goal_p
     return torch.cat([x.flatten(-2) for x in parts], dim=-1) / scale
 
 
-def relative_obs_dim(obs_shapes: dict[str, tuple[int, ...]]) -> int:
-    """Per-step width of ``relative_positions`` for these observation shapes."""
-    return 6 * obs_shapes["object_poses"][0] + 3
+def relative_obs_dim(config) -> int:
+    """Per-step width of the features ``relative_positions`` adds (0 without ``relative_obs``)."""
+    return 6 * config.obs_shapes["object_poses"][0] + 3 if config.relative_obs else 0
 
 
 def encode_observations(encoder: ObsEncoder, normalizer, config, obs: dict[str, torch.Tensor],
@@ -147,8 +149,6 @@ def encode_observations(encoder: ObsEncoder, normalizer, config, obs: dict[str, 
     and with ``config.relative_obs`` the hand-relative positions are appended (computed from
     the raw, unnormalized poses, divided by ``RELATIVE_OBS_SCALE``).
     """
-    from .config import RELATIVE_OBS_SCALE
-
     to = config.n_obs_steps
     normed, raw = {}, {}
     for k in config.obs_keys:
@@ -158,6 +158,6 @@ def encode_observations(encoder: ObsEncoder, normalizer, config, obs: dict[str, 
             x = normalizer.normalize(k, raw[k])
         normed[k] = x
     extra = None
-    if getattr(config, "relative_obs", False):
+    if config.relative_obs:
         extra = relative_positions(raw["ee_pose"], raw["object_poses"], raw["goal_pose"], RELATIVE_OBS_SCALE)
     return encoder(normed, augment, extra)

@@ -50,9 +50,8 @@ class DiffusionPolicy(nn.Module):
         # the next tick's, and one range for all rows would waste the near rows' precision.
         act_shape = (cfg.horizon, cfg.action_dim) if cfg.relative_actions else (cfg.action_dim,)
         self.normalizer = Normalizer({**low_dim, "action": act_shape})
-        extra = relative_obs_dim(cfg.obs_shapes) if cfg.relative_obs else 0
-        self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes, cfg.image_feature_dim,
-                                      cfg.image_channels, cfg.image_crop_ratio, extra_per_step=extra)
+        self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes, cfg.image_feature_dim, cfg.image_channels,
+                                      cfg.image_crop_ratio, extra_per_step=relative_obs_dim(cfg))
         self.unet = ConditionalUnet1D(cfg.action_dim, self.obs_encoder.out_per_step * cfg.n_obs_steps,
                                       cfg.down_dims, cfg.step_embed_dim, cfg.kernel_size, cfg.n_groups)
         sched = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
@@ -82,13 +81,14 @@ class DiffusionPolicy(nn.Module):
 
         At these sizes a denoising step costs per-op Python dispatch more than arithmetic;
         the frozen graph halves a step on CPU. The copy holds the weights as they are now:
-        ``train()`` or ``load_state_dict()`` drops it (call this again afterwards). Deployment
+        ``train(True)`` or ``load_state_dict()`` drops it (call this again afterwards). Deployment
         paths (``load_checkpoint``) call it; training and EMA evaluation never do.
         """
         self._frozen = {}
 
     def train(self, mode: bool = True):
-        self._frozen = None
+        if mode:
+            self._frozen = None
         return super().train(mode)
 
     def load_state_dict(self, *args, **kwargs):
@@ -96,7 +96,7 @@ class DiffusionPolicy(nn.Module):
         return super().load_state_dict(*args, **kwargs)
 
     def _denoiser(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        if self._frozen is None or self.training:
+        if self._frozen is None:
             return self.unet(x, t, cond)
         b = x.shape[0]
         if b not in self._frozen:
