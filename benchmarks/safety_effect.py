@@ -7,7 +7,8 @@ Each seed runs twice in-process: the policy's chunks straight to the sim (what `
 eval`` direct mode measures), and the same chunks first through ``SafetySupervisor`` (what
 safety_node does in the ROS graph), stamped with the tick's sim time. Reports per seed the
 outcome, episode length and the supervisor's intervention counts. Episodes run one at a
-time (the policy reset before each), as in ``rosmind eval --ros``, not batched.
+time, as in ``rosmind eval --ros``, not batched; both runs of a seed start the sampling
+noise at that seed, so the comparison is paired.
 
 Measured 2026-11-28 on the shipped diffusion checkpoint, seeds 100000-100009: 5/10 either way,
 episode lengths within one tick, 3-8 acceleration_limited and 2-4 position_clamped
@@ -21,6 +22,7 @@ import json
 from pathlib import Path
 
 from rosmind.checkpoint import load_checkpoint
+from rosmind.policy import reseed
 from rosmind.safety import SafetyConfig, SafetySupervisor
 from rosmind.sim.robots import make_sim
 from rosmind.sim.rollout import run_episode
@@ -63,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     with make_sim(spec.name, args.task) as sim:
         filtered = Filtered(policy, spec, sim)
         for seed in range(args.seed_start, args.seed_start + args.episodes):
+            reseed(policy, seed)  # both runs of a seed draw the same noise: a paired comparison
             raw = run_episode(sim, policy, seed)
+            reseed(policy, seed)
             safe = run_episode(sim, filtered, seed)
             counts = {k: v for k, v in filtered.supervisor.counts.items() if v}
             rows.append({"seed": seed, "direct": {"success": raw.success, "ticks": raw.ticks},

@@ -9,6 +9,12 @@ of ``rosmind.robot`` (``joint_pos``, ``ee_pose``, ``object_poses``, ...) and cam
 targets in the robot spec's joint order, one per control period; row 0 is the command for
 the control tick of the newest observation (applied right after it was observed). A policy may return more (RDP's latent, a value).
 
+``reset()`` marks the start of an episode (clear histories, latents, filters). It does not
+restart random sampling: each episode draws fresh noise, as it would on a robot. Sampling
+policies also have ``reseed(seed=None)``, which restarts their generator (``config.seed`` by
+default) so that a run of episodes, or one call in a test, is reproducible; ``reseed(policy)``
+below calls it where it exists.
+
 Each family has a config dataclass (its single source of truth), registers with
 ``@POLICIES.register(name, config=Config)``, and keeps its normalizer inside itself.
 """
@@ -50,3 +56,10 @@ class Policy(Protocol):
     def reset(self) -> None: ...
 
     def infer(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def reseed(policy, seed: int | None = None) -> None:
+    """Restart a sampling policy's noise (``config.seed`` by default); no-op for deterministic ones."""
+    fn = getattr(policy, "reseed", None)
+    if fn is not None:
+        fn(seed)

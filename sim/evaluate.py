@@ -81,6 +81,9 @@ def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
     """Run one episode per seed. ``make_sim()`` builds a fresh SimRobot."""
     from tqdm import tqdm
 
+    from rosmind.policy import reseed
+
+    reseed(policy)  # the same call gives the same episodes, whatever the policy did before
     lat: list[float] = []
     res = EvalResult([], [], [], lat)
     bar = tqdm(total=len(seeds), desc="eval", unit="ep", disable=not progress)

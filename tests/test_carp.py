@@ -104,9 +104,9 @@ def test_dim_autoregressive_head_is_causal_over_dimensions():
 def test_generation_is_seeded_and_greedy_is_deterministic():
     policy = CarpPolicy(small_config(top_k=8, temperature=5.0)).eval()
     obs = {"joint_pos": np.zeros((1, 2), np.float32)}
-    policy.reset()
+    policy.reseed()
     a = [policy.infer(obs)["action"] for _ in range(4)]
-    policy.reset()
+    policy.reseed()
     b = [policy.infer(obs)["action"] for _ in range(4)]
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)

@@ -53,7 +53,7 @@ def _modes(policy: CarpPolicy, n_obs: int = 8, repeats: int = 50) -> np.ndarray:
     """Fraction of chunks going ``+d`` per observation (``[n_obs]``)."""
     q, _ = bimodal(n_obs, np.random.default_rng(123))
     obs = {"joint_pos": np.repeat(q.numpy()[:, None], repeats, axis=1).reshape(-1, 1, 2)}
-    policy.reset()
+    policy.reseed()
     act = policy.infer_batch(obs)["action"]
     plus = (act[:, -1, 0] - act[:, 0, 0]) > 0
     return plus.reshape(n_obs, repeats).mean(1)

@@ -54,8 +54,8 @@ def test_round_trip_is_exact_including_inference(saved):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    p.reset()
-    q.reset()
+    p.reseed()
+    q.reseed()
     for seed in range(2):
         np.testing.assert_array_equal(p.infer(_obs(seed))["action"], q.infer(_obs(seed))["action"])
 

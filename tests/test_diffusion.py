@@ -93,26 +93,36 @@ def test_infer_and_infer_batch_shapes(policy):
     assert batch.shape == (5, cfg.n_action_steps, cfg.action_dim) and np.isfinite(batch).all()
 
 
-def test_reset_makes_inference_deterministic_and_is_idempotent(policy):
+def test_reseed_makes_inference_repeatable_and_reset_keeps_drawing_fresh_noise(policy):
     obs = _obs(policy.config)
-    policy.reset()
+    policy.reseed()
     a1, a2 = policy.infer(obs)["action"], policy.infer(obs)["action"]
+    policy.reseed()
     policy.reset()
     policy.reset()
     b1, b2 = policy.infer(obs)["action"], policy.infer(obs)["action"]
     np.testing.assert_array_equal(a1, b1)
     np.testing.assert_array_equal(a2, b2)
     assert not np.array_equal(a1, a2)  # fresh noise each call
+    # A new episode must not replay the last one's noise: every episode drawing the same
+    # stream made sequential evaluation one correlated sample (10/20 against 15-17/20).
+    policy.reset()
+    assert not np.array_equal(policy.infer(obs)["action"], a1)
+    policy.reseed(7)
+    c = policy.infer(obs)["action"]
+    policy.reseed(7)
+    np.testing.assert_array_equal(c, policy.infer(obs)["action"])
+    assert not np.array_equal(c, a1)
 
 
 def test_frozen_sampling_matches_eager_and_is_dropped_on_weight_changes():
     torch.manual_seed(1)
     p = DiffusionPolicy(DiffusionConfig(**SMALL))
     obs, batch = _obs(p.config), _obs(p.config, batch=3)
-    p.reset()
+    p.reseed()
     eager, eager_b = p.infer(obs)["action"], p.infer_batch(batch)["action"]
     p.freeze_for_inference()
-    p.reset()
+    p.reseed()
     frozen, frozen_b = p.infer(obs)["action"], p.infer_batch(batch)["action"]
     assert sorted(p._frozen) == [1, 3]  # one traced graph per batch size
     np.testing.assert_allclose(frozen, eager, atol=1e-5)
@@ -122,7 +132,7 @@ def test_frozen_sampling_matches_eager_and_is_dropped_on_weight_changes():
     state = {k: v + 0.05 if v.is_floating_point() else v for k, v in p.state_dict().items()}
     p.load_state_dict(state)
     assert p._frozen is None
-    p.reset()
+    p.reseed()
     changed = p.infer(obs)["action"]
     assert not np.allclose(changed, frozen, atol=1e-4)
     p.freeze_for_inference()
@@ -173,14 +183,14 @@ def test_bad_observations_raise_user_errors(policy):
         policy.infer({**obs, "joint_pos": np.zeros((2, 6))})
     short = {k: v[-1:] for k, v in obs.items()}  # first tick: fewer than n_obs_steps
     padded = {k: np.concatenate([v[-1:], v[-1:]]) for k, v in obs.items()}
-    policy.reset()
+    policy.reseed()
     a = policy.infer(short)["action"]
-    policy.reset()
+    policy.reseed()
     np.testing.assert_array_equal(a, policy.infer(padded)["action"])
     flat = {**obs, "object_poses": obs["object_poses"].reshape(2, 7)}  # [To, 7] accepted for [To, 1, 7]
-    policy.reset()
+    policy.reseed()
     b = policy.infer(flat)["action"]
-    policy.reset()
+    policy.reseed()
     np.testing.assert_array_equal(b, policy.infer(obs)["action"])
 
 

@@ -92,8 +92,11 @@ class CarpPolicy(nn.Module):
         return q.reshape(q.shape[0], -1).float()
 
     def reset(self) -> None:
-        """Reseed the sampler: after ``reset()`` the same observations give the same chunk."""
-        self._generator.manual_seed(self.config.seed)
+        """A new episode starts. No per-episode state; top-k draws go on (``reseed`` restarts them)."""
+
+    def reseed(self, seed: int | None = None) -> None:
+        """Restart top-k sampling at ``seed`` (default ``config.seed``)."""
+        self._generator.manual_seed(self.config.seed if seed is None else int(seed))
 
     def set_sampling(self, sampling: str, top_k: int | None = None, temperature: float | None = None) -> None:
         """Switch between ``"greedy"`` and ``"top_k"`` sampling without retraining."""

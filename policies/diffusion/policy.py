@@ -66,8 +66,13 @@ class DiffusionPolicy(nn.Module):
         self.eval()
 
     def reset(self) -> None:
-        """Reseed the sampling noise: after ``reset()`` the same observations give the same chunk."""
-        self._generator.manual_seed(self.config.seed)
+        """A new episode starts. The policy keeps no per-episode state; the noise stream goes on,
+        so every episode draws fresh noise (``reseed`` restarts it)."""
+
+    def reseed(self, seed: int | None = None) -> None:
+        """Restart the sampling noise at ``seed`` (default ``config.seed``): the same
+        observations then give the same chunks."""
+        self._generator.manual_seed(self.config.seed if seed is None else int(seed))
 
     def set_sampler(self, sampler: str, num_inference_steps: int) -> None:
         """Switch the sampler (``"ddim"``/``"ddpm"``) and step count without retraining."""

@@ -66,7 +66,7 @@ def run(args) -> int:
     results = {}
     for sampler, steps in VARIANTS:
         policy.set_sampler(sampler, steps)
-        policy.reset()
+        policy.reseed()
         s = latency_summary(measure(policy, obs, args.iters))
         results[f"{sampler}{steps}"] = s
         print(f"{sampler.upper():>5} {steps:>3} steps: p50 {s['p50']:7.2f} ms  p99 {s['p99']:7.2f} ms")

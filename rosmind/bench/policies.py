@@ -61,13 +61,14 @@ def _load(family: str, path: Path, spec):
 def run_variant(policy, name: str, make_sim, seeds: list[int], n_envs: int, iters: int) -> dict:
     """Success over ``seeds`` and batch-1 latency of one configured policy."""
     from rosmind.bench.inference import example_obs, measure
+    from rosmind.policy import reseed
     from rosmind.sim.evaluate import evaluate
     from rosmind.stats import latency_summary
 
     t0 = time.perf_counter()
     res = evaluate(make_sim, policy, seeds, n_envs=n_envs, progress=True).to_dict()
     eval_s = time.perf_counter() - t0
-    policy.reset()
+    reseed(policy)
     lat = latency_summary(measure(policy, example_obs(policy, policy.config.robot), iters))
     n_act = policy.config.n_action_steps
     out = {"success_rate": res["success_rate"], "ci95": res["ci95"], "episodes": res["episodes"],
