@@ -10,7 +10,7 @@ from torch import nn
 from rosmind.errors import SpecError, UserError
 from rosmind.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from rosmind.policies.diffusion.encoders import ImageEncoder
-from rosmind.policies.diffusion.unet import ConditionalUnet1D
+from rosmind.policies.diffusion.unet import ConditionalUnet1D, inference_copy
 from rosmind.policies.ema import EMAModel
 from rosmind.policies.normalizer import Normalizer
 from rosmind.registry import POLICIES
@@ -260,3 +260,21 @@ def test_ema_decay_schedule_and_update():
     d = 1 - 11 ** -0.75
     torch.testing.assert_close(b.weight, d * old + (1 - d) * a.weight.detach())
     assert ema.state() == {"optimization_step": 12}
+
+
+@pytest.mark.parametrize("conv", [nn.Conv1d(8, 64, 5, padding=2), nn.Conv1d(64, 64, 3, stride=2, padding=1),
+                                  nn.Conv1d(64, 128, 1), nn.ConvTranspose1d(64, 64, 4, 2, 1)],
+                         ids=["k5", "k3s2", "k1", "transposed"])
+def test_inference_copy_convolutions_equal_torch(conv):
+    torch.manual_seed(0)
+    fast = inference_copy(nn.Sequential(conv))
+    assert not any(type(m) in (nn.Conv1d, nn.ConvTranspose1d) for m in fast.modules())
+    for batch, length in [(1, 16), (3, 8), (2, 5)]:
+        x = torch.randn(batch, conv.in_channels, length)
+        with torch.no_grad():
+            want = conv(x)
+            got = fast(x)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="unsupported"):
+        inference_copy(nn.Sequential(nn.Conv1d(8, 8, 3, groups=2)))

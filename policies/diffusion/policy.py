@@ -29,7 +29,7 @@ from rosmind.policies.normalizer import Normalizer
 from .config import DiffusionConfig
 from .encoders import ObsEncoder, encode_observations, relative_obs_dim
 from .schedulers import SCHEDULERS, DDPMScheduler
-from .unet import ConditionalUnet1D
+from .unet import ConditionalUnet1D, inference_copy
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ class DiffusionPolicy(nn.Module):
                 with warnings.catch_warnings(), torch.no_grad(), torch.inference_mode(False):
                     warnings.simplefilter("ignore")
                     args = (torch.zeros_like(x), torch.zeros_like(t), torch.zeros_like(cond))
-                    self._frozen[b] = torch.jit.freeze(torch.jit.trace(self.unet, args, check_trace=False))
+                    net = inference_copy(self.unet)  # convolutions as matrix products
+                    self._frozen[b] = torch.jit.freeze(torch.jit.trace(net, args, check_trace=False))
             except (AttributeError, RuntimeError) as e:
                 log.warning("diffusion policy: TorchScript freezing unavailable (%s); sampling eagerly", e)
                 self._frozen = None
