@@ -91,6 +91,8 @@ def test_policy_contract(name, tmp_path):
         again = load_checkpoint(tmp_path / "ckpt", spec)
         for k, v in policy.state_dict().items():
             assert np.array_equal(v.cpu().numpy(), again.state_dict()[k].cpu().numpy()), k
+        if hasattr(policy, "freeze_for_inference"):
+            policy.freeze_for_inference()  # loading freezes; compare the same execution path
         reseed(policy)
         reseed(again)
         np.testing.assert_array_equal(policy.infer(obs)["action"], again.infer(obs)["action"])

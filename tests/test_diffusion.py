@@ -278,3 +278,16 @@ def test_inference_copy_convolutions_equal_torch(conv):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="unsupported"):
         inference_copy(nn.Sequential(nn.Conv1d(8, 8, 3, groups=2)))
+
+
+def test_films_for_all_steps_at_once_equal_the_per_step_forward():
+    torch.manual_seed(0)
+    net = ConditionalUnet1D(4, 6, (8, 16), 8, 3, 4).eval()
+    x, c = torch.randn(2, 8, 4), torch.randn(2, 6)
+    steps = torch.tensor([90, 40, 0])
+    with torch.no_grad():
+        films = net.films(steps.repeat_interleave(2), c.repeat(len(steps), 1))
+        assert len(films) == len(net.film_blocks()) == 8  # 2 levels down x 2, mid 2, 1 level up x 2
+        for i, t in enumerate(steps):
+            got = net.denoise(x, [f[2 * i:2 * i + 2] for f in films])
+            torch.testing.assert_close(got, net(x, t.expand(2), c), atol=1e-6, rtol=1e-5)

@@ -29,7 +29,7 @@ from rosmind.policies.normalizer import Normalizer
 from .config import DiffusionConfig
 from .encoders import ObsEncoder, encode_observations, relative_obs_dim
 from .schedulers import SCHEDULERS, DDPMScheduler
-from .unet import ConditionalUnet1D, inference_copy
+from .unet import ConditionalUnet1D, DenoiseModule, inference_copy
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,9 @@ class DiffusionPolicy(nn.Module):
         self._frozen = None
         return super().load_state_dict(*args, **kwargs)
 
-    def _denoiser(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def _denoiser(self, x: torch.Tensor, films: list[torch.Tensor]) -> torch.Tensor:
         if self._frozen is None:
-            return self.unet(x, t, cond)
+            return self.unet.denoise(x, films)
         b = x.shape[0]
         if b not in self._frozen:
             try:
@@ -111,14 +111,14 @@ class DiffusionPolicy(nn.Module):
                 # it, sampling stays eager.
                 with warnings.catch_warnings(), torch.no_grad(), torch.inference_mode(False):
                     warnings.simplefilter("ignore")
-                    args = (torch.zeros_like(x), torch.zeros_like(t), torch.zeros_like(cond))
-                    net = inference_copy(self.unet)  # convolutions as matrix products
+                    args = (torch.zeros_like(x), *(torch.zeros_like(f) for f in films))
+                    net = DenoiseModule(inference_copy(self.unet)).eval()  # convolutions as matrix products
                     self._frozen[b] = torch.jit.freeze(torch.jit.trace(net, args, check_trace=False))
             except (AttributeError, RuntimeError) as e:
                 log.warning("diffusion policy: TorchScript freezing unavailable (%s); sampling eagerly", e)
                 self._frozen = None
-                return self.unet(x, t, cond)
-        return self._frozen[b](x, t, cond)
+                return self.unet.denoise(x, films)
+        return self._frozen[b](x, *films)
 
     def fit_normalizer(self, stats: dict[str, dict[str, np.ndarray]]) -> None:
         """``stats[key] = {"min", "max"}`` per element, for every low-dim obs key and ``action``
@@ -157,9 +157,12 @@ class DiffusionPolicy(nn.Module):
     def sample(self, cond: torch.Tensor) -> torch.Tensor:
         """Denoise ``[B, horizon, Da]`` from N(0, I) given ``cond [B, Dg]``; normalized units."""
         cfg = self.config
-        x = torch.randn((cond.shape[0], cfg.horizon, cfg.action_dim), generator=self._generator)
-        for t in self.sampler.timesteps:
-            eps = self._denoiser(x, t.expand(cond.shape[0]), cond)
+        b, steps = cond.shape[0], self.sampler.timesteps
+        x = torch.randn((b, cfg.horizon, cfg.action_dim), generator=self._generator)
+        # FiLM scales and biases of every step at once (rows step-major), outside the loop.
+        films = self.unet.films(steps.repeat_interleave(b), cond.repeat(len(steps), 1))
+        for i, t in enumerate(steps):
+            eps = self._denoiser(x, [f[i * b:(i + 1) * b] for f in films])
             x = self.sampler.step(eps, int(t), x, generator=self._generator)
         return x
 

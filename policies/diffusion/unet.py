@@ -50,10 +50,11 @@ class FiLMResBlock(nn.Module):
         self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
         self.c_out = c_out
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``cond`` is the already activated ``mish([step_emb, global_cond])``."""
+    def forward(self, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+        """``film`` is ``self.film(mish([step_emb, global_cond]))`` ``[B, 2 * Cout]``
+        (``ConditionalUnet1D.films`` computes it for every block at once)."""
         h = self.block1(x)
-        scale, bias = self.film(cond).unsqueeze(-1).chunk(2, dim=1)
+        scale, bias = film.unsqueeze(-1).chunk(2, dim=1)
         h = self.block2(scale * h + bias)
         return h + self.skip(x)
 
@@ -92,24 +93,59 @@ class ConditionalUnet1D(nn.Module):
         self.min_len_multiple = 2 ** (len(down_dims) - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:
+        return self.denoise(x, self.films(t, global_cond))
+
+    def film_blocks(self) -> list[FiLMResBlock]:
+        """The residual blocks in the order ``denoise`` runs them."""
+        out = []
+        for r1, r2, _ in self.down:
+            out += [r1, r2]
+        out += list(self.mid)
+        for r1, r2, _ in self.up:
+            out += [r1, r2]
+        return out
+
+    def films(self, t: torch.Tensor, global_cond: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's FiLM scale and bias ``[B, 2 * C]`` for steps ``t [B]``.
+
+        They depend on the step and the observation only, not on the sample being denoised:
+        a sampler computes them for all its steps in one batch before the loop.
+        """
+        if not torch.jit.is_tracing() and t.ndim == 0:
+            t = t.expand(global_cond.shape[0])
+        # Every block's FiLM head starts with Mish(cond); one shared activation.
+        cond = F.mish(torch.cat([self.step_encoder(t), global_cond], dim=-1))
+        return [blk.film(cond) for blk in self.film_blocks()]
+
+    def denoise(self, x: torch.Tensor, films: list[torch.Tensor]) -> torch.Tensor:
+        """``x [B, T, Da]`` and ``films()``'s output -> ``[B, T, Da]``."""
         if not torch.jit.is_tracing() and x.shape[1] % self.min_len_multiple:
             raise ValueError(f"horizon {x.shape[1]} must be divisible by {self.min_len_multiple}")
-        if t.ndim == 0 and not torch.jit.is_tracing():
-            t = t.expand(x.shape[0])
-        # Every block's FiLM head starts with Mish(cond); one shared activation saves ~14 ops.
-        cond = F.mish(torch.cat([self.step_encoder(t), global_cond], dim=-1))
+        film = iter(films)
         h = x.transpose(1, 2)
         skips = []
         for r1, r2, down in self.down:
-            h = r2(r1(h, cond), cond)
+            h = r2(r1(h, next(film)), next(film))
             skips.append(h)
             h = down(h)
         for r in self.mid:
-            h = r(h, cond)
+            h = r(h, next(film))
         for r1, r2, up in self.up:
             h = torch.cat([h, skips.pop()], dim=1)
-            h = up(r2(r1(h, cond), cond))
+            h = up(r2(r1(h, next(film)), next(film)))
         return self.final(h).transpose(1, 2)
+
+
+class DenoiseModule(nn.Module):
+    """``unet.denoise(x, films)`` with positional tensor inputs ``(x, *films)``: what the
+    policy traces and freezes for sampling."""
+
+    def __init__(self, unet: ConditionalUnet1D):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: torch.Tensor, *films: torch.Tensor) -> torch.Tensor:
+        return self.unet.denoise(x, list(films))
 
 
 class GemmConv1d(nn.Module):
