@@ -10,7 +10,8 @@ outcome, episode length and the supervisor's intervention counts. Episodes run o
 time, as in ``rosmind eval --ros``, not batched; both runs of a seed start the sampling
 noise at that seed, so the comparison is paired.
 
-Measured 2026-11-28 on the shipped diffusion checkpoint, seeds 100000-100009: 5/10 either way,
+Measured 2026-11-28 on the diffusion checkpoint shipped then (two observation steps, before
+``reset()`` stopped restarting the noise), seeds 100000-100009: 5/10 either way,
 episode lengths within one tick, 3-8 acceleration_limited and 2-4 position_clamped
 interventions per episode; the ROS graph gave the same outcomes and lengths on those seeds.
 """
