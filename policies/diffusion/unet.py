@@ -153,8 +153,9 @@ class GemmConv1d(nn.Module):
 
     At batch 1 and a horizon of 16, PyTorch's CPU ``conv1d`` takes its slow im2col path
     (oneDNN only engages on larger inputs), which dominated a denoising step; an ``addmm``
-    over ``unfold``-ed windows computes the same sums at about half the cost. Same weights,
-    same result up to float rounding; built by ``inference_copy``, never trained.
+    over ``unfold``-ed windows computes the same sums for less (DDIM-10 on one thread: 25 ms
+    instead of 34; on two threads about even). Same weights, same result up to float
+    rounding; built by ``inference_copy``, never trained.
     """
 
     def __init__(self, conv: nn.Conv1d):
