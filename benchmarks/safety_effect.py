@@ -10,10 +10,12 @@ outcome, episode length and the supervisor's intervention counts. Episodes run o
 time, as in ``rosmind eval --ros``, not batched; both runs of a seed start the sampling
 noise at that seed, so the comparison is paired.
 
-Measured 2026-11-28 on the diffusion checkpoint shipped then (two observation steps, before
-``reset()`` stopped restarting the noise), seeds 100000-100009: 5/10 either way,
-episode lengths within one tick, 3-8 acceleration_limited and 2-4 position_clamped
-interventions per episode; the ROS graph gave the same outcomes and lengths on those seeds.
+Measured 2026-11-29 on the shipped diffusion checkpoint (one observation step), seeds
+100000-100009: 10/10 either way; lengths within 5 ticks on 9 seeds (164 vs 127 on 100003:
+the filtered run took a faster path); per episode 2-6 acceleration_limited, 1-8
+position_clamped (finger widths) and on two seeds 1-2 velocity_limited interventions.
+(On 2026-11-28, with the two-step checkpoint and the noise restarted every episode: 5/10
+either way, lengths within one tick; the ROS graph gave the same outcomes.)
 """
 
 from __future__ import annotations
