@@ -171,6 +171,33 @@ def test_config_rejects_bad_values_naming_the_field(kw, field):
         CarpConfig(**kw)
 
 
+@pytest.mark.parametrize("dim_ar", [False, True])
+def test_frozen_sampling_matches_eager_and_is_dropped_on_weight_changes(dim_ar):
+    torch.manual_seed(2)
+    p = CarpPolicy(small_config(top_k=6, temperature=3.0, dim_autoregressive=dim_ar)).eval()
+    rng = np.random.default_rng(0)
+    obs = {"joint_pos": rng.normal(size=(1, 2)).astype(np.float32)}
+    batch = {"joint_pos": rng.normal(size=(3, 1, 2)).astype(np.float32)}
+    p.reseed()
+    eager = [p.infer(obs)["action"] for _ in range(3)] + [p.infer_batch(batch)["action"]]
+    p.freeze_for_inference()
+    p.reseed()
+    frozen = [p.infer(obs)["action"] for _ in range(3)] + [p.infer_batch(batch)["action"]]
+    assert sorted(p._frozen.graphs) == [1, 3]  # graphs per batch size, used (not a silent fallback)
+    for e, f in zip(eager, frozen, strict=True):  # same draws from the generator, same codes
+        np.testing.assert_allclose(f, e, atol=1e-5)
+    assert not np.allclose(frozen[0], frozen[1])  # top-k still samples
+    assert not any("jit" in k or "frozen" in k for k in p.state_dict())
+    state = {k: v + 0.05 if v.is_floating_point() else v for k, v in p.state_dict().items()}
+    p.load_state_dict(state)
+    assert p._frozen is None
+    p.reseed()
+    assert not np.allclose(p.infer(obs)["action"], frozen[0], atol=1e-4)
+    p.freeze_for_inference()
+    p.train()
+    assert p._frozen is None and p.training
+
+
 def test_bad_observations_raise_user_errors():
     policy = CarpPolicy(small_config())
     with pytest.raises(UserError, match="lacks key 'joint_pos'"):

@@ -17,6 +17,7 @@ decoder gives the chunk. ``len(scales)`` transformer passes per chunk, whatever 
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -29,10 +30,12 @@ from rosmind.policies.diffusion.encoders import ObsEncoder, encode_observations,
 from rosmind.policies.normalizer import Normalizer
 
 from .config import CarpConfig
+from .frozen import FrozenSampler
 from .tokenizer import MultiScaleTokenizer
 from .transformer import KVCache, ScaleTransformer
 
 CODE_RESTART_EVERY = 50
+log = logging.getLogger(__name__)
 
 
 class CarpPolicy(nn.Module):
@@ -58,7 +61,24 @@ class CarpPolicy(nn.Module):
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
         self.register_buffer("code_usage", torch.zeros(cfg.codebook_size, dtype=torch.bool), persistent=False)
         self._generator = torch.Generator().manual_seed(cfg.seed)
+        self._frozen: FrozenSampler | None = None  # set by freeze_for_inference(); not in the state dict
         self.eval()
+
+    def freeze_for_inference(self) -> None:
+        """Sample through TorchScript-traced, frozen graphs from now on (``frozen.py``): one per
+        scale plus the decoder, instead of a few hundred eagerly dispatched small operators.
+        The graphs hold the weights as they are now; ``train(True)`` or ``load_state_dict()``
+        drops them. Deployment paths (``load_checkpoint``) call this; training never does."""
+        self._frozen = FrozenSampler(self.transformer, self.tokenizer, self.config.action_dim)
+
+    def train(self, mode: bool = True):
+        if mode:
+            self._frozen = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._frozen = None
+        return super().load_state_dict(*args, **kwargs)
 
     @staticmethod
     def _delta_scale(cfg: CarpConfig) -> torch.Tensor:
@@ -198,15 +218,22 @@ class CarpPolicy(nn.Module):
     def generate(self, cond: torch.Tensor, return_logits: bool = False):
         """Coarse-to-fine sampling: ``cond [B, Dc]`` -> normalized chunk ``[B, horizon, Da]``
         (and, with ``return_logits``, the per-scale logits ``[B, s_k, Da, V]`` and codes)."""
+        if self._frozen is not None and not return_logits:
+            try:
+                return self._frozen.sample(cond, self._sample)
+            except (AttributeError, RuntimeError) as e:  # a torch without TorchScript: stay eager
+                log.warning("carp policy: TorchScript freezing unavailable (%s); sampling eagerly", e)
+                self._frozen = None
         b = cond.shape[0]
         tok, tf = self.tokenizer, self.transformer
         c = tf.embed_condition(cond)
+        mods = tf.modulations(c)
         cache = KVCache(len(tf.blocks))
         f_hat = c.new_zeros(b * self.config.action_dim, tok.latent_dim, tok.length)
         all_logits, all_codes = [], []
         for k in range(len(tok.scales)):
             inp = None if k == 0 else self._word_inputs(tok.next_input(f_hat, k), b)
-            logits, codes = tf.step(c, k, inp, cache, self._sample)  # codes [B, s_k, Da]
+            logits, codes = tf.step(c, mods, k, inp, cache, self._sample)  # codes [B, s_k, Da]
             f_hat = tok.add_scale(f_hat, codes.permute(0, 2, 1).reshape(b * self.config.action_dim, -1), k)
             all_logits.append(logits)
             all_codes.append(codes)

@@ -75,8 +75,9 @@ class AdaLNBlock(nn.Module):
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)
 
-    def forward(self, x, c, mask, cache, layer):
-        s1, g1, a1, s2, g2, a2 = self.ada(c)[:, None].chunk(6, dim=-1)
+    def forward(self, x, mod, mask, cache, layer):
+        """``mod [B, 6*d]``: this block's slice of ``ScaleTransformer.modulations``."""
+        s1, g1, a1, s2, g2, a2 = mod[:, None].chunk(6, dim=-1)
         x = x + (1 + a1) * self.attn(self.norm1(x) * (1 + g1) + s1, mask, cache, layer)
         return x + (1 + a2) * self.mlp(self.norm2(x) * (1 + g2) + s2)
 
@@ -145,16 +146,23 @@ class ScaleTransformer(nn.Module):
     def embed_condition(self, cond: torch.Tensor) -> torch.Tensor:
         return self.cond(cond)
 
+    def modulations(self, c: torch.Tensor) -> torch.Tensor:
+        """Every block's AdaLN shift/scale/gate and the head's, from the condition embedding
+        ``c [B, d]``, packed ``[B, (6 * n_layers + 2) * d]``. They depend on the observation
+        only, so sampling computes them once per chunk, not once per scale."""
+        return torch.cat([blk.ada(c) for blk in self.blocks] + [self.head_ada(c)], dim=-1)
+
     def _tokens(self, c: torch.Tensor, k: int, inp: torch.Tensor | None) -> torch.Tensor:
         """Input embeddings of scale ``k`` (``inp [B, s_k, Da*C]`` for ``k >= 1``)."""
         lo, hi = self.offsets[k], self.offsets[k + 1]
         x = c[:, None] if k == 0 else self.word(inp)
         return x + self.pos[:, lo:hi] + self.level(self.levels[lo:hi])[None]
 
-    def _hidden(self, x: torch.Tensor, c: torch.Tensor, mask, cache: KVCache | None) -> torch.Tensor:
+    def _hidden(self, x: torch.Tensor, mods: torch.Tensor, mask, cache: KVCache | None) -> torch.Tensor:
+        d = x.shape[-1]
         for i, blk in enumerate(self.blocks):
-            x = blk(x, c, mask, cache, i)
-        shift, scale = self.head_ada(c)[:, None].chunk(2, dim=-1)
+            x = blk(x, mods[:, 6 * d * i:6 * d * (i + 1)], mask, cache, i)
+        shift, scale = mods[:, None, 6 * d * len(self.blocks):].chunk(2, dim=-1)
         return self.norm(x) * (1 + scale) + shift
 
     def _parallel_logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -164,20 +172,29 @@ class ScaleTransformer(nn.Module):
         """Teacher-forced pass over all scales at once (training, and the cache's reference)."""
         c = self.embed_condition(cond)
         x = torch.cat([self._tokens(c, k, inputs[k - 1] if k else None) for k in range(len(self.scales))], dim=1)
-        h = self._hidden(x, c, self.mask, None)
+        h = self._hidden(x, self.modulations(c), self.mask, None)
         if not self.dim_autoregressive:
             return self._parallel_logits(h)
         if codes is None:
             raise ValueError("the dimension-autoregressive head needs the target codes [B, T, Da]")
         return self.dim_head.teacher(h, codes)
 
-    def step(self, c: torch.Tensor, k: int, inp: torch.Tensor | None, cache: KVCache,
-             pick) -> tuple[torch.Tensor, torch.Tensor]:
-        """One scale with the KV cache of scales ``< k``: ``-> (logits [B, s_k, Da, V], codes
-        [B, s_k, Da])``, codes chosen by ``pick(logits [..., V]) -> [...]``. ``c`` is
-        ``embed_condition(cond)``. Scales must be run in order 0, 1, ..."""
-        h = self._hidden(self._tokens(c, k, inp), c, None, cache)
+    def scale_hidden(self, c: torch.Tensor, mods: torch.Tensor, k: int, inp: torch.Tensor | None,
+                     cache: KVCache) -> torch.Tensor:
+        """Hidden states ``[B, s_k, d]`` of scale ``k`` given the KV cache of scales ``< k``
+        (``c = embed_condition(cond)``, ``mods = modulations(c)``); extends the cache."""
+        return self._hidden(self._tokens(c, k, inp), mods, None, cache)
+
+    def pick_codes(self, h: torch.Tensor, pick) -> tuple[torch.Tensor, torch.Tensor]:
+        """``h [B, s, d]`` -> (logits ``[B, s, Da, V]``, codes ``[B, s, Da]``), codes chosen by
+        ``pick(logits [..., V]) -> [...]``."""
         if self.dim_autoregressive:
             return self.dim_head.sample(h, pick)
         logits = self._parallel_logits(h)
         return logits, pick(logits)
+
+    def step(self, c: torch.Tensor, mods: torch.Tensor, k: int, inp: torch.Tensor | None, cache: KVCache,
+             pick) -> tuple[torch.Tensor, torch.Tensor]:
+        """One scale with the KV cache of scales ``< k``: ``-> (logits [B, s_k, Da, V], codes
+        [B, s_k, Da])``. Scales must be run in order 0, 1, ..."""
+        return self.pick_codes(self.scale_hidden(c, mods, k, inp, cache), pick)
