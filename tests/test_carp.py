@@ -194,8 +194,15 @@ def test_frozen_sampling_matches_eager_and_is_dropped_on_weight_changes(dim_ar):
     p.reseed()
     assert not np.allclose(p.infer(obs)["action"], frozen[0], atol=1e-4)
     p.freeze_for_inference()
+    p.set_sampling("greedy")  # the graph is rebuilt for the new setting
+    np.testing.assert_allclose(p.infer(obs)["action"], p.infer(obs)["action"])
+    p._freeze, p._frozen = False, None
+    eager_greedy = p.infer(obs)["action"]
+    p.freeze_for_inference()
+    np.testing.assert_allclose(p.infer(obs)["action"], eager_greedy, atol=1e-5)
+    assert p._frozen.net.greedy
     p.train()
-    assert p._frozen is None and p.training
+    assert p._frozen is None and not p._freeze and p.training
 
 
 def test_bad_observations_raise_user_errors():

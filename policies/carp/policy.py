@@ -9,10 +9,11 @@ Training (``compute_loss``, two stages in the one training loop; the stage follo
 2. then: the tokenizer is frozen (``requires_grad`` off); the transformer learns, with cross-entropy and teacher
    forcing, every scale's codes of the chunk given the observation.
 
-Inference (``infer``): the observation embedding starts the sequence; for each scale one
-forward pass over that scale's tokens with the KV cache, codes sampled (greedy or top-k from
-the policy's own generator), ``f_hat`` accumulated; after the last scale the tokenizer's
-decoder gives the chunk. ``len(scales)`` transformer passes per chunk, whatever its length.
+Inference (``infer``, ``sampling.py``): the observation embedding starts the sequence; for
+each scale one forward pass over that scale's tokens with the KV cache, codes sampled (greedy
+or top-k from the policy's own generator), ``f_hat`` accumulated; after the last scale the
+tokenizer's decoder gives the chunk. ``len(scales)`` transformer passes per chunk, whatever
+its length; after ``freeze_for_inference`` the whole chunk is one frozen TorchScript graph.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from rosmind.policies.diffusion.encoders import ObsEncoder, encode_observations,
 from rosmind.policies.normalizer import Normalizer
 
 from .config import CarpConfig
-from .frozen import FrozenSampler
+from .sampling import ChunkSampler, FrozenSampler, word_inputs
 from .tokenizer import MultiScaleTokenizer
-from .transformer import KVCache, ScaleTransformer
+from .transformer import ScaleTransformer
 
 CODE_RESTART_EVERY = 50
 log = logging.getLogger(__name__)
@@ -61,23 +62,25 @@ class CarpPolicy(nn.Module):
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
         self.register_buffer("code_usage", torch.zeros(cfg.codebook_size, dtype=torch.bool), persistent=False)
         self._generator = torch.Generator().manual_seed(cfg.seed)
-        self._frozen: FrozenSampler | None = None  # set by freeze_for_inference(); not in the state dict
+        self._freeze = False  # freeze_for_inference() was called (and nothing changed since)
+        self._frozen: FrozenSampler | None = None  # the graphs, for the current sampling setting
         self.eval()
 
     def freeze_for_inference(self) -> None:
-        """Sample through TorchScript-traced, frozen graphs from now on (``frozen.py``): one per
-        scale plus the decoder, instead of a few hundred eagerly dispatched small operators.
-        The graphs hold the weights as they are now; ``train(True)`` or ``load_state_dict()``
-        drops them. Deployment paths (``load_checkpoint``) call this; training never does."""
-        self._frozen = FrozenSampler(self.transformer, self.tokenizer, self.config.action_dim)
+        """Sample through one TorchScript-traced, frozen graph per chunk from now on
+        (``sampling.FrozenSampler``) instead of a few hundred eagerly dispatched small
+        operators; same draws, same codes. It holds the weights as they are now: ``train(True)``
+        or ``load_state_dict()`` drops it (call this again afterwards); ``set_sampling`` rebuilds
+        it. Deployment paths (``load_checkpoint``) call this; training never does."""
+        self._freeze, self._frozen = True, None
 
     def train(self, mode: bool = True):
         if mode:
-            self._frozen = None
+            self._freeze, self._frozen = False, None
         return super().train(mode)
 
     def load_state_dict(self, *args, **kwargs):
-        self._frozen = None
+        self._freeze, self._frozen = False, None
         return super().load_state_dict(*args, **kwargs)
 
     @staticmethod
@@ -131,6 +134,7 @@ class CarpPolicy(nn.Module):
             self.config = dataclasses.replace(self.config, **kw)
         except SpecError as e:
             raise UserError(str(e)) from None
+        self._frozen = None  # rebuilt for the new setting on the next chunk
 
     def fit_normalizer(self, stats: dict[str, dict[str, np.ndarray]]) -> None:
         self.normalizer.fit(stats)
@@ -151,9 +155,7 @@ class CarpPolicy(nn.Module):
         return codes.reshape(b, self.config.action_dim, -1).permute(0, 2, 1)
 
     def _word_inputs(self, inp: torch.Tensor, b: int) -> torch.Tensor:
-        """Tokenizer input ``[B*Da, C, s] -> [B, s, Da*C]`` (one token per latent index)."""
-        cfg = self.config
-        return inp.reshape(b, cfg.action_dim, cfg.latent_dim, -1).permute(0, 3, 1, 2).reshape(b, inp.shape[-1], -1)
+        return word_inputs(inp, b, self.config.action_dim)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """``batch``: obs keys ``[B, To, *shape]``, ``action [B, horizon, Da]`` -> (loss, logs).
@@ -204,41 +206,29 @@ class CarpPolicy(nn.Module):
         recon, _, _ = self.tokenizer(self.to_chunk_space(actions.float(), joint_pos))
         return self.from_chunk_space(recon, joint_pos)
 
-    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
-        """``[..., V]`` logits -> ``[...]`` codes (greedy, or top-k from the policy's generator)."""
+    def _sampler_setting(self) -> tuple[bool, int, float]:
         cfg = self.config
-        if cfg.sampling == "greedy" or cfg.top_k == 1:
-            return logits.argmax(-1)
-        vals, idx = torch.topk(logits / cfg.temperature, cfg.top_k, dim=-1)
-        probs = torch.softmax(vals, dim=-1)
-        pick = torch.multinomial(probs.reshape(-1, cfg.top_k), 1, generator=self._generator)
-        return idx.reshape(-1, cfg.top_k).gather(1, pick).reshape(logits.shape[:-1])
+        return cfg.sampling == "greedy", cfg.top_k, cfg.temperature
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, return_logits: bool = False):
         """Coarse-to-fine sampling: ``cond [B, Dc]`` -> normalized chunk ``[B, horizon, Da]``
-        (and, with ``return_logits``, the per-scale logits ``[B, s_k, Da, V]`` and codes)."""
-        if self._frozen is not None and not return_logits:
+        (and, with ``return_logits``, the per-scale logits ``[B, s_k, Da, V]`` and codes).
+        Top-k draws come from the policy's generator (``reseed``)."""
+        cfg = self.config
+        u = torch.rand(cond.shape[0], sum(cfg.scales), cfg.action_dim, generator=self._generator)
+        if self._freeze and not return_logits:
             try:
-                return self._frozen.sample(cond, self._sample)
+                if self._frozen is None:
+                    self._frozen = FrozenSampler(self.transformer, self.tokenizer, cfg.action_dim,
+                                                 *self._sampler_setting())
+                return self._frozen(cond, u)
             except (AttributeError, RuntimeError) as e:  # a torch without TorchScript: stay eager
                 log.warning("carp policy: TorchScript freezing unavailable (%s); sampling eagerly", e)
-                self._frozen = None
-        b = cond.shape[0]
-        tok, tf = self.tokenizer, self.transformer
-        c = tf.embed_condition(cond)
-        mods = tf.modulations(c)
-        cache = KVCache(len(tf.blocks))
-        f_hat = c.new_zeros(b * self.config.action_dim, tok.latent_dim, tok.length)
-        all_logits, all_codes = [], []
-        for k in range(len(tok.scales)):
-            inp = None if k == 0 else self._word_inputs(tok.next_input(f_hat, k), b)
-            logits, codes = tf.step(c, mods, k, inp, cache, self._sample)  # codes [B, s_k, Da]
-            f_hat = tok.add_scale(f_hat, codes.permute(0, 2, 1).reshape(b * self.config.action_dim, -1), k)
-            all_logits.append(logits)
-            all_codes.append(codes)
-        x = tok.decode(f_hat, self.config.action_dim)
-        return (x, all_logits, all_codes) if return_logits else x
+                self._freeze, self._frozen = False, None
+        sampler = ChunkSampler(self.transformer, self.tokenizer, cfg.action_dim, *self._sampler_setting())
+        x, logits, codes = sampler.run(cond, u, record=return_logits)
+        return (x, logits, codes) if return_logits else x
 
     def _obs_tensors(self, obs: dict[str, np.ndarray], batched: bool) -> dict[str, torch.Tensor]:
         cfg = self.config

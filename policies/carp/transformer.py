@@ -101,12 +101,13 @@ class DimHead(nn.Module):
         return torch.einsum("btjd,jdv->btjv", z, self.weight) + self.bias
 
     def sample(self, h: torch.Tensor, pick) -> tuple[torch.Tensor, torch.Tensor]:
-        """``h [B, t, d]`` -> (logits ``[B, t, Da, V]``, codes ``[B, t, Da]``), ``pick(logits)``."""
+        """``h [B, t, d]`` -> (logits ``[B, t, Da, V]``, codes ``[B, t, Da]``); dimension ``j``'s
+        codes are ``pick(logits_j [B, t, V], j)``."""
         state, logits, codes = h, [], []
         for j in range(self.weight.shape[0]):
             z = state + self.mlp(state)
             lj = z @ self.weight[j] + self.bias[j]
-            cj = pick(lj)
+            cj = pick(lj, j)
             state = state + self.code_emb[j][cj]
             logits.append(lj)
             codes.append(cj)
@@ -187,14 +188,9 @@ class ScaleTransformer(nn.Module):
 
     def pick_codes(self, h: torch.Tensor, pick) -> tuple[torch.Tensor, torch.Tensor]:
         """``h [B, s, d]`` -> (logits ``[B, s, Da, V]``, codes ``[B, s, Da]``), codes chosen by
-        ``pick(logits [..., V]) -> [...]``."""
+        ``pick(logits, j)``: ``j`` the action dimension for the dimension-autoregressive head
+        (logits ``[B, s, V]``), ``None`` for all at once (logits ``[B, s, Da, V]``)."""
         if self.dim_autoregressive:
             return self.dim_head.sample(h, pick)
         logits = self._parallel_logits(h)
-        return logits, pick(logits)
-
-    def step(self, c: torch.Tensor, mods: torch.Tensor, k: int, inp: torch.Tensor | None, cache: KVCache,
-             pick) -> tuple[torch.Tensor, torch.Tensor]:
-        """One scale with the KV cache of scales ``< k``: ``-> (logits [B, s_k, Da, V], codes
-        [B, s_k, Da])``. Scales must be run in order 0, 1, ..."""
-        return self.pick_codes(self.scale_hidden(c, mods, k, inp, cache), pick)
+        return logits, pick(logits, None)
