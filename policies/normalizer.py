@@ -4,6 +4,12 @@ Each low-dimensional key is mapped element-wise from ``[min, max]`` (fitted on t
 to ``[-1, 1]``, as in diffusion_policy's ``LinearNormalizer(mode="limits")``. Elements whose
 range is below ``range_eps`` (a constant joint, a fixed goal) map to 0 instead of dividing by
 ~0. An unfitted normalizer is the identity (min -1, max 1).
+
+``min_range`` (per key) floors the range an element is divided by: an element that barely
+varied in the demonstrations (a gripper quaternion component spanning 0.001, a finger joint)
+is otherwise amplified by ``2 / range``, so a physically negligible deviation at run time (one
+degree of tilt) becomes an input far outside anything seen in training. With a floor, such an
+element maps to ``(x - midpoint) * 2 / min_range``.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ def _safe(key: str) -> str:
 class Normalizer(nn.Module):
     """``normalize(key, x[..., *shape])`` / ``unnormalize``; ``shapes`` fixes keys and shapes."""
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], range_eps: float = 1e-4):
+    def __init__(self, shapes: dict[str, tuple[int, ...]], range_eps: float = 1e-4,
+                 min_range: dict[str, float] | None = None):
         super().__init__()
         self.keys = tuple(shapes)
         self.shapes = {k: tuple(s) for k, s in shapes.items()}
         self.range_eps = range_eps
+        self.min_range = {k: float(v) for k, v in (min_range or {}).items() if v > 0}
         for k, s in self.shapes.items():
             self.register_buffer(f"{_safe(k)}_min", -torch.ones(s))
             self.register_buffer(f"{_safe(k)}_max", torch.ones(s))
@@ -47,6 +55,10 @@ class Normalizer(nn.Module):
     def _scale_offset(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = self.bounds(key)
         rng = hi - lo
+        floor = self.min_range.get(key)
+        if floor is not None:
+            scale = 2.0 / rng.clamp(min=floor)
+            return scale, -scale * (lo + hi) / 2
         flat = rng < self.range_eps
         scale = torch.where(flat, torch.ones_like(rng), 2.0 / torch.where(flat, torch.ones_like(rng), rng))
         offset = torch.where(flat, -lo, -1.0 - scale * lo)

@@ -134,9 +134,14 @@ class ReachEitherExpert:
         return {"action": rows}
 
 
-def collect_reach_either(out: str | Path, episodes: int, seed_start: int = 0) -> dict:
+def collect_reach_either(out: str | Path, episodes: int, seed_start: int = 0, after_success_ticks: int = 0,
+                         paired: bool = False) -> dict:
     """Demonstrations of ``reach_either`` into a zarr replay buffer: even seeds go left, odd
-    seeds right. Returns ``{"episodes", "kept", "modes": [left, right]}`` (kept = successes)."""
+    seeds right; with ``paired`` every seed is demonstrated twice, left then right, so each
+    starting observation has both modes in the data (nothing to memorize about which scene
+    went which way). ``after_success_ticks`` more ticks are recorded once the target is
+    reached (the expert holds still there, so a policy learns to stop). Returns
+    ``{"episodes", "kept", "modes": [left, right]}`` (kept = successes)."""
     from rosmind.dataset import ReplayBuffer
     from rosmind.sim.robots import make_sim
     from rosmind.sim.rollout import run_episode
@@ -147,7 +152,10 @@ def collect_reach_either(out: str | Path, episodes: int, seed_start: int = 0) ->
     modes = [0, 0]
     try:
         with make_sim("panda", "reach_either") as sim:
-            for seed in range(seed_start, seed_start + episodes):
+            runs = [(seed, side) for seed in range(seed_start, seed_start + (episodes + 1) // 2) for side in (0, 1)]
+            if not paired:
+                runs = [(seed, seed % 2) for seed in range(seed_start, seed_start + episodes)]
+            for seed, side in runs[:episodes]:
                 rows: dict[str, list] = {k: [] for k in (*keys, "action")}
                 last = [None]
 
@@ -158,12 +166,34 @@ def collect_reach_either(out: str | Path, episodes: int, seed_start: int = 0) ->
                     last[0] = action if action is not None else obs["joint_pos"]
                     rows["action"].append(np.asarray(last[0], dtype=np.float64))
 
-                r = run_episode(sim, experts[seed % 2], seed, on_tick=on_tick)
+                r = run_episode(sim, experts[side], seed, on_tick=on_tick, after_success_ticks=after_success_ticks)
                 if r.success:
-                    modes[seed % 2] += 1
+                    modes[side] += 1
                     buf.add_episode({k: np.stack(v) for k, v in rows.items()},
                                     {"seed": np.int64(seed), "success": np.uint8(1)})
     finally:
         for e in experts:
             e.close()
     return {"episodes": episodes, "kept": sum(modes), "modes": modes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rosmind.sim.tasks_bimodal --out data/reach_either.zarr --episodes 200``."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m rosmind.sim.tasks_bimodal", description=main.__doc__)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--episodes", type=int, default=200)
+    ap.add_argument("--seed-start", type=int, default=0)
+    ap.add_argument("--after-success-ticks", type=int, default=10)
+    ap.add_argument("--paired", action="store_true", help="every seed twice, left then right")
+    a = ap.parse_args(argv)
+    if a.episodes < 1 or a.after_success_ticks < 0:
+        ap.error("--episodes must be >= 1 and --after-success-ticks >= 0")
+    print(json.dumps(collect_reach_either(a.out, a.episodes, a.seed_start, a.after_success_ticks, a.paired)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -163,6 +163,7 @@ def test_train_loop_runs_both_stages(tmp_path):
     (dict(obs_keys=("ee_pose",)), "relative_actions"),  # relative chunks need joint_pos
     (dict(action_dim=7), "relative_actions"),
     (dict(delta_limit_fraction=0.0), "delta_limit_fraction"),
+    (dict(obs_min_range=-0.1), "obs_min_range"),
     (dict(obs_keys=("joint_pos", "camera/wrist/rgb"), obs_shapes={"joint_pos": (8,), "camera/wrist/rgb": (8, 8, 3)}),
      "obs_keys"),
 ])

@@ -244,6 +244,20 @@ def test_normalizer_min_max_to_unit_range_with_zero_range_guard():
     torch.testing.assert_close(ident.normalize("b", torch.tensor([0.3, -0.7])), torch.tensor([0.3, -0.7]))
 
 
+def test_normalizer_range_floor_does_not_amplify_barely_varying_elements():
+    # A gripper quaternion component that spanned 0.001 in the demos: plain min-max multiplies a
+    # 0.005 run-time tilt by 2000 (to 9); with a 0.1 floor it moves the input by 0.1.
+    lo, hi = np.array([0.0, 0.0, 2.0]), np.array([1.0, 0.001, 2.0])
+    plain, floored = Normalizer({"q": (3,)}), Normalizer({"q": (3,)}, min_range={"q": 0.1})
+    for n in (plain, floored):
+        n.fit({"q": {"min": lo, "max": hi}})
+    x = torch.tensor([[0.0, 0.0055, 2.0], [1.0, 0.0005, 2.0]])
+    assert plain.normalize("q", x)[0, 1] > 9
+    y = floored.normalize("q", x)
+    torch.testing.assert_close(y, torch.tensor([[-1.0, 0.1, 0.0], [1.0, 0.0, 0.0]]))  # wide ranges as before
+    torch.testing.assert_close(floored.unnormalize("q", y), x)
+
+
 def test_ema_decay_schedule_and_update():
     a, b = nn.Linear(2, 1), nn.Linear(2, 1)
     ema = EMAModel(a, b, power=0.75, max_decay=0.9999)

@@ -34,6 +34,11 @@ class CarpConfig(PolicyConfig):
     largest motion the robot spec's velocity limits allow over a chunk; otherwise the absolute
     targets min-max normalized to [-1, 1].
 
+    ``obs_min_range``: the observation normalizer divides no element by less than this range
+    (``Normalizer.min_range``). Elements that barely varied in the demonstrations (the gripper's
+    quaternion components spanned 0.001-0.04 here) are otherwise amplified up to 2000x, and the
+    transformer, unlike the diffusion UNet, turned a one-degree tilt into an unrelated chunk.
+
     ``dim_autoregressive``: the codes of the action dimensions at one position are predicted
     one after another (each given the lower ones) instead of independently; see
     ``transformer.py``.
@@ -64,6 +69,7 @@ class CarpConfig(PolicyConfig):
     dim_autoregressive: bool = False
     relative_actions: bool = True
     relative_obs: bool = False  # hand-relative object/goal positions, as DiffusionConfig.relative_obs
+    obs_min_range: float = 0.0  # floor of the normalizer's per-element obs range (0: plain min-max)
     delta_limit_fraction: float = 0.5
     sampling: str = "top_k"
     top_k: int = 3
@@ -122,6 +128,8 @@ class CarpConfig(PolicyConfig):
             if math.prod(self.obs_shapes["joint_pos"]) != self.action_dim:
                 raise bad("relative_actions", f"joint_pos has {math.prod(self.obs_shapes['joint_pos'])} values, "
                                               f"action_dim is {self.action_dim}; they must match")
+        if not self.obs_min_range >= 0:
+            raise bad("obs_min_range", f"must be >= 0, got {self.obs_min_range}")
         if not 0 < self.delta_limit_fraction <= 1:
             raise bad("delta_limit_fraction", f"must be in (0, 1], got {self.delta_limit_fraction}")
         if self.sampling not in SAMPLINGS:

@@ -51,7 +51,8 @@ class CarpPolicy(nn.Module):
         cfg = config or CarpConfig()
         self.config = cfg
         low_dim = {k: cfg.obs_shapes[k] for k in cfg.obs_keys}
-        self.normalizer = Normalizer({**low_dim, "action": (cfg.action_dim,)})
+        self.normalizer = Normalizer({**low_dim, "action": (cfg.action_dim,)},
+                                     min_range={k: cfg.obs_min_range for k in low_dim})
         self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes, extra_per_step=relative_obs_dim(cfg))
         self.tokenizer = MultiScaleTokenizer(cfg.horizon, cfg.downsample, cfg.scales, cfg.latent_dim,
                                              cfg.codebook_size, cfg.tokenizer_hidden, cfg.commitment_weight)
