@@ -24,7 +24,7 @@ def _sides(policy, seed: int, draws: int, sim) -> list[str]:
     for r in range(draws):
         policy.reseed(r)
         ys: list[float] = []
-        run_episode(sim, policy, seed, on_tick=lambda t, o, a: ys.append(float(o["ee_pose"][1])))
+        run_episode(sim, policy, seed, on_tick=lambda t, o, a, ys=ys: ys.append(float(o["ee_pose"][1])))
         out.append("left" if ys[min(15, len(ys) - 1)] > ys[0] else "right")
     return out
 
