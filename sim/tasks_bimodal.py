@@ -152,10 +152,11 @@ def collect_reach_either(out: str | Path, episodes: int, seed_start: int = 0, af
     modes = [0, 0]
     try:
         with make_sim("panda", "reach_either") as sim:
-            runs = [(seed, side) for seed in range(seed_start, seed_start + (episodes + 1) // 2) for side in (0, 1)]
-            if not paired:
+            if paired:
+                runs = [(seed_start + i // 2, i % 2) for i in range(episodes)]
+            else:
                 runs = [(seed, seed % 2) for seed in range(seed_start, seed_start + episodes)]
-            for seed, side in runs[:episodes]:
+            for seed, side in runs:
                 rows: dict[str, list] = {k: [] for k in (*keys, "action")}
                 last = [None]
 
