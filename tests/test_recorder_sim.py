@@ -49,11 +49,14 @@ def test_record_sim_graph_convert_and_train(ros_env, repo, tmp_path):
     launch = None
     try:
         # The recorder is subscribed before the robot's first tick (a fixed sleep was too short
-        # on a fresh clone, where nothing is byte-compiled yet).
+        # on a fresh clone, where nothing is byte-compiled yet). Its subscriptions must also have
+        # matched safety_node's publisher (a volatile topic: a command sent before that is never
+        # delivered), which min_subscribers cannot see: start_delay_s leaves discovery 5 s (2 s
+        # lost tick 0's command once in a loaded full run).
         _wait_for_line(rec, "recording [", 60.0)
         launch = subprocess.Popen([sys.executable, "-m", "rosmind.cli", "launch",
                                    str(repo / "launch/sim_pick_place.launch.yaml"), "episodes:=1",
-                                   "min_subscribers:=3", "start_delay_s:=2.0"],
+                                   "min_subscribers:=3", "start_delay_s:=5.0"],
                                   env=ros_env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)
         out, _ = launch.communicate(timeout=180)
@@ -78,7 +81,7 @@ def test_record_sim_graph_convert_and_train(ros_env, repo, tmp_path):
     report = convert(ep_dir[0], tmp_path / "demo.zarr")
     r = report["episodes"][0]
     assert r["ticks"] == ticks  # lockstep re-sends of a tick share its stamp: one tick each
-    assert r["action"]["ticks_before_first_command"] == 0
+    assert r["action"]["ticks_before_first_command"] == 0, r["action"]
     buf = ReplayBuffer.open(tmp_path / "demo.zarr")
     assert {"joint_pos", "joint_vel", "ee_pose", "wrench", "object_poses", "goal_pose", "action"} <= set(buf.keys())
     data = buf.get_episode(0)
