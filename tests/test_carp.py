@@ -135,6 +135,44 @@ def test_two_stages_switch_by_step_and_resume_keeps_stage():
     assert any(p.grad is not None for p in policy.transformer.parameters())
 
 
+def test_prefix_noise_slips_prefix_codes_and_targets_what_they_leave():
+    from rosmind.policies.carp.tokenizer import resize
+
+    torch.manual_seed(0)
+    tok = CarpPolicy(small_config()).tokenizer
+    f = tok.encode(smooth_chunks(200, 16, 2, np.random.default_rng(0)))
+    clean = tok.tokenize(smooth_chunks(200, 16, 2, np.random.default_rng(0)))
+    used, targets = tok.perturbed_codes(f, 0.0, 3)
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(used, targets, clean, strict=True))
+
+    used, targets = tok.perturbed_codes(f, 0.3, 3, torch.Generator().manual_seed(0))
+    last = len(tok.scales) - 1
+    for k in range(len(tok.scales)):
+        slipped = (used[k] != targets[k]).float().mean().item()
+        assert (slipped == 0.0) if k == last else (0.2 < slipped < 0.4), (k, slipped)
+        # A slipped code is one of the 2nd/3rd nearest of its residual; the target is the nearest
+        # of what the used (slipped) prefix leaves.
+        f_hat = torch.zeros_like(f)
+        for j in range(k):
+            f_hat = tok.add_scale(f_hat, used[j], j)
+        d = tok.distances(resize(f - f_hat, tok.scales[k], down=True))
+        order = d.argsort(1)
+        assert torch.equal(targets[k].flatten(), order[:, 0])
+        rank = (order == used[k].flatten()[:, None]).float().argmax(1)
+        assert int(rank.max()) <= 2
+
+    # Only training slips: the stage-2 loss in eval mode is the unperturbed one.
+    policy = CarpPolicy(small_config(tokenizer_steps=0, prefix_noise=0.5))
+    batch = {"joint_pos": torch.zeros(8, 1, 2), "action": smooth_chunks(8, 16, 2, np.random.default_rng(1))}
+    with torch.no_grad():
+        policy.eval()
+        ref = policy.compute_loss(batch)[0]
+        clean_policy = CarpPolicy(small_config(tokenizer_steps=0))
+        clean_policy.load_state_dict(policy.state_dict())
+        assert torch.allclose(ref, clean_policy.train().compute_loss(batch)[0])
+        assert not torch.allclose(ref, policy.train().compute_loss(batch)[0])
+
+
 def test_train_loop_runs_both_stages(tmp_path):
     from rosmind.checkpoint import load_checkpoint
     from rosmind.policies.train import train
@@ -164,6 +202,7 @@ def test_train_loop_runs_both_stages(tmp_path):
     (dict(action_dim=7), "relative_actions"),
     (dict(delta_limit_fraction=0.0), "delta_limit_fraction"),
     (dict(obs_min_range=-0.1), "obs_min_range"),
+    (dict(prefix_noise=1.0), "prefix_noise"),
     (dict(obs_keys=("joint_pos", "camera/wrist/rgb"), obs_shapes={"joint_pos": (8,), "camera/wrist/rgb": (8, 8, 3)}),
      "obs_keys"),
 ])

@@ -39,6 +39,13 @@ class CarpConfig(PolicyConfig):
     quaternion components spanned 0.001-0.04 here) are otherwise amplified up to 2000x, and the
     transformer, unlike the diffusion UNet, turned a one-degree tilt into an unrelated chunk.
 
+    ``prefix_noise``: during stage 2, each code of the scales before the last is replaced, with
+    this probability, by its 2nd or 3rd nearest code in the teacher-forced input, and the
+    later scales' targets are the nearest codes of what that slipped prefix leaves over
+    (``MultiScaleTokenizer.perturbed_codes``). Pure teacher forcing only ever shows the
+    transformer prefixes the tokenizer itself would choose; sampling does not, and the finer
+    scales then add residuals meant for another coarse code. 0 trains as the paper does.
+
     ``dim_autoregressive``: the codes of the action dimensions at one position are predicted
     one after another (each given the lower ones) instead of independently; see
     ``transformer.py``.
@@ -67,6 +74,7 @@ class CarpConfig(PolicyConfig):
     n_heads: int = 4
     dropout: float = 0.1
     dim_autoregressive: bool = False
+    prefix_noise: float = 0.0
     relative_actions: bool = True
     relative_obs: bool = False  # hand-relative object/goal positions, as DiffusionConfig.relative_obs
     obs_min_range: float = 0.0  # floor of the normalizer's per-element obs range (0: plain min-max)
@@ -120,6 +128,8 @@ class CarpConfig(PolicyConfig):
             raise bad("tokenizer_steps", f"must be >= 0, got {self.tokenizer_steps}")
         if not 0 <= self.dropout < 1:
             raise bad("dropout", f"must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.prefix_noise < 1:
+            raise bad("prefix_noise", f"must be in [0, 1), got {self.prefix_noise}")
         if self.commitment_weight < 0:
             raise bad("commitment_weight", f"must be >= 0, got {self.commitment_weight}")
         if self.relative_actions:

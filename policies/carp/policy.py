@@ -36,6 +36,7 @@ from .tokenizer import MultiScaleTokenizer
 from .transformer import ScaleTransformer
 
 CODE_RESTART_EVERY = 50
+PREFIX_NOISE_NEAR = 3  # a slipped prefix code is the 2nd or 3rd nearest (what top-3 sampling reaches)
 log = logging.getLogger(__name__)
 
 
@@ -63,6 +64,7 @@ class CarpPolicy(nn.Module):
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
         self.register_buffer("code_usage", torch.zeros(cfg.codebook_size, dtype=torch.bool), persistent=False)
         self._generator = torch.Generator().manual_seed(cfg.seed)
+        self._train_generator = torch.Generator().manual_seed(cfg.seed + 1)  # prefix_noise draws
         self._freeze = False  # freeze_for_inference() was called (and nothing changed since)
         self._frozen: FrozenSampler | None = None  # the graphs, for the current sampling setting
         self.eval()
@@ -174,9 +176,13 @@ class CarpPolicy(nn.Module):
         # parameters that require grad), so the exported tokenizer is the one the codes came from.
         self.tokenizer.requires_grad_(False)
         with torch.no_grad():
-            codes = self.tokenizer.tokenize(x0)
+            if self.training and self.config.prefix_noise > 0:
+                codes, targets = self.tokenizer.perturbed_codes(self.tokenizer.encode(x0), self.config.prefix_noise,
+                                                                PREFIX_NOISE_NEAR, self._train_generator)
+            else:
+                codes = targets = self.tokenizer.tokenize(x0)
             inputs = [self._word_inputs(t, b) for t in self.tokenizer.teacher_inputs(codes)]
-        target = torch.cat([self._codes_per_token(q, b) for q in codes], dim=1)
+        target = torch.cat([self._codes_per_token(q, b) for q in targets], dim=1)
         logits = self.transformer(self._encode(batch), inputs, target)
         loss = F.cross_entropy(logits.reshape(-1, self.config.codebook_size), target.reshape(-1))
         acc = (logits.argmax(-1) == target).float().mean().item()

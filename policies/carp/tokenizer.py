@@ -79,12 +79,15 @@ class MultiScaleTokenizer(nn.Module):
         y = self.decoder(f_hat)[:, 0]
         return y.reshape(-1, action_dim, self.horizon).permute(0, 2, 1)
 
-    def lookup(self, r: torch.Tensor) -> torch.Tensor:
-        """Nearest codes of ``r [N, C, s]`` -> ``[N, s]`` (long)."""
+    def distances(self, r: torch.Tensor) -> torch.Tensor:
+        """Squared distances ``[N*s, V]`` from every vector of ``r [N, C, s]`` to every code."""
         flat = r.permute(0, 2, 1).reshape(-1, self.latent_dim)
         e = self.codebook.weight
-        d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t() + e.pow(2).sum(1)[None]
-        return d.argmin(1).reshape(r.shape[0], r.shape[2])
+        return flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t() + e.pow(2).sum(1)[None]
+
+    def lookup(self, r: torch.Tensor) -> torch.Tensor:
+        """Nearest codes of ``r [N, C, s]`` -> ``[N, s]`` (long)."""
+        return self.distances(r).argmin(1).reshape(r.shape[0], r.shape[2])
 
     def add_scale(self, f_hat: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
         """``f_hat [N, C, L]`` plus scale ``k``'s contribution from ``codes [N, s_k]``."""
@@ -111,6 +114,31 @@ class MultiScaleTokenizer(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         f_hat, loss, codes = self.quantize(self.encode(x))
         return self.decode(f_hat, x.shape[-1]), loss, codes
+
+    @torch.no_grad()
+    def perturbed_codes(self, f: torch.Tensor, prob: float, near: int,
+                        generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Residual quantization of ``f [N, C, L]`` in which each code of the scales before the
+        last is, with probability ``prob``, replaced by one of its ``near - 1`` next-nearest
+        codes (uniformly), the slip a sampled prefix makes when the residual lies between codes.
+        Returns (codes used, per scale) and (targets: at every scale the nearest code of what the
+        *used* prefix left over, so later scales learn to take back an earlier slip)."""
+        f_hat = torch.zeros_like(f)
+        used, targets = [], []
+        last = len(self.scales) - 1
+        for k, s in enumerate(self.scales):
+            d = self.distances(resize(f - f_hat, s, down=True))
+            order = d.topk(min(near, self.codebook_size), dim=1, largest=False).indices  # [M, near]
+            q = order[:, 0]
+            targets.append(q.reshape(f.shape[0], s))
+            if k < last and prob > 0 and order.shape[1] > 1:
+                slip = torch.rand(q.shape, generator=generator).to(q.device) < prob
+                pick = torch.randint(1, order.shape[1], q.shape, generator=generator).to(q.device)
+                q = torch.where(slip, order.gather(1, pick[:, None])[:, 0], q)
+            q = q.reshape(f.shape[0], s)
+            used.append(q)
+            f_hat = self.add_scale(f_hat, q, k)
+        return used, targets
 
     @torch.no_grad()
     def tokenize(self, x: torch.Tensor) -> list[torch.Tensor]:
