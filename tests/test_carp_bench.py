@@ -48,3 +48,17 @@ def test_bench_refuses_a_checkpoint_of_another_family(carp_ckpt, capsys):
     assert "holds a 'carp' checkpoint, not 'diffusion'" in capsys.readouterr().err
     assert main(["bench", "policies", "--policies", "carp,dp"]) == 2
     assert "unknown family ['dp']" in capsys.readouterr().err
+
+
+def test_eval_overrides_carp_sampling_and_refuses_it_elsewhere(carp_ckpt, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert main(["eval", "--checkpoint", str(carp_ckpt), "--episodes", "1", "--n-envs", "1",
+                 "--sampling", "greedy", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["episodes"] == 1
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(carp_ckpt), "--episodes", "1", "--top-k", "0"]) != 0
+    assert "CarpConfig.top_k" in capsys.readouterr().err
+    assert main(["eval", "--policy", "expert", "--episodes", "1", "--sampling", "greedy"]) != 0
+    assert "not a CARP policy" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(carp_ckpt), "--episodes", "1", "--ros", "--top-k", "2"]) != 0
+    assert "direct mode only" in capsys.readouterr().err

@@ -29,6 +29,8 @@ def add_arguments(p):
     p.add_argument("--n-envs", type=int, default=8, help="direct mode: envs stepped together")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], help="diffusion: override the sampler")
     p.add_argument("--steps", type=int, help="diffusion: override the number of inference steps")
+    p.add_argument("--sampling", choices=["greedy", "top_k"], help="carp: override the code sampling")
+    p.add_argument("--top-k", type=int, help="carp: override top_k (with top_k sampling)")
     p.add_argument("--json", type=Path, help="write the result JSON here")
     p.add_argument("--video", type=Path, help="MP4 of the first episode (scene camera)")
 
@@ -46,6 +48,10 @@ def load_policy(args, spec):
         if not hasattr(policy, "set_sampler"):
             raise UserError(f"--sampler/--steps: policy {args.checkpoint or args.policy!r} is not a diffusion policy")
         policy.set_sampler(args.sampler or policy.config.sampler, args.steps or policy.config.num_inference_steps)
+    if args.sampling or args.top_k is not None:
+        if not hasattr(policy, "set_sampling"):
+            raise UserError(f"--sampling/--top-k: policy {args.checkpoint or args.policy!r} is not a CARP policy")
+        policy.set_sampling(args.sampling or policy.config.sampling, args.top_k)
     return policy
 
 
@@ -63,8 +69,8 @@ def _direct(args, spec) -> dict:
 def _ros(args, spec) -> dict:
     from rosmind.stats import wilson_interval
 
-    if args.sampler or args.steps:
-        raise UserError("--sampler/--steps apply to direct mode only")
+    if args.sampler or args.steps or args.sampling or args.top_k is not None:
+        raise UserError("--sampler/--steps/--sampling/--top-k apply to direct mode only")
     with tempfile.TemporaryDirectory(prefix="rosmind-eval-") as tmp:
         out = Path(tmp) / "results.json"
         cmd = [sys.executable, "-m", "rosmind.cli", "launch", str(LAUNCH), f"robot:={spec.name}",
