@@ -179,10 +179,17 @@ def _resolve_configs(family: str, dataset: str, out: Path, preset: str | None, o
         pcfg = config_from_json(entry.config, saved["policy_config"], f"{run_json}: policy_config")
         tcfg = config_from_json(TrainConfig, saved["train_config"], f"{run_json}: train_config")
         ov = split_overrides(overrides)
-        if ov["policy"]:
-            raise UserError(f"--resume: policy.* overrides would change the saved model: {sorted(ov['policy'])}")
         from rosmind.policies.presets import apply_overrides
 
+        # Fields that only shape the training signal (not the weights nor inference) may change.
+        free = set(getattr(entry.config, "train_only_fields", ()))
+        fixed = sorted(k for k in ov["policy"] if k not in free)
+        if fixed:
+            raise UserError(f"--resume: policy.* overrides would change the saved model: {fixed}"
+                            + (f" (only {sorted(free)} may change on resume)" if free else ""))
+        if ov["policy"]:
+            pkw = apply_overrides(entry.config, config_to_json(pcfg), ov["policy"], "policy")
+            pcfg = config_from_json(entry.config, pkw, "policy")
         tkw = apply_overrides(TrainConfig, config_to_json(tcfg), ov["train"], "train")
         return entry, pcfg, config_from_json(TrainConfig, tkw, "train")
     pcfg, tcfg = build_configs(entry.config, TrainConfig, preset, overrides, family)

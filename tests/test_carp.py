@@ -135,7 +135,7 @@ def test_two_stages_switch_by_step_and_resume_keeps_stage():
     assert any(p.grad is not None for p in policy.transformer.parameters())
 
 
-def test_prefix_noise_slips_prefix_codes_and_targets_what_they_leave():
+def test_prefix_noise_slips_prefix_codes_and_targets_what_they_leave_and_obs_noise_only_trains():
     from rosmind.policies.carp.tokenizer import resize
 
     torch.manual_seed(0)
@@ -171,6 +171,10 @@ def test_prefix_noise_slips_prefix_codes_and_targets_what_they_leave():
         clean_policy.load_state_dict(policy.state_dict())
         assert torch.allclose(ref, clean_policy.train().compute_loss(batch)[0])
         assert not torch.allclose(ref, policy.train().compute_loss(batch)[0])
+        noisy_obs = CarpPolicy(small_config(tokenizer_steps=0, obs_noise=0.5))
+        noisy_obs.load_state_dict(policy.state_dict())
+        assert torch.allclose(ref, noisy_obs.eval().compute_loss(batch)[0])
+        assert not torch.allclose(ref, noisy_obs.train().compute_loss(batch)[0])
 
 
 def test_train_loop_runs_both_stages(tmp_path):
@@ -191,6 +195,26 @@ def test_train_loop_runs_both_stages(tmp_path):
     assert policy.infer(obs)["action"].shape == (8, 8)
 
 
+def test_resume_may_change_only_training_only_fields(tmp_path):
+    import json
+
+    from rosmind.policies.train import train
+    from tests.synthetic_data import make_dataset
+
+    ds = make_dataset(tmp_path / "d.zarr", n_episodes=2, length=30)
+    small = ["train.batch_size=4", "train.warmup_steps=1", "train.val_every=0", "train.progress=false",
+             "policy.tokenizer_steps=2", "policy.d_model=32", "policy.n_layers=1", "policy.n_heads=2",
+             "policy.codebook_size=32"]
+    train("carp", ds, tmp_path / "run", overrides=["train.steps=3", "train.checkpoint_every=3", *small])
+    with pytest.raises(UserError, match=r"would change the saved model: \['d_model'\].*prefix_noise"):
+        train("carp", ds, tmp_path / "run", overrides=["train.steps=5", "policy.d_model=64"], resume=True)
+    res = train("carp", ds, tmp_path / "run", resume=True,
+                overrides=["train.steps=5", "policy.prefix_noise=0.3", "policy.obs_noise=0.02"])
+    assert res.step == 5
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())["policy_config"]
+    assert saved["prefix_noise"] == 0.3 and saved["obs_noise"] == 0.02 and saved["d_model"] == 32
+
+
 @pytest.mark.parametrize("kw, field", [
     (dict(scales=(1, 2, 3)), "scales"),  # last scale must be horizon/downsample = 4
     (dict(scales=(2, 1, 4)), "scales"),
@@ -203,6 +227,7 @@ def test_train_loop_runs_both_stages(tmp_path):
     (dict(delta_limit_fraction=0.0), "delta_limit_fraction"),
     (dict(obs_min_range=-0.1), "obs_min_range"),
     (dict(prefix_noise=1.0), "prefix_noise"),
+    (dict(obs_noise=-0.01), "obs_noise"),
     (dict(obs_keys=("joint_pos", "camera/wrist/rgb"), obs_shapes={"joint_pos": (8,), "camera/wrist/rgb": (8, 8, 3)}),
      "obs_keys"),
 ])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from rosmind.errors import SpecError
 from rosmind.policies.diffusion.config import RELATIVE_OBS_KEYS
@@ -75,6 +76,7 @@ class CarpConfig(PolicyConfig):
     dropout: float = 0.1
     dim_autoregressive: bool = False
     prefix_noise: float = 0.0
+    obs_noise: float = 0.0
     relative_actions: bool = True
     relative_obs: bool = False  # hand-relative object/goal positions, as DiffusionConfig.relative_obs
     obs_min_range: float = 0.0  # floor of the normalizer's per-element obs range (0: plain min-max)
@@ -83,6 +85,8 @@ class CarpConfig(PolicyConfig):
     top_k: int = 3
     temperature: float = 1.0
     seed: int = 0
+
+    train_only_fields: ClassVar[tuple[str, ...]] = ("prefix_noise", "obs_noise")
 
     def __post_init__(self):
         super().__post_init__()
@@ -130,6 +134,8 @@ class CarpConfig(PolicyConfig):
             raise bad("dropout", f"must be in [0, 1), got {self.dropout}")
         if not 0 <= self.prefix_noise < 1:
             raise bad("prefix_noise", f"must be in [0, 1), got {self.prefix_noise}")
+        if not self.obs_noise >= 0:
+            raise bad("obs_noise", f"must be >= 0, got {self.obs_noise}")
         if self.commitment_weight < 0:
             raise bad("commitment_weight", f"must be >= 0, got {self.commitment_weight}")
         if self.relative_actions:

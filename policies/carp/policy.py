@@ -64,7 +64,7 @@ class CarpPolicy(nn.Module):
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
         self.register_buffer("code_usage", torch.zeros(cfg.codebook_size, dtype=torch.bool), persistent=False)
         self._generator = torch.Generator().manual_seed(cfg.seed)
-        self._train_generator = torch.Generator().manual_seed(cfg.seed + 1)  # prefix_noise draws
+        self._train_generator = torch.Generator().manual_seed(cfg.seed + 1)  # prefix/obs noise draws
         self._freeze = False  # freeze_for_inference() was called (and nothing changed since)
         self._frozen: FrozenSampler | None = None  # the graphs, for the current sampling setting
         self.eval()
@@ -183,7 +183,10 @@ class CarpPolicy(nn.Module):
                 codes = targets = self.tokenizer.tokenize(x0)
             inputs = [self._word_inputs(t, b) for t in self.tokenizer.teacher_inputs(codes)]
         target = torch.cat([self._codes_per_token(q, b) for q in targets], dim=1)
-        logits = self.transformer(self._encode(batch), inputs, target)
+        cond = self._encode(batch)
+        if self.training and self.config.obs_noise > 0:
+            cond = cond + self.config.obs_noise * torch.randn(cond.shape, generator=self._train_generator).to(cond)
+        logits = self.transformer(cond, inputs, target)
         loss = F.cross_entropy(logits.reshape(-1, self.config.codebook_size), target.reshape(-1))
         acc = (logits.argmax(-1) == target).float().mean().item()
         return loss, {"token_ce": loss.item(), "token_acc": acc}
