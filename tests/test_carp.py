@@ -120,6 +120,25 @@ def test_generation_is_seeded_and_greedy_is_deterministic():
     np.testing.assert_allclose(batched[3], g[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("dim_ar", [False, True])
+def test_expected_decoding_adds_the_probability_weighted_codes(dim_ar):
+    from rosmind.policies.carp.tokenizer import resize
+
+    torch.manual_seed(3)
+    policy = CarpPolicy(small_config(sampling="expected", temperature=2.0, dim_autoregressive=dim_ar)).eval()
+    tok, cond = policy.tokenizer, torch.randn(4, policy.transformer.cond[0].in_features)
+    x, logits, codes = policy.generate(cond, return_logits=True)
+    f_hat = torch.zeros(4 * 2, tok.latent_dim, tok.length)
+    for k, lk in enumerate(logits):  # [B, s_k, Da, V]: recorded along the expected prefix
+        assert torch.equal(codes[k], lk.argmax(-1))  # the codes the dimension head conditions on
+        z = torch.softmax(lk / 2.0, -1) @ tok.codebook.weight
+        f_hat = f_hat + tok.phis[k](resize(z.permute(0, 2, 3, 1).reshape(8, tok.latent_dim, -1), tok.length, False))
+    torch.testing.assert_close(x, tok.decode(f_hat, 2))
+    torch.testing.assert_close(policy.generate(cond), x)  # deterministic: no draws used
+    policy.set_sampling("greedy")
+    assert not torch.allclose(policy.generate(cond), x)
+
+
 def test_two_stages_switch_by_step_and_resume_keeps_stage():
     policy = CarpPolicy(small_config(tokenizer_steps=2)).train()
     batch = {"joint_pos": torch.zeros(4, 1, 2), "action": smooth_chunks(4, 16, 2, np.random.default_rng(0))}
@@ -266,6 +285,11 @@ def test_frozen_sampling_matches_eager_and_is_dropped_on_weight_changes(dim_ar):
     p.freeze_for_inference()
     np.testing.assert_allclose(p.infer(obs)["action"], eager_greedy, atol=1e-5)
     assert p._frozen.net.greedy
+    p.set_sampling("expected")
+    frozen_expected = p.infer(obs)["action"]
+    p._freeze, p._frozen = False, None
+    np.testing.assert_allclose(frozen_expected, p.infer(obs)["action"], atol=1e-5)
+    assert not np.allclose(frozen_expected, eager_greedy, atol=1e-4)
     p.train()
     assert p._frozen is None and not p._freeze and p.training
 

@@ -13,7 +13,7 @@ from rosmind.policy import PolicyConfig
 PICK_PLACE_SHAPES: dict[str, tuple[int, ...]] = {
     "joint_pos": (8,), "ee_pose": (7,), "object_poses": (1, 7), "goal_pose": (7,),
 }
-SAMPLINGS = ("greedy", "top_k")
+SAMPLINGS = ("greedy", "top_k", "expected")
 
 
 @dataclass
@@ -52,7 +52,9 @@ class CarpConfig(PolicyConfig):
     ``transformer.py``.
 
     Sampling: ``"greedy"`` (argmax) or ``"top_k"`` (``top_k`` most likely codes, softmax at
-    ``temperature``) from the policy's seeded generator.
+    ``temperature``) from the policy's seeded generator, or ``"expected"``: each scale adds the
+    softmax-weighted mean of the code embeddings instead of one code (deterministic, one mode;
+    see ``sampling.py``).
     """
 
     obs_keys: tuple[str, ...] = ("joint_pos", "ee_pose", "object_poses", "goal_pose")

@@ -125,7 +125,7 @@ class CarpPolicy(nn.Module):
         self._generator.manual_seed(self.config.seed if seed is None else int(seed))
 
     def set_sampling(self, sampling: str, top_k: int | None = None, temperature: float | None = None) -> None:
-        """Switch between ``"greedy"`` and ``"top_k"`` sampling without retraining."""
+        """Switch between ``"greedy"``, ``"top_k"`` and ``"expected"`` decoding without retraining."""
         import dataclasses
 
         kw = {"sampling": sampling}
@@ -216,9 +216,9 @@ class CarpPolicy(nn.Module):
         recon, _, _ = self.tokenizer(self.to_chunk_space(actions.float(), joint_pos))
         return self.from_chunk_space(recon, joint_pos)
 
-    def _sampler_setting(self) -> tuple[bool, int, float]:
+    def _sampler_setting(self) -> tuple[str, int, float]:
         cfg = self.config
-        return cfg.sampling == "greedy", cfg.top_k, cfg.temperature
+        return cfg.sampling, cfg.top_k, cfg.temperature
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, return_logits: bool = False):

@@ -5,6 +5,12 @@ scales in order: one transformer pass per scale over that scale's tokens with th
 the earlier ones, a code per (position, action dimension), the tokenizer's ``f_hat`` updated,
 and after the last scale the decoder. ``T = sum(scales)``.
 
+With ``sampling="expected"`` a scale adds no chosen code: it adds the probability-weighted mean
+of all code embeddings (softmax of its logits at ``temperature``), so the chunk moves
+continuously with the observation instead of jumping where the most likely code changes; it is
+deterministic and, like greedy, keeps one mode. (The dimension-autoregressive head still
+conditions each dimension on the most likely codes of the lower ones.)
+
 Randomness comes in as ``u``, uniform draws from the policy's own generator, one per code:
 top-k picks the code whose cumulative top-k probability first exceeds ``u`` (inverse-CDF
 sampling, the same distribution as ``torch.multinomial`` over the top-k softmax); greedy
@@ -49,10 +55,11 @@ class ChunkSampler(nn.Module):
     u, record=True)`` also returns the per-scale logits ``[B, s_k, Da, V]`` and codes
     ``[B, s_k, Da]`` (eager only)."""
 
-    def __init__(self, transformer, tokenizer, action_dim: int, greedy: bool, top_k: int, temperature: float):
+    def __init__(self, transformer, tokenizer, action_dim: int, sampling: str, top_k: int, temperature: float):
         super().__init__()
         self.tf, self.tok = transformer, tokenizer
-        self.da, self.greedy, self.top_k, self.temperature = action_dim, greedy, top_k, temperature
+        self.da, self.top_k, self.temperature = action_dim, top_k, temperature
+        self.greedy, self.expected = sampling != "top_k", sampling == "expected"
         self.offsets = [sum(tokenizer.scales[:k]) for k in range(len(tokenizer.scales) + 1)]
 
     def forward(self, cond: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -75,7 +82,11 @@ class ChunkSampler(nn.Module):
                                     self.temperature)
 
             logits, codes = tf.pick_codes(tf.scale_hidden(c, mods, k, inp, cache), pick)  # codes [B, s_k, Da]
-            f_hat = tok.add_scale(f_hat, codes.permute(0, 2, 1).reshape(b * da, -1), k)
+            if self.expected:
+                z = F.softmax(logits / self.temperature, dim=-1) @ tok.codebook.weight  # [B, s_k, Da, C]
+                f_hat = tok.add_latent(f_hat, z.permute(0, 2, 3, 1).reshape(b * da, tok.latent_dim, -1), k)
+            else:
+                f_hat = tok.add_scale(f_hat, codes.permute(0, 2, 1).reshape(b * da, -1), k)
             if record:
                 all_logits.append(logits)
                 all_codes.append(codes)
@@ -87,11 +98,11 @@ class FrozenSampler:
     first use. Built for one sampling setting; the policy drops it when weights or sampling
     change."""
 
-    def __init__(self, transformer, tokenizer, action_dim: int, greedy: bool, top_k: int, temperature: float):
+    def __init__(self, transformer, tokenizer, action_dim: int, sampling: str, top_k: int, temperature: float):
         # Copied outside inference mode (policies are called inside it): tracing needs normal tensors.
         with torch.no_grad(), torch.inference_mode(False):
             self.net = ChunkSampler(copy.deepcopy(transformer), inference_copy(tokenizer), action_dim,
-                                    greedy, top_k, temperature).eval()
+                                    sampling, top_k, temperature).eval()
         self.graphs: dict[int, torch.jit.ScriptModule] = {}
 
     def __call__(self, cond: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -91,7 +91,11 @@ class MultiScaleTokenizer(nn.Module):
 
     def add_scale(self, f_hat: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
         """``f_hat [N, C, L]`` plus scale ``k``'s contribution from ``codes [N, s_k]``."""
-        z = self.codebook(codes).permute(0, 2, 1)
+        return self.add_latent(f_hat, self.codebook(codes).permute(0, 2, 1), k)
+
+    def add_latent(self, f_hat: torch.Tensor, z: torch.Tensor, k: int) -> torch.Tensor:
+        """``f_hat [N, C, L]`` plus scale ``k``'s contribution from latents ``z [N, C, s_k]``
+        (code embeddings, or a mixture of them)."""
         return f_hat + self.phis[k](resize(z, self.length, down=False))
 
     def next_input(self, f_hat: torch.Tensor, k: int) -> torch.Tensor:

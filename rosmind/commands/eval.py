@@ -29,7 +29,7 @@ def add_arguments(p):
     p.add_argument("--n-envs", type=int, default=8, help="direct mode: envs stepped together")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], help="diffusion: override the sampler")
     p.add_argument("--steps", type=int, help="diffusion: override the number of inference steps")
-    p.add_argument("--sampling", choices=["greedy", "top_k"], help="carp: override the code sampling")
+    p.add_argument("--sampling", choices=["greedy", "top_k", "expected"], help="carp: override the code sampling")
     p.add_argument("--top-k", type=int, help="carp: override top_k (with top_k sampling)")
     p.add_argument("--json", type=Path, help="write the result JSON here")
     p.add_argument("--video", type=Path, help="MP4 of the first episode (scene camera)")
