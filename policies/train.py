@@ -181,8 +181,8 @@ def _resolve_configs(family: str, dataset: str, out: Path, preset: str | None, o
         ov = split_overrides(overrides)
         from rosmind.policies.presets import apply_overrides
 
-        # Fields that only shape the training signal (not the weights nor inference) may change.
-        free = set(getattr(entry.config, "train_only_fields", ()))
+        # Fields that leave the weights' shapes and meaning alone (training noise, decoding) may change.
+        free = set(getattr(entry.config, "resumable_fields", ()))
         fixed = sorted(k for k in ov["policy"] if k not in free)
         if fixed:
             raise UserError(f"--resume: policy.* overrides would change the saved model: {fixed}"

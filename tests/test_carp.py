@@ -214,9 +214,10 @@ def test_train_loop_runs_both_stages(tmp_path):
     assert policy.infer(obs)["action"].shape == (8, 8)
 
 
-def test_resume_may_change_only_training_only_fields(tmp_path):
+def test_resume_may_change_only_resumable_fields(tmp_path):
     import json
 
+    from rosmind.checkpoint import load_checkpoint
     from rosmind.policies.train import train
     from tests.synthetic_data import make_dataset
 
@@ -232,6 +233,9 @@ def test_resume_may_change_only_training_only_fields(tmp_path):
     assert res.step == 5
     saved = json.loads((tmp_path / "run" / "run.json").read_text())["policy_config"]
     assert saved["prefix_noise"] == 0.3 and saved["obs_noise"] == 0.02 and saved["d_model"] == 32
+    # Zero more steps: the checkpoint is exported again with the new decoding.
+    res = train("carp", ds, tmp_path / "run", resume=True, overrides=["policy.sampling=expected"])
+    assert res.step == 5 and load_checkpoint(res.checkpoint).config.sampling == "expected"
 
 
 @pytest.mark.parametrize("kw, field", [

@@ -88,7 +88,7 @@ class CarpConfig(PolicyConfig):
     temperature: float = 1.0
     seed: int = 0
 
-    train_only_fields: ClassVar[tuple[str, ...]] = ("prefix_noise", "obs_noise")
+    resumable_fields: ClassVar[tuple[str, ...]] = ("prefix_noise", "obs_noise", "sampling", "top_k", "temperature")
 
     def __post_init__(self):
         super().__post_init__()
