@@ -62,3 +62,20 @@ def test_eval_overrides_carp_sampling_and_refuses_it_elsewhere(carp_ckpt, tmp_pa
     assert "not a CARP policy" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(carp_ckpt), "--episodes", "1", "--ros", "--top-k", "2"]) != 0
     assert "direct mode only" in capsys.readouterr().err
+
+
+def test_latency_is_timed_round_robin_with_the_order_rotated(carp_ckpt):
+    from rosmind.bench.policies import round_robin_latency
+    from rosmind.checkpoint import load_checkpoint
+
+    calls: list[str] = []
+    pols = {}
+    for name in ("a", "b", "c"):
+        p = load_checkpoint(carp_ckpt)
+        infer = p.infer
+        p.infer = lambda obs, name=name, infer=infer: (calls.append(name), infer(obs))[1]
+        pols[name] = p
+    times = round_robin_latency(pols, iters=3, warmup=1)
+    assert {n: len(t) for n, t in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(t > 0 for ts in times.values() for t in ts)
+    assert calls == ["a", "b", "c"] + ["a", "b", "c", "b", "c", "a", "c", "a", "b"]

@@ -8,7 +8,11 @@
 ``rosmind.sim.evaluate.evaluate`` (the ``rosmind eval`` protocol, vectorized over
 ``--n-envs``), with Wilson 95% intervals. Latency is timed apart from the rollouts, as
 ``policy_node`` calls a policy: ``infer`` on one observation (batch 1), after a warm-up, per
-chunk and per emitted action (chunk latency / ``n_action_steps``). Output JSON, keyed by
+chunk and per emitted action (chunk latency / ``n_action_steps``). The variants are timed
+together, round robin (one call of each in turn, the order rotated every round): a shared
+CPU's speed drifts by up to 2x between minutes, and timing each variant minutes apart after
+its own rollouts made the speed ratios swing with it (1.7x-3.1x for one pair of
+checkpoints). Output JSON, keyed by
 variant: ``success_rate, ci95, params, latency_ms {p50, p99}, latency_per_action_ms`` plus
 episodes and seeds, and a ``targets`` section (CARP inside DP's interval, >= 10x faster per
 chunk than DDPM-100 and >= 2x faster than DDIM-10).
@@ -39,7 +43,7 @@ def add_arguments(p):
                    help="episodes for DDPM-100 only (it is slow); default --episodes")
     p.add_argument("--seed-start", type=int, default=100_000, help="seeds never used for training")
     p.add_argument("--n-envs", type=int, default=8)
-    p.add_argument("--latency-iters", type=int, default=30)
+    p.add_argument("--latency-iters", type=int, default=60, help="timed calls per variant (round robin)")
     p.add_argument("--diffusion-checkpoint", type=Path, default=DEFAULT_CHECKPOINTS["diffusion"])
     p.add_argument("--carp-checkpoint", type=Path, default=DEFAULT_CHECKPOINTS["carp"])
     p.add_argument("--json", type=Path, default=None)
@@ -58,29 +62,42 @@ def _load(family: str, path: Path, spec):
     return policy
 
 
-def run_variant(policy, name: str, make_sim, seeds: list[int], n_envs: int, iters: int) -> dict:
-    """Success over ``seeds`` and batch-1 latency of one configured policy."""
-    from rosmind.bench.inference import example_obs, measure
-    from rosmind.policy import reseed
+def run_variant(policy, name: str, make_sim, seeds: list[int], n_envs: int) -> dict:
+    """Success over ``seeds`` and the size of one configured policy."""
     from rosmind.sim.evaluate import evaluate
-    from rosmind.stats import latency_summary
 
     t0 = time.perf_counter()
     res = evaluate(make_sim, policy, seeds, n_envs=n_envs, progress=True).to_dict()
     eval_s = time.perf_counter() - t0
-    reseed(policy)
-    lat = latency_summary(measure(policy, example_obs(policy, policy.config.robot), iters))
-    n_act = policy.config.n_action_steps
     out = {"success_rate": res["success_rate"], "ci95": res["ci95"], "episodes": res["episodes"],
            "successes": res["successes"], "seeds": res["seeds"],
            "params": int(sum(p.numel() for p in policy.parameters())),
-           "latency_ms": {"p50": lat["p50"], "p99": lat["p99"]},
-           "latency_per_action_ms": {"p50": lat["p50"] / n_act, "p99": lat["p99"] / n_act},
-           "n_action_steps": n_act, "eval_wall_s": round(eval_s, 1)}
+           "n_action_steps": policy.config.n_action_steps, "eval_wall_s": round(eval_s, 1)}
     print(f"{name:>18}: success {res['successes']}/{res['episodes']} = {res['success_rate']:.3f} "
-          f"(95% CI {res['ci95'][0]:.3f}-{res['ci95'][1]:.3f}); chunk p50 {lat['p50']:.2f} ms "
-          f"p99 {lat['p99']:.2f} ms; {out['params']:,} params")
+          f"(95% CI {res['ci95'][0]:.3f}-{res['ci95'][1]:.3f}); {out['params']:,} params", flush=True)
     return out
+
+
+def round_robin_latency(policies: dict, iters: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Batch-1 ``infer`` seconds per named policy, ``iters`` each, timed in turn (the order
+    rotated every round) so that drift of the machine's speed reaches all of them alike."""
+    from rosmind.bench.inference import example_obs
+    from rosmind.policy import reseed
+
+    obs = {n: example_obs(p, p.config.robot) for n, p in policies.items()}
+    for n, p in policies.items():
+        reseed(p)
+        for _ in range(warmup):
+            p.infer(obs[n])
+    names = list(policies)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(iters):
+        r = i % len(names)
+        for n in names[r:] + names[:r]:
+            t0 = time.perf_counter()
+            policies[n].infer(obs[n])
+            times[n].append(time.perf_counter() - t0)
+    return times
 
 
 def targets(results: dict) -> dict:
@@ -107,6 +124,7 @@ def run(args) -> int:
     from rosmind.registry import TASKS
     from rosmind.sim.robots import make_sim
     from rosmind.spec import load_spec
+    from rosmind.stats import latency_summary
 
     fams = [f.strip() for f in args.policies.split(",") if f.strip()]
     unknown = [f for f in fams if f not in VARIANTS]
@@ -117,18 +135,23 @@ def run(args) -> int:
     robot = TASKS.get(args.task).meta["robot"]
     spec = load_spec(robot)
     ckpts = {"diffusion": args.diffusion_checkpoint, "carp": args.carp_checkpoint}
-    policies = {f: _load(f, ckpts[f], spec) for f in fams}  # fail before any long rollout
+    # One instance per variant (fail before any long rollout), so all can be timed together.
+    policies = {name: (fam, _load(fam, ckpts[fam], spec), sampler) for fam in fams for name, sampler in VARIANTS[fam]}
     results: dict = {}
-    for fam in fams:
-        policy = policies[fam]
-        for name, sampler in VARIANTS[fam]:
-            if sampler is not None:
-                policy.set_sampler(*sampler)
-            n = args.ddpm_episodes if (args.ddpm_episodes and name == "diffusion_ddpm100") else args.episodes
-            seeds = list(range(args.seed_start, args.seed_start + n))
-            results[name] = run_variant(policy, name, lambda: make_sim(robot, args.task), seeds, args.n_envs,
-                                        args.latency_iters)
-            results[name]["checkpoint"] = str(ckpts[fam])
+    for name, (fam, policy, sampler) in policies.items():
+        if sampler is not None:
+            policy.set_sampler(*sampler)
+        n = args.ddpm_episodes if (args.ddpm_episodes and name == "diffusion_ddpm100") else args.episodes
+        seeds = list(range(args.seed_start, args.seed_start + n))
+        results[name] = run_variant(policy, name, lambda: make_sim(robot, args.task), seeds, args.n_envs)
+        results[name]["checkpoint"] = str(ckpts[fam])
+    times = round_robin_latency({name: p for name, (_, p, _) in policies.items()}, args.latency_iters)
+    for name, res in results.items():
+        lat, n_act = latency_summary(times[name]), res["n_action_steps"]
+        res["latency_ms"] = {"p50": lat["p50"], "p99": lat["p99"]}
+        res["latency_per_action_ms"] = {"p50": lat["p50"] / n_act, "p99": lat["p99"] / n_act}
+        print(f"{name:>18}: chunk p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms "
+              f"({lat['n']} calls, round robin)")
     out = {"task": args.task, **results, "targets": targets(results),
            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     for k, v in out["targets"].items():
