@@ -46,6 +46,10 @@ class CarpConfig(PolicyConfig):
     (``MultiScaleTokenizer.perturbed_codes``). Pure teacher forcing only ever shows the
     transformer prefixes the tokenizer itself would choose; sampling does not, and the finer
     scales then add residuals meant for another coarse code. 0 trains as the paper does.
+    ``obs_noise``: the standard deviation of Gaussian noise added to the observation features
+    (normalized units) during stage 2, so that states near the demonstrations get nearby codes.
+    Both only shape training; they and the decoding fields leave the weights' meaning alone, so
+    ``--resume`` may change them (``resumable_fields``).
 
     ``dim_autoregressive``: the codes of the action dimensions at one position are predicted
     one after another (each given the lower ones) instead of independently; see
