@@ -234,7 +234,10 @@ def test_browser_joystick_moves_the_sim_robot_only_with_the_deadman(ros_env, tmp
         ee3, n3 = probe.snapshot()
         assert n3 == n2 and np.linalg.norm(ee3 - ee2) < 0.003, (ee2, ee3)
         assert float(driver.js("return Number(document.getElementById('fnorm').textContent)")) > 0
-        assert driver.js("return document.getElementById('camera').naturalWidth") == 128
+        # Frames come on their own schedule (rendered, then forwarded at camera_fps once the
+        # image topic has matched): wait for the first one rather than expect it by now.
+        _wait(lambda: driver.js("return document.getElementById('camera').naturalWidth") == 128, 30.0,
+              "a 128-px camera frame on the page", procs)
         png = base64.b64decode(driver.cmd("GET", "/screenshot"))
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         (tmp_path / "teleop_page.png").write_bytes(png)
