@@ -13,7 +13,8 @@ Inference (``infer``, ``sampling.py``): the observation embedding starts the seq
 each scale one forward pass over that scale's tokens with the KV cache, codes chosen (greedy,
 top-k from the policy's own generator, or their expected embedding), ``f_hat`` accumulated;
 after the last scale the tokenizer's decoder gives the chunk. ``len(scales)`` transformer
-passes per chunk, whatever its length; after ``freeze_for_inference`` the whole chunk is one frozen TorchScript graph.
+passes per chunk, whatever its length; after ``freeze_for_inference`` the whole chunk is one
+frozen TorchScript graph.
 """
 
 from __future__ import annotations
