@@ -3,10 +3,12 @@
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 
-rclpy.init(args=sys.argv)
+from fake_nodes._spin import spin_until_signal
+
+rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
 node = rclpy.create_node("listener")
 heard = [0]
 
@@ -17,10 +19,7 @@ def on_msg(msg):
 
 
 node.create_subscription(String, "chatter", on_msg, 10)
-try:
-    rclpy.spin(node)
-except (KeyboardInterrupt, ExternalShutdownException):
-    pass
+spin_until_signal(node)
 print(f"listener: clean shutdown after {heard[0]} messages", flush=True)
 node.destroy_node()
 rclpy.try_shutdown()

@@ -6,10 +6,12 @@ import os
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 
-rclpy.init(args=sys.argv)
+from fake_nodes._spin import spin_until_signal
+
+rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
 node = rclpy.create_node("talker")
 p = {n: node.declare_parameter(n, v).value for n, v in (
     ("prefix", "hello"), ("period", 0.05), ("crash_after", 0.0), ("crash_code", 3),
@@ -28,10 +30,7 @@ def tick():
 
 
 node.create_timer(p["period"], tick)
-try:
-    rclpy.spin(node)
-except (KeyboardInterrupt, ExternalShutdownException):
-    pass
+spin_until_signal(node)
 print(f"talker: clean shutdown after {count[0]} messages", flush=True)
 node.destroy_node()
 rclpy.try_shutdown()
