@@ -14,7 +14,7 @@ import rclpy
 from rclpy.parameter import Parameter
 
 from rosmind.errors import SpecError
-from rosmind_ros.params import declare_from_dataclass
+from rosmind_ros.params import STOP_DEADLINE_S, declare_from_dataclass
 
 pytestmark = pytest.mark.ros
 
@@ -112,3 +112,61 @@ def test_sigterm_shuts_a_node_down_cleanly(ros_env):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+
+_TEARDOWN_NODE = """
+import ctypes, sys, time
+from rclpy.node import Node
+from rosmind_ros.params import run_node
+
+how, seconds = sys.argv[1], float(sys.argv[2])
+
+class TeardownNode(Node):
+    if how == "no_deadline":
+        stop_deadline_s = None
+
+    def __init__(self):
+        super().__init__("teardown_node")
+        print("ready", flush=True)
+
+    def destroy_node(self):
+        if how == "c_holding_gil":
+            ctypes.PyDLL(None).sleep(int(seconds))  # C code that keeps the GIL
+        else:
+            time.sleep(seconds)
+        return super().destroy_node()
+
+sys.exit(run_node(TeardownNode, sys.argv[:1]))
+"""
+
+
+def _sigint_node_with_teardown(ros_env, how: str, seconds: float) -> tuple[int, str]:
+    """Start a node whose teardown takes ``seconds``, SIGINT it; return (exit code, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-c", _TEARDOWN_NODE, how, str(seconds)], env=ros_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=STOP_DEADLINE_S + 15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("how", ["python", "c_holding_gil"])
+def test_a_hung_teardown_dumps_the_stacks_and_exits_within_the_deadline(ros_env, how):
+    code, err = _sigint_node_with_teardown(ros_env, how, 600.0)
+    assert code == 1, err
+    assert "Timeout" in err and "most recent call first" in err, err  # faulthandler's dump
+    assert "destroy_node" in err, err                                  # names where it hung
+    if how == "python":  # the GIL was free: the explanation comes first
+        assert err.index("teardown_node: shutdown is taking longer") < err.index("Timeout"), err
+
+
+def test_a_node_without_a_stop_deadline_may_take_longer(ros_env):
+    code, err = _sigint_node_with_teardown(ros_env, "no_deadline", STOP_DEADLINE_S + 1.0)
+    assert code == 0, err
+    assert "Timeout" not in err, err

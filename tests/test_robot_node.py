@@ -43,14 +43,33 @@ class FakePolicy:
         self.clock: list[float] = []
         self.outcomes: list[dict] = []
         self.names: list[str] = []
+        self.pending: JointState | None = None  # a tick whose /clock has not arrived yet
         n.create_subscription(JointState, "joint_states", self._on_tick, 10)
-        n.create_subscription(Clock, "/clock", lambda m: self.clock.append(cv.to_sec(m.clock)), 10)
+        n.create_subscription(Clock, "/clock", self._on_clock, 10)
         n.create_subscription(String, "episode/outcome", lambda m: self.outcomes.append(json.loads(m.data)), 10)
         self.traj = n.create_publisher(JointTrajectory, "joint_trajectory", 10)
         self.cmd = n.create_publisher(Float64MultiArray, "forward_position_controller/commands", 10)
         self.reset = n.create_client(Trigger, "reset")
 
+    def _on_clock(self, msg: Clock) -> None:
+        self.clock.append(cv.to_sec(msg.clock))
+        if self.pending is not None and self._clock_at(cv.to_sec(self.pending.header.stamp)):
+            msg, self.pending = self.pending, None
+            self._answer(msg)
+
+    def _clock_at(self, t: float) -> bool:
+        return bool(self.clock) and abs(self.clock[-1] - t) < 1e-9
+
     def _on_tick(self, msg: JointState) -> None:
+        # Like a sim-time policy, answer a tick only once /clock has reached it. /clock may match
+        # after joint_states (discovery is per topic): then the robot's re-send of the
+        # unanswered tick, /clock included, brings it.
+        if self._clock_at(cv.to_sec(msg.header.stamp)):
+            self._answer(msg)
+        else:
+            self.pending = msg
+
+    def _answer(self, msg: JointState) -> None:
         t = cv.to_sec(msg.header.stamp)
         q = np.asarray(msg.position)
         if self.stamps and abs(t - self.stamps[-1]) < 1e-9:

@@ -16,14 +16,20 @@ until the node sets ``node.exit_code``), then destroys it and shuts rclpy down. 
 wants a multi-threaded executor sets the attribute ``executor_threads`` (> 1); one that wants
 another executor sets ``make_executor`` (a callable returning it, e.g. rclpy's EventsExecutor). A
 ``UserError`` (bad parameter, unknown robot, ...) is printed as one paragraph and the process
-exits with its ``exit_code`` (2), without a traceback.
+exits with its ``exit_code`` (2), without a traceback. Once a node is asked to stop (or stops
+itself), its teardown has ``STOP_DEADLINE_S`` (the node's ``stop_deadline_s`` attribute if it
+has one; ``None``: no deadline): a teardown that hangs (a callback that never returns, a DDS
+participant waiting on a peer) gets every thread's stack printed to stderr and the process
+exits with 1, so a launch does not need SIGKILL and the hang is on record.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import signal
 import sys
+import threading
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -179,20 +185,62 @@ def declare_from_dataclass(node: Node, cfg_cls: type[T], *, skip: Iterable[str] 
         raise
 
 
+STOP_DEADLINE_S = 4.0
+"""Seconds an orderly shutdown may take, from the stop request to the process exit. Under the
+launcher's SIGINT grace (``rosmind.supervisor``: 5 s), so the launcher never escalates."""
+
+
+def _arm_stop_deadline(name: str, deadline_s: float) -> Callable[[], None]:
+    """After ``deadline_s``, print every thread's stack to stderr and ``_exit(1)``; returns the
+    function that disarms it.
+
+    The dump and exit come from faulthandler's own C thread, so they happen even when the
+    main thread hangs in C code holding the GIL. A Python timer first says what is going on
+    (when the GIL lets it run, which is the common case).
+    """
+    def say():
+        print(f"{name}: shutdown is taking longer than its {deadline_s:.1f} s deadline; the "
+              "stacks of its threads follow, then it exits with code 1", file=sys.stderr, flush=True)
+
+    timer = threading.Timer(max(deadline_s - 0.3, 0.0), say)
+    timer.daemon = True
+    timer.start()
+    try:
+        faulthandler.dump_traceback_later(deadline_s, exit=True, file=sys.__stderr__)
+        armed = True
+    except (AttributeError, ValueError, OSError):  # no stderr file descriptor to write to
+        armed = False
+
+    def disarm():
+        timer.cancel()
+        if armed:
+            faulthandler.cancel_dump_traceback_later()
+
+    return disarm
+
+
 def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """Run one node in this process until SIGINT/SIGTERM; return the process exit code.
 
     0 after a SIGINT/SIGTERM-triggered shutdown (also during construction), ``node.exit_code``
     if the node set one, the error's ``exit_code`` (2) for a ``UserError`` (construction or
-    callback). Typical use::
+    callback). A teardown longer than ``STOP_DEADLINE_S`` ends the process with 1 (see
+    ``_arm_stop_deadline``). Typical use::
 
         def main(argv=None):
             sys.exit(run_node(SafetyNode, argv))
     """
-    stopping = {"flag": False, "constructing": False}
+    name = getattr(node_factory, "__name__", "node")
+    stopping: dict[str, Any] = {"flag": False, "constructing": False, "disarm": None,
+                                "deadline_s": STOP_DEADLINE_S}
+
+    def arm_deadline():
+        if stopping["disarm"] is None and stopping["deadline_s"] is not None:
+            stopping["disarm"] = _arm_stop_deadline(name, float(stopping["deadline_s"]))
 
     def on_signal(signum, _frame):
         stopping["flag"] = True
+        arm_deadline()
         if stopping["constructing"]:  # a constructor may block (waiting for a topic): interrupt it
             raise KeyboardInterrupt
 
@@ -203,8 +251,7 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) ->
         rclpy.init(args=sys.argv if args is None else args,
                    signal_handler_options=SignalHandlerOptions.NO)
     except RCLError as e:  # e.g. a malformed -p override on the command line
-        print(f"{getattr(node_factory, '__name__', 'node')}: error: bad ROS arguments: {e}",
-              file=sys.stderr)
+        print(f"{name}: error: bad ROS arguments: {e}", file=sys.stderr)
         return 2
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     node: Node | None = None
@@ -213,6 +260,8 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) ->
         stopping["constructing"] = True
         node = node_factory()
         stopping["constructing"] = False
+        name = node.get_name()
+        stopping["deadline_s"] = getattr(node, "stop_deadline_s", STOP_DEADLINE_S)
         threads = int(getattr(node, "executor_threads", 1) or 1)
         make_executor = getattr(node, "make_executor", None)
         if make_executor is not None:
@@ -228,7 +277,6 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) ->
                 break
         executor.shutdown(timeout_sec=1.0)
     except UserError as e:
-        name = node.get_name() if node is not None else getattr(node_factory, "__name__", "node")
         print(f"{name}: error: {e}", file=sys.stderr)
         code = e.exit_code
     except KeyboardInterrupt:  # our handler, during construction: still an orderly stop
@@ -237,9 +285,12 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) ->
         code = 0
     finally:
         stopping["constructing"] = False
+        arm_deadline()  # also when the node stopped itself or failed
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        if stopping["disarm"] is not None:
+            stopping["disarm"]()
         for s, h in old.items():
             signal.signal(s, h)
     return code

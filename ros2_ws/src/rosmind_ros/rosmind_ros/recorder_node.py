@@ -62,6 +62,10 @@ def _policy_name(value) -> str:
 
 
 class RecorderNode(Node):
+    # No shutdown deadline (run_node's STOP_DEADLINE_S): draining the queue into the episode
+    # file takes what it takes, and cutting it short would lose the episode.
+    stop_deadline_s = None
+
     def make_executor(self):
         """``executor:=events`` (default): rclpy's C++ events executor, a fraction of the
         per-callback cost of the Python executors (what decides whether the recorder keeps up
