@@ -7,7 +7,9 @@ Contract of ``Supervisor(plan, env).run() -> exit code``:
 - output lines are prefixed ``[label] ``; ``output: screen`` shows stdout and stderr,
   ``log`` writes both to ``<log_dir>/<label>.log`` and shows stderr, ``both`` does both;
 - SIGINT/SIGTERM to the launcher (or ``request_stop()``) stops every node: SIGINT, then after
-  ``grace_s`` SIGTERM, then after ``term_s`` SIGKILL. A second signal skips to the next step;
+  ``grace_s`` SIGTERM, then after ``term_s`` SIGKILL. A second signal skips to the next step.
+  rosmind's nodes end themselves inside the grace even when their teardown hangs
+  (``rosmind_ros.params.STOP_DEADLINE_S``: a stack dump, exit 1);
 - a node that exits nonzero (or is killed by a signal) on its own is reported by name and
   code ("node 'policy_node' died with exit code 3"), the others are stopped, result 1;
 - a node with ``on_exit: shutdown`` that exits 0 stops the others, result 0;

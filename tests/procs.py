@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 
@@ -25,3 +26,32 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20.0, group: bool = Fa
             proc.wait(timeout=5)
             return None
     return proc.returncode
+
+
+def rclpy_teardown_hang(output: str) -> bool:
+    """Whether ``output`` (one node's stderr, or its ``[label] ``-prefixed launch lines) holds
+    run_node's stop-deadline dump with the main thread stuck inside rclpy's own teardown.
+
+    That is a rare hang below rosmind (rcl/Fast DDS node destruction, seen once in several
+    hundred stops on a loaded 2-core machine); run_node ends the process with 1 after
+    ``STOP_DEADLINE_S``. A hang anywhere else (rosmind's code, a node's callbacks) is not one.
+    """
+    lines = [re.sub(r"^\[[\w.-]+\] ", "", ln) for ln in output.splitlines()]
+    if not any(ln.startswith("Timeout (") for ln in lines):
+        return False
+    block: list[str] = []
+    for ln in lines + ["Thread"]:  # faulthandler: one "Thread 0x... (most recent call first):" per thread
+        if ln.startswith(("Thread ", "Current thread ")) or ln == "Thread":
+            if any(" in run_node" in b for b in block):  # the main thread's block
+                frames = [b for b in block if b.strip().startswith("File ")]
+                return bool(frames) and "/rclpy/" in frames[0]
+            block = []
+        else:
+            block.append(ln)
+    return False
+
+
+def stopped_cleanly(code: int | None, output: str) -> bool:
+    """A node process stopped in order: exit 0, or run_node's stop deadline ended a hang inside
+    rclpy's teardown (``rclpy_teardown_hang``)."""
+    return code == 0 or (code == 1 and rclpy_teardown_hang(output))

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from procs import stop_process
+from procs import stop_process, stopped_cleanly
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import JointState
@@ -72,7 +72,7 @@ def test_replay_moves_the_sim_robot_through_safety(ros_env, tmp_path):
 
         replay = subprocess.run([sys.executable, "-m", "rosmind.cli", "replay", str(tmp_path / "ep")],
                                 env=ros_env, capture_output=True, text=True, timeout=90)
-        assert replay.returncode == 0, replay.stderr[-2000:]
+        assert stopped_cleanly(replay.returncode, replay.stderr), replay.stderr[-2000:]
         assert "replaying 40 commands" in replay.stderr + replay.stdout
         t_end = time.monotonic() + 1.0
         spin_until(lambda: time.monotonic() > t_end, 5.0, "")

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
+from procs import stopped_cleanly
 from rclpy.executors import SingleThreadedExecutor
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
@@ -22,6 +23,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from rosmind.spec import load_spec
 from rosmind_ros import conversions as cv
+from rosmind_ros.params import STOP_DEADLINE_S
 
 pytestmark = pytest.mark.ros
 
@@ -137,7 +139,7 @@ def test_lockstep_ticks_commands_reset_and_results(ros_env, tmp_path):
             proc.kill()
             out, _ = proc.communicate()
     assert problem is None, f"{problem}; robot_node output:\n{out}"
-    assert proc.returncode == 0, out
+    assert stopped_cleanly(proc.returncode, out), out
     assert fake.names == SPEC.joint_names
     ticks = np.round(np.array(fake.stamps) / DT)
     np.testing.assert_array_equal(np.diff(ticks), 1)            # one tick per step, monotonic across episodes
@@ -151,3 +153,31 @@ def test_lockstep_ticks_commands_reset_and_results(ros_env, tmp_path):
     assert sum(e["ticks"] for e in res["episodes"]) == len(fake.stamps)
     assert fake.outcomes[0]["seed"] == SEED
     assert f"episode 0 seed {SEED} success False ticks {res['episodes'][0]['ticks']}" in out
+
+
+def test_sigint_during_the_startup_wait_stops_the_node_at_once(ros_env):
+    """The sim thread's startup waits (subscribers, the policy's reset service) watch the stop
+    flag: a SIGINT meanwhile ends the process well inside run_node's shutdown deadline."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rosmind_ros.robot_node", "--ros-args", "-p", "cameras:=false",
+         "-p", "min_subscribers:=5", "-p", "policy_wait_s:=60.0"],
+        env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    watcher = rclpy.create_node("watcher", context=ctx)
+    try:
+        end = time.monotonic() + 30
+        while watcher.count_publishers("joint_states") == 0 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert watcher.count_publishers("joint_states") == 1, "robot_node did not come up"
+        time.sleep(1.0)  # inside the wait for 5 joint_states subscribers (there are none)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=STOP_DEADLINE_S + 10)
+    finally:
+        watcher.destroy_node()
+        rclpy.shutdown(context=ctx)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert stopped_cleanly(proc.returncode, out), out
+    assert "shutdown not done" not in out, out

@@ -198,11 +198,14 @@ def _arm_stop_deadline(name: str, deadline_s: float) -> Callable[[], None]:
     main thread hangs in C code holding the GIL. A Python timer first says what is going on
     (when the GIL lets it run, which is the common case).
     """
-    def say():
-        print(f"{name}: shutdown is taking longer than its {deadline_s:.1f} s deadline; the "
-              "stacks of its threads follow, then it exits with code 1", file=sys.stderr, flush=True)
+    warn_s = 0.75 * deadline_s
 
-    timer = threading.Timer(max(deadline_s - 0.3, 0.0), say)
+    def say():
+        print(f"{name}: shutdown not done {warn_s:.1f} s after the stop request; at "
+              f"{deadline_s:.1f} s the stacks of its threads are printed and it exits with code 1",
+              file=sys.stderr, flush=True)
+
+    timer = threading.Timer(warn_s, say)
     timer.daemon = True
     timer.start()
     try:

@@ -191,24 +191,41 @@ class RobotNode(Node):
         resp.success, resp.message = True, "the current episode ends; the next seed starts"
         return resp
 
+    # The startup waits below watch loop.stop, so a SIGINT meanwhile stops the node at once
+    # (destroy_node joins this thread within run_node's shutdown deadline).
     def _wait_for_subscribers(self, wait_s: float) -> None:
-        pub, end = self.pubs["joint_states"], time.monotonic() + wait_s
-        while pub.get_subscription_count() < self.cfg.min_subscribers and time.monotonic() < end:
-            time.sleep(0.05)
+        pub, end, stop = self.pubs["joint_states"], time.monotonic() + wait_s, self.loop.stop
+        while (pub.get_subscription_count() < self.cfg.min_subscribers and time.monotonic() < end
+               and not stop.wait(0.05)):
+            pass
+        if stop.is_set():
+            return
         if pub.get_subscription_count() < self.cfg.min_subscribers:
             self.get_logger().warn(f"joint_states has {pub.get_subscription_count()} subscribers after "
                                    f"{wait_s:.1f} s (min_subscribers={self.cfg.min_subscribers}); starting")
-        time.sleep(self.cfg.start_delay_s)
+        stop.wait(self.cfg.start_delay_s)
+
+    def _policy_service_ready(self, wait_s: float) -> bool:
+        end = time.monotonic() + wait_s
+        while not self.loop.stop.is_set():
+            if self._client.wait_for_service(timeout_sec=min(0.1, max(end - time.monotonic(), 0.0))):
+                return True
+            if time.monotonic() >= end:
+                return False
+        return False
 
     def _reset_policy(self, wait_s: float) -> None:
-        if not self._client.wait_for_service(timeout_sec=wait_s):
+        if not self._policy_service_ready(wait_s):
+            if self.loop.stop.is_set():
+                return
             if not self._warned_no_policy:
                 self._warned_no_policy = True
                 self.get_logger().warn(f"no policy/reset service after {wait_s:.1f} s; running without it")
             return
-        future = self._client.call_async(Trigger.Request())
-        self._client_exec.spin_until_future_complete(future, timeout_sec=5.0)
-        if not future.done():
+        future, end = self._client.call_async(Trigger.Request()), time.monotonic() + 5.0
+        while not (future.done() or self.loop.stop.is_set()) and time.monotonic() < end:
+            self._client_exec.spin_once(timeout_sec=0.1)
+        if not (future.done() or self.loop.stop.is_set()):
             self.get_logger().warn("policy/reset did not answer within 5 s")
 
     def _publish_tick(self, obs: dict, t: float) -> Callable[[], None]:
