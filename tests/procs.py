@@ -36,18 +36,14 @@ def rclpy_teardown_hang(output: str) -> bool:
     hundred stops on a loaded 2-core machine); run_node ends the process with 1 after
     ``STOP_DEADLINE_S``. A hang anywhere else (rosmind's code, a node's callbacks) is not one.
     """
-    lines = [re.sub(r"^\[[\w.-]+\] ", "", ln) for ln in output.splitlines()]
-    if not any(ln.startswith("Timeout (") for ln in lines):
+    text = re.sub(r"^\[[\w.-]+\] ", "", output, flags=re.M)
+    if not re.search(r"^Timeout \(", text, re.M):
         return False
-    block: list[str] = []
-    for ln in lines + ["Thread"]:  # faulthandler: one "Thread 0x... (most recent call first):" per thread
-        if ln.startswith(("Thread ", "Current thread ")) or ln == "Thread":
-            if any(" in run_node" in b for b in block):  # the main thread's block
-                frames = [b for b in block if b.strip().startswith("File ")]
-                return bool(frames) and "/rclpy/" in frames[0]
-            block = []
-        else:
-            block.append(ln)
+    # faulthandler: a "Thread 0x... (most recent call first):" header, then frames innermost first
+    for block in re.split(r"^(?:Current thread|Thread) 0x[0-9a-f]+.*$", text, flags=re.M)[1:]:
+        if " in run_node" in block:  # the main thread
+            frames = [ln for ln in block.splitlines() if ln.strip().startswith("File ")]
+            return bool(frames) and "/rclpy/" in frames[0]
     return False
 
 
