@@ -116,7 +116,6 @@ def test_sigterm_shuts_a_node_down_cleanly(ros_env):
             proc.wait()
 
 
-
 _TEARDOWN_NODE = """
 import ctypes, sys, time
 from rclpy.node import Node
