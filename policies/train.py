@@ -65,6 +65,11 @@ class TrainConfig:
     num_workers: int = 0
     torch_threads: int = 0  # intra-op threads per process; 0 keeps torch's default (DDP: cores/ranks)
     progress: bool = True
+    # Fine-tune: start from this exported checkpoint's (EMA) weights instead of random ones. Its
+    # family and policy config must be the run's, except training-only fields (``state_noise``
+    # and the family's ``resumable_fields``), so that e.g. observation-noise augmentation can be
+    # added to a shipped checkpoint without retraining it from scratch.
+    init_from: str = ""
 
     def __post_init__(self):
         for f in ("steps", "batch_size", "checkpoint_every", "log_every"):
@@ -151,6 +156,29 @@ def _load_train_state(path: Path, policy: nn.Module, opt: torch.optim.Optimizer)
         state.setdefault(int(pid), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
     return meta
+
+
+TRAINING_ONLY_FIELDS = ("state_noise",)
+
+
+def _init_from(policy: nn.Module, ema, family: str, entry, pcfg, path: Path) -> None:
+    """Load an exported checkpoint's weights into ``policy`` and the EMA copy (fine-tuning)."""
+    from rosmind.checkpoint import load_checkpoint, read_manifest
+
+    where = f"train.init_from={path}"
+    manifest = read_manifest(path)
+    if manifest["family"] != family:
+        raise UserError(f"{where}: a {manifest['family']!r} checkpoint, not {family!r}")
+    free = set(TRAINING_ONLY_FIELDS) | set(getattr(entry.config, "resumable_fields", ()))
+    saved = config_from_json(entry.config, manifest["config"], f"{where}: config")
+    mine, theirs = config_to_json(pcfg), config_to_json(saved)
+    differ = sorted(k for k in mine if k not in free and mine[k] != theirs.get(k))
+    if differ:
+        raise UserError(f"{where}: the checkpoint's policy config differs in {differ}; give the same "
+                        f"policy.* values (only {sorted(free)} may differ)")
+    weights = load_checkpoint(path).state_dict()
+    policy.load_state_dict(weights)
+    ema.averaged.load_state_dict(weights)
 
 
 def _update_latest(ckpt_root: Path, name: str, keep: int) -> None:
@@ -245,6 +273,8 @@ def train(family: str, dataset: str | Path, out: str | Path, preset: str | None 
                             weight_decay=tcfg.weight_decay)
     ckpt_root = out / "checkpoints"
     step, epoch = 0, 0
+    if tcfg.init_from and not resume:
+        _init_from(policy, ema, family, entry, pcfg, Path(tcfg.init_from))
     if resume:
         latest = ckpt_root / "latest"
         if not latest.exists():

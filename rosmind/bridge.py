@@ -151,6 +151,7 @@ class EpisodeResult:
     late_ticks: int = 0  # realtime: a tick that overran its period
     safety_holds: int = 0  # lockstep: safety refused the tick's command (robot held)
     ended_by: str = "done"  # done | reset
+    final_error: float | None = None  # task_status()["error"] at the end, where the task has one
 
 
 @dataclass
@@ -270,7 +271,8 @@ class SimLoop:
             if self.sim.task_status()["done"] or self.reset_requested.is_set():
                 break
             obs = self.sim.read()
-        r.success = bool(self.sim.task_status()["success"])
+        status = self.sim.task_status()
+        r.success, r.final_error = bool(status["success"]), status.get("error")
         r.sim_time, r.wall_s = r.ticks * self.dt, self.clock() - wall0
         r.ended_by = "reset" if self.reset_requested.is_set() else "done"
         return r

@@ -76,4 +76,6 @@ class SimRobot(Robot):
 
     @abc.abstractmethod
     def task_status(self) -> dict:
-        """``{"success": bool, "done": bool, "time_limit": float}`` for the current episode."""
+        """``{"success": bool, "done": bool, "time_limit": float}`` for the current episode, plus
+        ``"error"`` (float, the task's own distance from done, e.g. cube to target in m) where
+        the task defines one."""

@@ -8,6 +8,12 @@ Commands (all positions in the spec's joint order, rad or m):
 - ``filter_trajectory(names, points[N, D], stamp) -> [N, D] | None``: an action chunk, row
   ``i`` for control tick ``i`` after ``stamp`` (the stamp of the observation it was computed
   from). ``names`` may be any permutation of the spec's joints; rows are reordered.
+- ``filter_timed_trajectory(names, times[N], points[N, n], stamp, velocities=None)``: any
+  JointTrajectory as ros2_control's joint_trajectory_controller takes it: strictly increasing
+  ``time_from_start`` (one waypoint is fine), joints matched by name, resampled onto the
+  control grid from the current setpoint (``rosmind.trajectory``: linear, cubic where
+  velocities are given), then checked as a chunk. A partial joint set is refused, naming the
+  missing joints, unless ``allow_partial_joints`` (the others then hold).
 - ``filter_command(q[D]) -> [D] | None``: one setpoint for the next control tick (unstamped,
   the ros2_control forward-controller convention).
 
@@ -52,6 +58,7 @@ import numpy as np
 
 from rosmind.errors import SpecError
 from rosmind.spec import RobotSpec
+from rosmind.trajectory import check_times, resample
 
 KINDS = ("nan_rejected", "position_clamped", "velocity_limited", "acceleration_limited",
          "jump_rejected", "workspace_rejected", "joint_names_rejected", "malformed_rejected",
@@ -78,6 +85,10 @@ class SafetyConfig:
     enforce_workspace: bool = True  # check the EE box of the spec (needs forward kinematics)
     mode: Literal["clamp", "reject"] = "clamp"  # what a limit violation does
     diagnostics_rate_hz: float = 2.0
+    # JointTrajectory input: joints a trajectory leaves out hold (True) or the message is refused
+    # (False, joint_trajectory_controller's default); trajectories longer than this are refused.
+    allow_partial_joints: bool = False
+    max_trajectory_s: float = 60.0
 
     def __post_init__(self):
         def bad(name: str, why: str):
@@ -88,7 +99,7 @@ class SafetyConfig:
         if self.watchdog_hold_periods < 1:
             bad("watchdog_hold_periods", "must be >= 1")
         for name in ("watchdog_stop_timeout_s", "max_jump_rad", "rearm_tolerance_rad",
-                     "diagnostics_rate_hz"):
+                     "diagnostics_rate_hz", "max_trajectory_s"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 bad(name, "must be a positive finite number")
@@ -189,6 +200,51 @@ class SafetySupervisor:
                                    f"[N>=1, {len(names)}]")
             pts = pts[:, [names.index(n) for n in self.names]]
             return self._validate(pts, stamp if stamp > 0 else now, now)
+        except _Rejected:
+            return None
+
+    def filter_timed_trajectory(self, names: Sequence[str], times: np.ndarray, points: np.ndarray,
+                                stamp: float, velocities: np.ndarray | None = None,
+                                has_velocity: np.ndarray | None = None) -> np.ndarray | None:
+        """A JointTrajectory's waypoints (``points[N, len(names)]`` reached at ``times[N]`` s after
+        ``stamp``; ``stamp <= 0`` means now) -> the safe chunk ``[M, D]`` on the control grid in
+        spec order, row ``k`` at ``stamp + k * dt``; ``None`` if rejected."""
+        now = self.clock()
+        try:
+            self._ready()
+            names = list(names)
+            unknown = [n for n in names if n not in self.names]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            missing = [n for n in self.names if n not in names]
+            if unknown or dupes:
+                raise self._reject("joint_names_rejected",
+                                   f"joint names {names}: " + (f"unknown {unknown} " if unknown else "")
+                                   + (f"repeated {dupes} " if dupes else "") + f"(robot joints {self.names})")
+            if missing and not self.config.allow_partial_joints:
+                raise self._reject("joint_names_rejected",
+                                   f"trajectory leaves out joint(s) {missing}; send every joint of "
+                                   f"{self.spec.name!r} or set allow_partial_joints (the others then hold)")
+            t = np.asarray(times, dtype=np.float64).reshape(-1)
+            pts = np.asarray(points, dtype=np.float64)
+            why = check_times(t)
+            if why is None and (pts.ndim != 2 or pts.shape != (t.size, len(names))):
+                why = f"trajectory points have shape {pts.shape}, expected [{t.size}, {len(names)}]"
+            if why is None and t[-1] > self.config.max_trajectory_s:
+                why = f"trajectory lasts {t[-1]:g} s, more than max_trajectory_s={self.config.max_trajectory_s:g}"
+            if why is not None:
+                raise self._reject("malformed_rejected", why)
+            vel = None if velocities is None else np.asarray(velocities, dtype=np.float64)
+            for what, a in (("position", pts), ("velocity", vel)):
+                if a is not None and not np.all(np.isfinite(a)):
+                    i, j = np.argwhere(~np.isfinite(a))[0]
+                    raise self._reject("nan_rejected", f"non-finite {what} {a[i, j]} at point {i}, joint {names[j]}")
+            stamp = stamp if stamp > 0 else now
+            start, start_step = self._reference(stamp, quiet=True)[:2]
+            cols = [names.index(n) if n in names else -1 for n in self.names]
+            full = np.where(np.array(cols) >= 0, pts[:, cols], start)  # left-out joints hold
+            full_v = None if vel is None else np.where(np.array(cols) >= 0, vel[:, cols], 0.0)
+            grid = resample(t, full, start, self.dt, full_v, start_step / self.dt, has_velocity)
+            return self._validate(grid, stamp, now)
         except _Rejected:
             return None
 
@@ -300,7 +356,7 @@ class SafetySupervisor:
         if self.measured is None:
             raise self._reject("no_joint_states", "command rejected: no joint_states yet")
 
-    def _reference(self, stamp: float) -> tuple[np.ndarray, np.ndarray, float, str]:
+    def _reference(self, stamp: float, quiet: bool = False) -> tuple[np.ndarray, np.ndarray, float, str]:
         """(position, per-step velocity, jump threshold, name) that point 0 continues from."""
         ref = None
         if self.state is State.ARMED and self.plan is not None:
@@ -314,8 +370,9 @@ class SafetySupervisor:
                 return ref, ref_step, self.config.max_jump_rad, name
             # The robot is far from its setpoint: it was moved by something else (a sim reset,
             # a driver re-homing). Continue from where it really is, as after a stop.
-            self._log(f"measured position is {gap:.3f} from the {name}: re-referencing to the "
-                      "measured position")
+            if not quiet:
+                self._log(f"measured position is {gap:.3f} from the {name}: re-referencing to the "
+                          "measured position")
         return (self.measured, np.zeros_like(self.measured), self.config.rearm_tolerance_rad,
                 "measured position")
 

@@ -67,9 +67,10 @@ _CAMERA = re.compile(r"^camera/([A-Za-z_][A-Za-z0-9_]*)/(rgb|depth)$")
 
 
 def camera_topics(name: str) -> dict[str, str]:
-    """Relative topic names of camera ``name``: ``rgb``, ``depth``, ``info``."""
+    """Relative topic names of camera ``name``: ``rgb``, ``depth`` and a CameraInfo beside each
+    (``info``, ``depth_info``), as RealSense's driver and image_pipeline's nodes expect."""
     return {"rgb": f"camera/{name}/image_raw", "depth": f"camera/{name}/depth/image_raw",
-            "info": f"camera/{name}/camera_info"}
+            "info": f"camera/{name}/camera_info", "depth_info": f"camera/{name}/depth/camera_info"}
 
 
 def binding(key: str, spec: RobotSpec | None = None) -> TopicBinding:

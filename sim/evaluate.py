@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +27,38 @@ class EvalResult:
     successes: list[bool]
     lengths: list[int]
     latencies_s: list[float]
+    final_errors: list[float | None] = field(default_factory=list)
+    warmup_calls: int = 0
 
     def to_dict(self, **extra) -> dict:
         n, k = len(self.successes), int(sum(self.successes))
         lo, hi = wilson_interval(k, n)
         return {"success_rate": k / n if n else 0.0, "ci95": [lo, hi], "episodes": n,
                 "successes": k, "seeds": self.seeds, "success": [bool(s) for s in self.successes],
-                "episode_lengths": self.lengths,
-                "latency_ms": latency_summary(self.latencies_s), **extra}
+                "episode_lengths": self.lengths, "final_error_m": self.final_errors,
+                "latency_ms": {**latency_summary(self.latencies_s), "warmup_excluded": self.warmup_calls},
+                **extra}
+
+
+class _LatencySink:
+    """Inference times, less the first call at each batch size (graph tracing, not inference)."""
+
+    def __init__(self, res: EvalResult):
+        self.res = res
+        self._seen: set[int] = set()
+
+    def add(self, batch: int, seconds: float) -> None:
+        if batch in self._seen:
+            self.res.latencies_s.append(seconds)
+        else:
+            self._seen.add(batch)
+            self.res.warmup_calls += 1
 
 
 class _Timed:
     """Wraps a policy to time every inference call (wrap, don't subclass)."""
 
-    def __init__(self, policy, sink: list[float]):
+    def __init__(self, policy, sink: _LatencySink):
         self.policy, self.config, self._sink = policy, policy.config, sink
 
     def reset(self):
@@ -49,7 +67,7 @@ class _Timed:
     def infer(self, obs):
         t0 = time.perf_counter()
         out = self.policy.infer(obs)
-        self._sink.append(time.perf_counter() - t0)
+        self._sink.add(1, time.perf_counter() - t0)
         return out
 
 
@@ -84,8 +102,8 @@ def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
     from rosmind.policy import reseed
 
     reseed(policy)  # the same call gives the same episodes, whatever the policy did before
-    lat: list[float] = []
-    res = EvalResult([], [], [], lat)
+    res = EvalResult([], [], [], [])
+    lat = _LatencySink(res)
     bar = tqdm(total=len(seeds), desc="eval", unit="ep", disable=not progress)
     if n_envs > 1 and hasattr(policy, "infer_batch"):
         for i in range(0, len(seeds), n_envs):
@@ -112,6 +130,7 @@ def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
             res.seeds.append(seed)
             res.successes.append(r.success)
             res.lengths.append(r.ticks)
+            res.final_errors.append(r.final_error)
             bar.update(1)
     finally:
         sim.disconnect()
@@ -140,7 +159,7 @@ class _BatchSlot:
         pass
 
 
-def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: list[float]) -> None:
+def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: _LatencySink) -> None:
     cfg = policy.config
     sims = [make_sim() for _ in seeds]
     policy.reset()
@@ -154,6 +173,7 @@ def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: list[float]) ->
             done.append(False)
             ticks.append(0)
         success = [False] * len(sims)
+        errors: list[float | None] = [None] * len(sims)
         tick = 0
         while not all(done):
             live = [i for i in range(len(sims)) if not done[i]]
@@ -163,7 +183,7 @@ def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: list[float]) ->
                 batch = {k: np.stack([stacked[i][k] for i in want]) for k in cfg.obs_keys}
                 t0 = time.perf_counter()
                 chunks = policy.infer_batch(batch)["action"]
-                lat.append(time.perf_counter() - t0)
+                lat.add(len(want), time.perf_counter() - t0)
                 for j, i in enumerate(want):
                     exs[i].add_chunk(chunks[j], tick)
             for i in live:
@@ -174,13 +194,14 @@ def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: list[float]) ->
                 st = sims[i].task_status()
                 ticks[i] = tick + 1
                 if st["done"]:
-                    done[i], success[i] = True, bool(st["success"])
+                    done[i], success[i], errors[i] = True, bool(st["success"]), st.get("error")
                 else:
                     obs[i] = sims[i].read()
             tick += 1
         res.seeds += list(seeds)
         res.successes += success
         res.lengths += ticks
+        res.final_errors += errors
     finally:
         for s in sims:
             s.disconnect()

@@ -27,6 +27,7 @@ class EpisodeResult:
     ticks: int
     sim_time: float
     wall_time: float
+    final_error: float | None = None  # task_status()["error"] at the end, where the task has one
 
 
 class ObsHistory:
@@ -87,4 +88,4 @@ def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
             break
         obs = sim.read()
     return EpisodeResult(seed=seed, success=succeeded_at is not None, ticks=tick, sim_time=sim.time,
-                         wall_time=time.perf_counter() - t0)
+                         wall_time=time.perf_counter() - t0, final_error=status.get("error"))

@@ -6,7 +6,7 @@ A task is built from its config dataclass (its single source of truth) and plugs
     task.load(sim, rng)     # fresh world: add objects, randomize them from rng
     task.observe(sim)       # extra read() keys, e.g. object_poses [N, 7], goal_pose [7]
     task.update(sim)        # after every control step (success bookkeeping)
-    task.status(sim)        # {"success": bool, "done": bool, "time_limit": float}
+    task.status(sim)        # {"success": bool, "done": bool, "time_limit": float, "error": float}
 
 Poses are in the robot's base frame (``spec.base_frame``), ``x y z qx qy qz qw``.
 """
@@ -180,9 +180,12 @@ class PickPlaceTask(Task):
         self._hold = self._hold + 1 if self.placed(sim) else 0
 
     def status(self, sim: BulletRobot) -> dict:
+        """``error``: the cube centre's xy distance from the target, m (the task's final error)."""
         success = self._hold >= self.config.hold_ticks
         limit = self.config.time_limit_s
-        return {"success": success, "done": success or sim.time >= limit - 1e-9, "time_limit": limit}
+        error = float(np.hypot(*(self.cube_pose(sim)[:2] - self.goal_base[:2])))
+        return {"success": success, "done": success or sim.time >= limit - 1e-9, "time_limit": limit,
+                "error": error}
 
 
 @dataclass

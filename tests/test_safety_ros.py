@@ -262,3 +262,55 @@ def test_bad_parameter_exits_2_with_one_clear_line(ros_env):
     assert proc.returncode == 2, proc.stderr
     assert "'mode'" in proc.stderr and "clamp" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _waypoints(names, times, rows, velocities=None) -> JointTrajectory:
+    """A JointTrajectory as ``ros2 topic pub`` or MoveIt sends one: unstamped, any timing."""
+    from builtin_interfaces.msg import Duration
+    from trajectory_msgs.msg import JointTrajectoryPoint
+
+    msg = JointTrajectory(joint_names=list(names))
+    for i, (t, row) in enumerate(zip(times, rows, strict=True)):
+        p = JointTrajectoryPoint(positions=[float(x) for x in row],
+                                 time_from_start=Duration(sec=int(t), nanosec=round((t - int(t)) * 1e9)))
+        if velocities is not None:
+            p.velocities = [float(x) for x in velocities[i]]
+        msg.points.append(p)
+    return msg
+
+
+def test_standard_joint_trajectories_are_resampled_onto_the_control_grid(graph):
+    robot, proc = graph
+    robot.publishing_states = True
+    robot.spin_until(lambda: robot.last_diag().get("joint_states_received") == "True", 20.0,
+                     "joint_states to reach safety_node")
+    goal = QB + np.r_[0.1, -0.1, 0.1, 0.1, 0.0, -0.1, -0.1, -0.01]
+    order = [NAMES[i] for i in (3, 0, 7, 5, 1, 6, 2, 4)]
+    # One waypoint at 1 s with every joint, names shuffled (`ros2 topic pub`, rqt).
+    robot.pub_traj.publish(_waypoints(order, [1.0], [[goal[NAMES.index(n)] for n in order]]))
+    robot.spin_until(lambda: robot.traj, 5.0, "the resampled trajectory")
+    _, pts, _ = robot.traj[-1]
+    assert pts.shape == (21, 8)
+    np.testing.assert_allclose(pts[0], QB, atol=1e-9)
+    np.testing.assert_allclose(pts[-1], goal, atol=1e-9)
+    np.testing.assert_allclose(pts[10], (QB + goal) / 2, atol=1e-9)  # linear, half way at 0.5 s
+    # MoveIt-style: three waypoints with velocities, at off-grid times.
+    mid = (QB + goal) / 2
+    n = len(robot.traj)
+    robot.pub_traj.publish(_waypoints(NAMES, [0.33, 0.71, 1.23], [goal, mid, QB],
+                                      [np.zeros(8), (QB - goal) / 0.9, np.zeros(8)]))
+    robot.spin_until(lambda: len(robot.traj) > n, 5.0, "the cubic trajectory")
+    _, pts, _ = robot.traj[-1]
+    assert pts.shape == (26, 8)  # ceil(1.23 / 0.05) + 1
+    np.testing.assert_allclose(pts[-1], QB, atol=1e-9)
+    # A partial joint set: refused, naming the missing joint, nothing sent.
+    n = len(robot.traj)
+    robot.pub_traj.publish(_waypoints(NAMES[:7], [0.5], [QB[:7]]))
+    robot.spin_until(lambda: int(robot.last_diag().get("joint_names_rejected", 0)) >= 1, 5.0,
+                     "the partial trajectory's rejection")
+    assert "panda_finger_joint1" in robot.last_diag()["last_intervention"]
+    robot.spin(0.2)
+    assert all(len(p) == 1 for _, p, _ in robot.traj[n:]), "a partial trajectory reached the robot"
+    _check_safe(robot)
+    code = stop_process(proc)
+    assert stopped_cleanly(code, proc.stdout.read())

@@ -153,14 +153,19 @@ def test_render_shapes_dtypes_depth():
 def test_pick_place_success_needs_cube_on_goal_and_released():
     with make_sim("panda", "pick_place", hold_ticks=2) as sim:
         sim.reset(4)
-        assert sim.task_status() == {"success": False, "done": False, "time_limit": 10.0}
-        goal = sim.read()["goal_pose"]
+        st = sim.task_status()
+        assert {k: st[k] for k in ("success", "done", "time_limit")} == {"success": False, "done": False,
+                                                                        "time_limit": 10.0}
+        cube, goal = sim.read()["object_poses"][0], sim.read()["goal_pose"]
+        assert st["error"] == pytest.approx(np.hypot(*(cube[:2] - goal[:2])), abs=1e-9)
+        assert st["error"] >= 0.12 - 1e-6  # min_goal_distance
         pos, quat = sim.base_to_world(goal[:3], [0, 0, 0, 1])
         p.resetBasePositionAndOrientation(sim.task.cube, pos, quat, physicsClientId=sim.world.cid)
         sim.step()
         assert not sim.task_status()["success"]  # held for 1 tick only
         sim.step()
         assert sim.task_status()["success"] and sim.task_status()["done"]
+        assert sim.task_status()["error"] < 1e-3
         # Lifted off the table: not placed.
         p.resetBasePositionAndOrientation(sim.task.cube, [pos[0], pos[1], 0.2], quat,
                                           physicsClientId=sim.world.cid)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from rosmind.errors import SpecError
+from rosmind.policies.augment import check_state_noise
 from rosmind.policies.diffusion.config import RELATIVE_OBS_KEYS
 from rosmind.policy import PolicyConfig
 
@@ -83,6 +84,8 @@ class CarpConfig(PolicyConfig):
     dim_autoregressive: bool = False
     prefix_noise: float = 0.0
     obs_noise: float = 0.0
+    # Stage 2 only: noise on the raw observations in their units, as DiffusionConfig.state_noise.
+    state_noise: dict[str, tuple[float, ...]] = field(default_factory=dict)
     relative_actions: bool = True
     relative_obs: bool = False  # hand-relative object/goal positions, as DiffusionConfig.relative_obs
     obs_min_range: float = 0.0  # floor of the normalizer's per-element obs range (0: plain min-max)
@@ -92,7 +95,7 @@ class CarpConfig(PolicyConfig):
     temperature: float = 1.0
     seed: int = 0
 
-    resumable_fields: ClassVar[tuple[str, ...]] = ("prefix_noise", "obs_noise", "sampling", "top_k", "temperature")
+    resumable_fields: ClassVar[tuple[str, ...]] = ("prefix_noise", "obs_noise", "state_noise", "sampling", "top_k", "temperature")
 
     def __post_init__(self):
         super().__post_init__()
@@ -108,6 +111,7 @@ class CarpConfig(PolicyConfig):
         missing = [k for k in self.obs_keys if k not in self.obs_shapes]
         if missing:
             raise bad("obs_shapes", f"no shape for obs key(s) {missing}; has {sorted(self.obs_shapes)}")
+        self.state_noise = check_state_noise(self.state_noise, self.obs_keys, self.obs_shapes, name)
         images = [k for k in self.obs_keys if k.startswith("camera/")]
         if images:
             raise bad("obs_keys", f"CARP here conditions on low-dimensional state only, got camera key(s) {images}")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rosmind.errors import SpecError, UserError
+from rosmind.policies.augment import add_state_noise
 from rosmind.policies.diffusion.encoders import ObsEncoder, encode_observations, relative_obs_dim
 from rosmind.policies.normalizer import Normalizer
 
@@ -166,8 +167,10 @@ class CarpPolicy(nn.Module):
 
         Stage 1 logs ``recon_mse`` (normalized units) and ``codes_used``; stage 2 ``token_acc``.
         """
-        x0 = self.to_chunk_space(batch["action"].float(), self._newest_joint_pos(batch))
         stage = self.stage
+        if self.training and stage == 2:
+            batch = add_state_noise(batch, self.config.state_noise, self._train_generator)
+        x0 = self.to_chunk_space(batch["action"].float(), self._newest_joint_pos(batch))
         if self.training:
             self.train_step += 1
         if stage == 1:

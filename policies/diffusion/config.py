@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from rosmind.errors import SpecError
+from rosmind.policies.augment import check_state_noise
 from rosmind.policy import PolicyConfig
 
 from .schedulers import BETA_SCHEDULES, PREDICTION_TYPES, SCHEDULERS
@@ -60,6 +61,9 @@ class DiffusionConfig(PolicyConfig):
     # Absolute poses alone leave the UNet to subtract them itself, and a cloned policy then
     # undershoots long carries by centimetres.
     relative_obs: bool = False
+    # Training only: Gaussian noise per obs key in its own units (rosmind.policies.augment), so
+    # the policy holds up to encoder/perception noise: e.g. {"joint_pos": [0.005]*7 + [0.001]}.
+    state_noise: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
         super().__post_init__()
@@ -87,6 +91,7 @@ class DiffusionConfig(PolicyConfig):
         for k in self.obs_keys:
             if k.startswith("camera/") and (len(self.obs_shapes[k]) != 3 or self.obs_shapes[k][2] != 3):
                 raise bad("obs_shapes", f"camera key {k!r} needs [H, W, 3], got {list(self.obs_shapes[k])}")
+        self.state_noise = check_state_noise(self.state_noise, self.obs_keys, self.obs_shapes, name)
         if self.action_dim < 1:
             raise bad("action_dim", f"must be >= 1, got {self.action_dim}")
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:

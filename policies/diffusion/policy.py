@@ -24,6 +24,7 @@ from torch import nn
 
 from rosmind.dataset import is_image_key
 from rosmind.errors import UserError
+from rosmind.policies.augment import add_state_noise
 from rosmind.policies.normalizer import Normalizer
 
 from .config import DiffusionConfig
@@ -145,6 +146,8 @@ class DiffusionPolicy(nn.Module):
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``batch``: obs keys ``[B, To, *shape]``, ``action [B, horizon, Da]`` -> scalar MSE."""
+        if self.training:
+            batch = add_state_noise(batch, self.config.state_noise)
         cond = self._encode(batch, augment=self.training)
         x0 = self.normalizer.normalize("action", batch["action"].float() - self._anchor(batch))
         noise = torch.randn_like(x0)

@@ -2,7 +2,12 @@
 
 Direct mode runs the sim in-process (vectorized when the policy batches); ``--ros`` runs the
 same seeds through robot_node + policy_node + safety_node in lockstep. Both report the same
-JSON: success_rate, ci95 (Wilson), episodes, episode_lengths, latency_ms {p50, p99}.
+JSON: success_rate, ci95 (Wilson), episodes, episode_lengths, final_error_m (per episode, the
+task's final error), latency_ms {p50, p99} (without warm-up calls), and the perturbations.
+
+Perturbations, repeatable flags: ``--task-option cube_mass=0.3`` (any field of the task's
+config) and ``--obs-noise joint_pos.arm=0.005 --obs-noise joint_pos.gripper=0.001`` (Gaussian
+noise on what the policy reads, seeded per episode; selectors in ``rosmind.sim.perturb``).
 """
 
 from __future__ import annotations
@@ -31,8 +36,26 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, help="diffusion: override the number of inference steps")
     p.add_argument("--sampling", choices=["greedy", "top_k", "expected"], help="carp: override the code sampling")
     p.add_argument("--top-k", type=int, help="carp: override top_k (with top_k sampling)")
+    add_perturbation_arguments(p)
     p.add_argument("--json", type=Path, help="write the result JSON here")
     p.add_argument("--video", type=Path, help="MP4 of the first episode (scene camera)")
+
+
+def add_perturbation_arguments(p) -> None:
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the task's config (repeatable), e.g. cube_mass=0.3")
+    p.add_argument("--obs-noise", action="append", default=[], metavar="KEY=STD",
+                   help="Gaussian observation noise (repeatable): joint_pos, joint_pos.<role>, "
+                        "joint_pos.<joint>, ee_pose, object_poses, ... in the key's own units")
+
+
+def perturbations(args, spec, task: str) -> tuple[dict, object]:
+    """(task options, ObservationNoise or None) from ``--task-option``/``--obs-noise``."""
+    from rosmind.sim.perturb import ObservationNoise, parse_task_options
+
+    options = parse_task_options(args.task_option, task)
+    noise = ObservationNoise.parse(args.obs_noise, spec) if args.obs_noise else None
+    return options, noise
 
 
 def load_policy(args, spec):
@@ -57,12 +80,13 @@ def load_policy(args, spec):
 
 def _direct(args, spec) -> dict:
     from rosmind.sim.evaluate import evaluate
-    from rosmind.sim.robots import make_sim
+    from rosmind.sim.perturb import perturbed_sim_factory
 
+    options, noise = perturbations(args, spec, args.task)
     policy = load_policy(args, spec)
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
-    res = evaluate(lambda: make_sim(spec.name, args.task), policy, seeds, n_envs=args.n_envs,
-                   video=args.video, progress=True)
+    res = evaluate(perturbed_sim_factory(spec.name, args.task, options, noise), policy, seeds,
+                   n_envs=args.n_envs, video=args.video, progress=True)
     return res.to_dict(mode="direct")
 
 
@@ -71,11 +95,13 @@ def _ros(args, spec) -> dict:
 
     if args.sampler or args.steps or args.sampling or args.top_k is not None:
         raise UserError("--sampler/--steps/--sampling/--top-k apply to direct mode only")
+    perturbations(args, spec, args.task)  # bad options fail here, before a graph starts
     with tempfile.TemporaryDirectory(prefix="rosmind-eval-") as tmp:
         out = Path(tmp) / "results.json"
         cmd = [sys.executable, "-m", "rosmind.cli", "launch", str(LAUNCH), f"robot:={spec.name}",
                f"task:={args.task}", f"episodes:={args.episodes}", f"seed:={args.seed_start}",
-               f"results:={out}", "mode:=lockstep"]
+               f"results:={out}", "mode:=lockstep", f"task_options:={','.join(args.task_option)}",
+               f"obs_noise:={','.join(args.obs_noise)}"]
         cmd += [f"checkpoint:={Path(args.checkpoint).resolve()}"] if args.checkpoint else [f"policy:={args.policy}"]
         rc = subprocess.call(cmd, stdout=subprocess.DEVNULL if args.json else None)
         if rc != 0 or not out.exists():
@@ -86,6 +112,7 @@ def _ros(args, spec) -> dict:
     return {"success_rate": k / n if n else 0.0, "ci95": list(wilson_interval(k, n)), "episodes": n,
             "successes": k, "seeds": [e["seed"] for e in eps], "success": [bool(e["success"]) for e in eps],
             "episode_lengths": [e["ticks"] for e in eps],
+            "final_error_m": [e.get("final_error") for e in eps],
             # Lockstep round trip robot -> policy_node (inference when a chunk is due) -> safety -> robot.
             "latency_ms": log.get("latency", {}).get("round_trip_ms", {}),
             "mode": "ros"}
@@ -105,7 +132,8 @@ def run(args) -> int:
         robot = read_manifest(args.checkpoint)["robot"]["fingerprint"]["name"]
     spec = load_spec(robot)
     out = _ros(args, spec) if args.ros else _direct(args, spec)
-    out.update(task=args.task, checkpoint=args.checkpoint, policy=args.policy)
+    out.update(task=args.task, checkpoint=args.checkpoint, policy=args.policy,
+               task_options=list(args.task_option), obs_noise=list(args.obs_noise))
     lo, hi = out["ci95"]
     lat = out.get("latency_ms") or {}
     print(f"success {out['successes']}/{out['episodes']} = {out['success_rate']:.3f} "

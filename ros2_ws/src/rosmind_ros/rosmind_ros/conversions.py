@@ -230,6 +230,27 @@ def joint_trajectory(names: Sequence[str], points, t: float, dt: float, frame_id
     return msg
 
 
+def joint_trajectory_waypoints(msg: JointTrajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """-> (times_from_start [N] s, positions [N, n], velocities [N, n] or None, has_velocity [N]),
+    columns in ``msg.joint_names`` order. A point may leave its velocities empty (then
+    ``has_velocity[i]`` is False); any other length, or positions of the wrong length, is a
+    ValueError naming the point."""
+    n = len(msg.joint_names)
+    pos, vel, has = [], [], []
+    for i, p in enumerate(msg.points):
+        if len(p.positions) != n:
+            raise ValueError(f"point {i} has {len(p.positions)} positions for {n} joint names")
+        if len(p.velocities) not in (0, n):
+            raise ValueError(f"point {i} has {len(p.velocities)} velocities for {n} joint names")
+        pos.append(p.positions)
+        has.append(len(p.velocities) == n)
+        vel.append(p.velocities if has[-1] else [0.0] * n)
+    times = np.array([to_sec(p.time_from_start) for p in msg.points], dtype=np.float64)
+    shape = (-1, n)
+    return (times, np.array(pos, dtype=np.float64).reshape(shape),
+            np.array(vel, dtype=np.float64).reshape(shape) if any(has) else None, np.array(has, bool))
+
+
 def joint_trajectory_to_numpy(msg: JointTrajectory, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """-> (positions [N, D] in ``names`` order, times_from_start [N] seconds).
     Raises KeyError for missing joints, ValueError for ragged points."""

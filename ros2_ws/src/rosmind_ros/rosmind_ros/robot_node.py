@@ -4,7 +4,7 @@ Publishes each control tick, stamped with sim time: ``/clock``, ``joint_states``
 treats it as the tick and waits for the tick's other topics), ``ee_pose``, ``wrench``,
 ``object_poses``, ``goal_pose`` (arms), ``imu``, ``odom`` (quadrupeds). Cameras publish
 ``camera/<n>/image_raw`` (rgb8), ``camera/<n>/depth/image_raw`` (32FC1) and
-``camera/<n>/camera_info`` on ticks ``k % schema.camera_every == 0`` (their own rate). Consumes ``joint_trajectory`` and ``forward_position_controller/commands``;
+``camera/<n>/camera_info`` + ``camera/<n>/depth/camera_info`` (same stamp as their images) on ticks ``k % schema.camera_every == 0`` (their own rate). Consumes ``joint_trajectory`` and ``forward_position_controller/commands``;
 serves ``reset`` (Trigger: end this episode, start the next seed); publishes
 ``episode/outcome`` (JSON) and ``/diagnostics``.
 
@@ -46,6 +46,7 @@ from trajectory_msgs.msg import JointTrajectory
 from rosmind.bridge import CommandMailbox, EpisodeLog, EpisodeResult, SimLoop, episode_line
 from rosmind.errors import SpecError
 from rosmind.schema import camera_every, camera_topics
+from rosmind.sim.perturb import NoisyObservations, ObservationNoise, parse_task_options
 from rosmind.sim.robots import make_sim
 from rosmind.stats import latency_summary
 from rosmind_ros import conversions as cv
@@ -56,6 +57,10 @@ from rosmind_ros.params import declare_from_dataclass, run_node
 class RobotNodeConfig:
     robot: str = "panda"
     task: str = ""  # "" = the robot's default task
+    # Perturbations (rosmind eval --task-option/--obs-noise): "key=value,key=value" task config
+    # overrides, and "selector=std,..." Gaussian noise on what is published (rosmind.sim.perturb).
+    task_options: str = ""
+    obs_noise: str = ""
     mode: Literal["lockstep", "realtime"] = "lockstep"
     seed: int = 0  # episode i uses seed + i
     episodes: int = 0  # 0 = forever
@@ -91,7 +96,9 @@ class RobotNode(Node):
     def __init__(self):
         super().__init__("robot_node")
         self.cfg = cfg = declare_from_dataclass(self, RobotNodeConfig)
-        self.sim = make_sim(cfg.robot, cfg.task or None)
+        self.sim = make_sim(cfg.robot, cfg.task or None, **self._task_options(cfg))
+        if cfg.obs_noise:
+            self.sim = NoisyObservations(self.sim, ObservationNoise.parse(cfg.obs_noise, self.sim.spec))
         self.sim.connect()
         self.spec = self.sim.spec
         self.dt = self.spec.control_period
@@ -116,6 +123,7 @@ class RobotNode(Node):
             self.pubs[names["info"]] = pub(CameraInfo, names["info"], 5)
             if s.kind == "rgbd":
                 self.pubs[names["depth"]] = pub(Image, names["depth"], 5)
+                self.pubs[names["depth_info"]] = pub(CameraInfo, names["depth_info"], 5)
         self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, 10)
         self.create_subscription(Float64MultiArray, "forward_position_controller/commands",
                                  self._on_commands, 10)
@@ -151,6 +159,15 @@ class RobotNode(Node):
             self._video = VideoWriter(cfg.video, self.spec.control_rate_hz)
         self._thread = threading.Thread(target=self._run, name="robot_loop", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _task_options(cfg: RobotNodeConfig) -> dict:
+        if not cfg.task_options:
+            return {}
+        from rosmind.registry import ROBOTS
+
+        task = cfg.task or ROBOTS.get(cfg.robot).factory.DEFAULT_TASK
+        return parse_task_options(cfg.task_options, task)
 
     def _reject(self, why: str) -> None:
         """Count and log (once a second per topic) a command that is not applied."""
@@ -255,12 +272,14 @@ class RobotNode(Node):
                 continue
             names = camera_topics(s.name)
             rgb, depth = self.sim.render(s.name)
-            out.append((self.pubs[names["rgb"]], cv.image(rgb, "rgb8", t, s.frame_id)))
-            if s.kind == "rgbd":
-                out.append((self.pubs[names["depth"]], cv.image(depth, "32FC1", t, s.frame_id)))
             k = self.sim.camera_intrinsics(s.name)
-            out.append((self.pubs[names["info"]], cv.camera_info(
-                k["width"], k["height"], k["fx"], k["fy"], k["cx"], k["cy"], t, s.frame_id)))
+            # The sim's depth is rendered from the colour camera itself (RealSense's aligned
+            # depth): both CameraInfos are the same model, frame and stamp as their images.
+            info = cv.camera_info(k["width"], k["height"], k["fx"], k["fy"], k["cx"], k["cy"], t, s.frame_id)
+            out += [(self.pubs[names["rgb"]], cv.image(rgb, "rgb8", t, s.frame_id)), (self.pubs[names["info"]], info)]
+            if s.kind == "rgbd":
+                out += [(self.pubs[names["depth"]], cv.image(depth, "32FC1", t, s.frame_id)),
+                        (self.pubs[names["depth_info"]], info)]
         if self._video is not None and not self.log.episodes:
             self._video.add(self.sim.render(self.cfg.video_camera)[0])
         with self._sent_lock:

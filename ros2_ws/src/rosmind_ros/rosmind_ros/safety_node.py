@@ -1,6 +1,8 @@
 """safety_node: the only path from policies and teleop to the robot (core: ``rosmind.safety``).
 
-Subscribes ``safety/joint_trajectory`` (action chunks, point i at ``i * control_period``),
+Subscribes ``safety/joint_trajectory`` (action chunks, point i at ``i * control_period``, or
+any JointTrajectory with strictly increasing ``time_from_start``, as MoveIt, rqt or ``ros2
+topic pub`` send a joint_trajectory_controller: resampled onto the control grid by the core),
 ``safety/commands`` (Float64MultiArray, spec joint order), ``joint_states`` (measured) and
 ``estop`` (Bool; true latches). Serves ``safety/reset`` (Trigger). Publishes validated chunks
 on ``joint_trajectory`` (stamp preserved), validated commands on
@@ -88,17 +90,13 @@ class SafetyNode(Node):
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         try:
-            pts, times = cv.joint_trajectory_to_numpy(msg, list(msg.joint_names))
-            expected = np.arange(len(times)) * self.core.dt
-            if not np.allclose(times, expected, atol=1e-3):
-                raise ValueError(f"time_from_start {np.round(times, 4).tolist()} is not "
-                                 f"i * control_period ({self.core.dt:g} s)")
+            times, pts, vel, has_vel = cv.joint_trajectory_waypoints(msg)
         except (KeyError, ValueError) as e:
             self.core.reject("malformed_rejected", f"safety/joint_trajectory: {e}")
             out = None
         else:
             stamp = cv.to_sec(msg.header.stamp)  # 0: unstamped, the core takes it as now
-            out = self.core.filter_trajectory(msg.joint_names, pts, stamp)
+            out = self.core.filter_timed_trajectory(msg.joint_names, times, pts, stamp, vel, has_vel)
             if out is not None:
                 sent = self._trajectory(out, stamp or self._now(), msg.header.frame_id)
                 if stamp > 0:
