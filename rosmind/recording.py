@@ -173,6 +173,14 @@ class TopicInfo:
     msg_type: str  # pkg/msg/Type
     offered_qos: list[dict[str, Any]] = field(default_factory=list)
     type_hash: str = ""
+    # False for a topic subscribed before its publishers were seen (offered QoS and type hash
+    # not known yet): an episode holds its messages back until they are (see EpisodeWriter).
+    confirmed: bool = True
+
+
+# An unconfirmed topic's messages wait at most this long (their own receive times) for its
+# publishers' QoS; then its channel is written with what is known.
+CONFIRM_WAIT_NS = 3_000_000_000
 
 
 class EpisodeWriter:
@@ -193,6 +201,7 @@ class EpisodeWriter:
         self._mcap = Writer(self._fh, chunk_size=chunk_size, compression=comp)
         self._mcap.start(profile="ros2", library=LIBRARY)
         self._schemas: dict[str, int] = {}
+        self._held: dict[str, tuple[TopicInfo, list[tuple[bytes, int]]]] = {}
         self.channels: dict[str, int] = {}
         self.topics: dict[str, TopicInfo] = {}
         self.counts: dict[str, int] = {}
@@ -202,8 +211,28 @@ class EpisodeWriter:
         self.write_metadata()
 
     def add_topic(self, topic: TopicInfo) -> None:
+        """Register ``topic``'s channel, or, while its publishers' QoS is unknown
+        (``confirmed`` false), hold its messages back until a confirmed TopicInfo comes.
+
+        Each channel's record and metadata.yaml's entry are the same snapshot, taken when the
+        channel is written: readers that pair the two (rosbags' AnyReader) then find every
+        message (a first episode recorded before discovery finished once lost most of them)."""
         if topic.name in self.channels:
             return
+        snap = TopicInfo(topic.name, topic.msg_type, [dict(q) for q in topic.offered_qos], topic.type_hash,
+                         topic.confirmed)
+        held = self._held.pop(topic.name, None)
+        if not snap.confirmed:
+            self._held[topic.name] = (snap, held[1] if held else [])
+            return
+        self._register(snap)
+        for data, t_ns in held[1] if held else ():
+            self.write(topic.name, data, t_ns)
+
+    def accepts(self, topic: str) -> bool:
+        return topic in self.channels or topic in self._held
+
+    def _register(self, topic: TopicInfo) -> None:
         sid = self._schemas.get(topic.msg_type)
         if sid is None:
             sid = self._mcap.register_schema(topic.msg_type, "ros2msg", msgdef(topic.msg_type).encode())
@@ -215,6 +244,13 @@ class EpisodeWriter:
         self.counts[topic.name] = 0
 
     def write(self, topic: str, data: bytes, t_ns: int) -> None:
+        held = self._held.get(topic)
+        if held is not None:
+            held[1].append((data, t_ns))
+            if t_ns - held[1][0][1] > CONFIRM_WAIT_NS:  # discovery never told: write as known
+                self.add_topic(TopicInfo(held[0].name, held[0].msg_type, held[0].offered_qos,
+                                         held[0].type_hash, True))
+            return
         self._mcap.add_message(self.channels[topic], log_time=t_ns, data=data, publish_time=t_ns,
                                sequence=self.counts[topic])
         self.counts[topic] += 1
@@ -261,6 +297,9 @@ class EpisodeWriter:
         _atomic_write(self.dir / EPISODE_JSON, json.dumps(asdict(self.info), indent=1))
 
     def close(self) -> None:
+        for name in list(self._held):
+            t = self._held[name][0]
+            self.add_topic(TopicInfo(t.name, t.msg_type, t.offered_qos, t.type_hash, True))
         self._mcap.finish()
         self._fh.close()
         self.write_metadata()
@@ -457,7 +496,7 @@ class EpisodeRecorder:
                             ep.add_topic(data)
                         continue
                     self._written += len(data)
-                    if ep is not None and topic in ep.channels:
+                    if ep is not None and ep.accepts(topic):
                         ep.write(topic, data, t_ns)
                 now = time.monotonic()
                 if ep is not None and now - last_flush >= self.cfg.flush_period_s:

@@ -40,6 +40,7 @@ import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -47,8 +48,13 @@ from rclpy.serialization import deserialize_message
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from rosmind.errors import UserError
 from rosmind.recording import KNOWN_TYPES, EpisodeRecorder, RecorderConfig, TopicInfo, qos_dict
+from rosmind.schema import camera_topics
+from rosmind.spec import load_spec
 from rosmind_ros import conversions as cv
+
+IMAGE_TYPE, CAMERA_INFO_TYPE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
 from rosmind_ros.params import declare_from_dataclass, run_node
 
 
@@ -88,22 +94,40 @@ class RecorderNode(Node):
         self._subs: dict[str, object] = {}
         self._qos: dict[str, tuple[str, bool, bool]] = {}  # topic -> (type, reliable, latched)
         self._confirmed: set[str] = set()  # topics whose publishers' offer was seen
-        for t in cfg.topics:  # known names: subscribed now, so the first messages are not lost
-            if "*" not in t and t.lstrip("/") in KNOWN_TYPES:
-                self._subscribe(self.resolve_topic_name(t), KNOWN_TYPES[t.lstrip("/")])
+        for name, msg_type in self._known_topics().items():  # subscribed now: no first message lost
+            self._subscribe(name, msg_type)
         for name, fn in (("start", self.core.start), ("stop", self.core.stop),
                          ("discard", self.core.discard), ("mark_success", self.core.mark_success)):
             self.create_service(Trigger, f"recorder/{name}", self._service(fn))
         self.create_subscription(String, "recorder/metadata", self._on_metadata, 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.pub_status = self.create_publisher(String, "recorder/status", 10)
-        self.create_timer(cfg.discovery_period_s, self._discover)
-        self.create_timer(1.0, self._publish_status)
+        # Steady-clock timers: with use_sim_time a ROS-time timer would not fire before /clock
+        # runs, i.e. discovery (offered QoS, late topics) would wait for the first tick.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(cfg.discovery_period_s, lambda: (self._discover(), self._publish_status()), clock=steady)
+        self.create_timer(1.0, self._publish_status, clock=steady)
         self._discover()
         if cfg.auto_start:
             self._log_result(*self.core.start())
         self.get_logger().info(f"recording {list(cfg.topics)} into {cfg.out_dir}/ "
                                f"(services recorder/start|stop|discard|mark_success)")
+
+    def _known_topics(self) -> dict[str, str]:
+        """Recorded topics whose type is known before discovery: the graph's fixed names, and
+        the robot spec's camera topics matched by a pattern such as ``camera/*/image_raw``."""
+        out = {self.resolve_topic_name(t): KNOWN_TYPES[t.lstrip("/")]
+               for t in self.cfg.topics if "*" not in t and t.lstrip("/") in KNOWN_TYPES}
+        try:
+            cams = load_spec(self.cfg.robot).sensors_of("rgb", "rgbd")
+        except UserError:
+            return out
+        for cam in cams:
+            for channel, topic in camera_topics(cam.name).items():
+                name = self.resolve_topic_name(topic)
+                if any(p.match(name) for p in self.patterns):
+                    out[name] = IMAGE_TYPE if channel in ("rgb", "depth") else CAMERA_INFO_TYPE
+        return out
 
     def _resolve(self, pattern: str) -> str:
         """Namespace a topic pattern the way rcl namespaces a name (``*`` is not a legal name
@@ -140,10 +164,8 @@ class RecorderNode(Node):
                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
         info = self.core.topics.get(name)
-        if info is None or info.msg_type != msg_type:
-            self.core.add_topic(TopicInfo(name, msg_type, offered or [], type_hash))
-        elif offered is not None:  # the running episode's metadata.yaml picks this up
-            info.offered_qos, info.type_hash = offered, type_hash
+        if info is None or info.msg_type != msg_type or offered is not None:
+            self.core.add_topic(TopicInfo(name, msg_type, offered or [], type_hash, offered is not None))
         self._subs[name] = self.create_subscription(cls, name, self._raw_callback(name), qos, raw=True)
         self._qos[name] = (msg_type, reliable, latched)
         self.get_logger().info(f"subscribed {name} [{msg_type}] ({'reliable' if reliable else 'best effort'})")
@@ -166,8 +188,8 @@ class RecorderNode(Node):
             type_hash = str(pubs[0].topic_type_hash)
             self._confirmed.add(name)
             if self._qos.get(name) == (types[0], reliable, latched):
-                info = self.core.topics[name]  # subscribed in advance and it matches: just note QoS
-                info.offered_qos, info.type_hash = offered, type_hash
+                # Subscribed in advance and it matches: the episode may now write its channel.
+                self.core.add_topic(TopicInfo(name, types[0], offered, type_hash, True))
                 continue
             self._subscribe(name, types[0], reliable, latched, offered, type_hash)
 
@@ -216,8 +238,21 @@ class RecorderNode(Node):
                 self._log_result(*self.core.start())
         self._publish_status()
 
+    def unmatched(self) -> list[str]:
+        """Recorded topics with publishers on the graph that this node does not yet receive
+        from all of them (discovery still under way): what an episode starting now would miss."""
+        out = []
+        for name, _types in self.get_topic_names_and_types():
+            if not any(p.match(name) for p in self.patterns):
+                continue
+            n = self.count_publishers(name)
+            sub = self._subs.get(name)
+            if n and (sub is None or sub.get_publisher_count() < n or name not in self._confirmed):
+                out.append(name)
+        return sorted(out)
+
     def _publish_status(self) -> None:
-        self.pub_status.publish(String(data=json.dumps(self.core.status())))
+        self.pub_status.publish(String(data=json.dumps({**self.core.status(), "unmatched": self.unmatched()})))
 
     def destroy_node(self):
         self.core.close()

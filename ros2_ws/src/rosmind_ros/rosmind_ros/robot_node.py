@@ -79,6 +79,10 @@ class RobotNodeConfig:
     # Then this much more before the first tick, for endpoints robot_node cannot see match
     # (e.g. safety_node's commands -> a recorder).
     start_delay_s: float = 0.0
+    # Before the first tick, wait (up to policy_wait_s) until recorder_node reports on
+    # recorder/status that it is recording and receives every recorded topic that has
+    # publishers ("unmatched" empty): the first episode then loses no message to discovery.
+    wait_for_recorder: bool = False
     results: str = ""  # JSON path written after the last episode
     video: str = ""  # MP4 of the first episode, from video_camera at the control rate ("" = none)
     video_camera: str = "scene"
@@ -131,6 +135,9 @@ class RobotNode(Node):
             self.create_subscription(JointTrajectory, cfg.lockstep_upstream,
                                      lambda m: self.mailbox.note_upstream(cv.to_sec(m.header.stamp)), 10)
         self.create_service(Trigger, "reset", self._on_reset)
+        self._recorder: dict = {}
+        if cfg.wait_for_recorder:
+            self.create_subscription(String, "recorder/status", self._on_recorder_status, 10)
         # A service client on its own node and single-threaded executor: calls from the loop
         # thread then never wait on this node's executor.
         self._client_node = Node("robot_node_policy_client", namespace=self.get_namespace(),
@@ -203,6 +210,15 @@ class RobotNode(Node):
                                 f"finite positions {self.spec.joint_names}, got {q.tolist()}")
         self.mailbox.put_position(q)
 
+    def _on_recorder_status(self, msg: String) -> None:
+        try:
+            self._recorder = json.loads(msg.data)
+        except ValueError:
+            pass
+
+    def _recorder_ready(self) -> bool:
+        return bool(self._recorder.get("recording")) and not self._recorder.get("unmatched", [""])
+
     def _on_reset(self, _req, resp):
         self.loop.reset_requested.set()
         resp.success, resp.message = True, "the current episode ends; the next seed starts"
@@ -220,6 +236,12 @@ class RobotNode(Node):
         if pub.get_subscription_count() < self.cfg.min_subscribers:
             self.get_logger().warn(f"joint_states has {pub.get_subscription_count()} subscribers after "
                                    f"{wait_s:.1f} s (min_subscribers={self.cfg.min_subscribers}); starting")
+        if self.cfg.wait_for_recorder:
+            while not self._recorder_ready() and time.monotonic() < end and not stop.wait(0.05):
+                pass
+            if not self._recorder_ready() and not stop.is_set():
+                self.get_logger().warn(f"recorder not ready after {wait_s:.1f} s (status {self._recorder or 'none'}); "
+                                       "starting: the episode may miss messages of the topics named")
         stop.wait(self.cfg.start_delay_s)
 
     def _policy_service_ready(self, wait_s: float) -> bool:
