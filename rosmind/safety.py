@@ -176,11 +176,26 @@ class SafetySupervisor:
     # inputs
 
     def update_measured(self, q: np.ndarray) -> None:
-        """Measured joint positions ``[D]`` in spec order (non-finite readings are ignored)."""
+        """Measured joint positions ``[D]`` in spec order (non-finite readings are ignored).
+
+        A reading further from the previous one than the joints can move in the time between
+        them (1.5x the velocity limit, at least one control period) means something else moved
+        the robot (a sim reset, a driver re-homing): the plan is dropped and the next command
+        continues from the measured position (STOPPED), never from the old setpoint."""
         q = np.asarray(q, dtype=np.float64)
         if q.shape == (len(self.names),) and np.all(np.isfinite(q)):
+            now = self.clock()
+            if self.measured is not None and self.state in (State.ARMED, State.HOLDING):
+                reach = 1.5 * self.max_step / self.dt * max(now - self.measured_at, self.dt) + 1e-3
+                jump = np.abs(q - self.measured) - reach
+                if np.any(jump > 0):
+                    j = int(np.argmax(jump))
+                    self._info(f"measured {self.names[j]} jumped {abs(q[j] - self.measured[j]):.3f} between two "
+                               f"joint_states (robot reset or moved): {self.state.value} -> STOPPED, "
+                               "continuing from the measured position")
+                    self.state, self.plan, self.setpoint = State.STOPPED, None, None
             self.measured = q.copy()
-            self.measured_at = self.clock()
+            self.measured_at = now
 
     def filter_trajectory(self, names: Sequence[str], points: np.ndarray,
                           stamp: float) -> np.ndarray | None:

@@ -24,6 +24,7 @@ from rosmind.episodes import find_episodes
 pytestmark = pytest.mark.ros
 
 EPISODES = 3
+SEED = 1000  # the launch file's default seed of episode 0
 
 
 def _counts_anyreader(path: Path) -> Counter:
@@ -80,6 +81,28 @@ def test_every_reader_reads_every_message_of_every_episode(ros_env, repo, tmp_pa
         r = report["episodes"][0]
         assert r["ticks"] == ticks[i]
         data = ReplayBuffer.open(tmp_path / f"ep{i}.zarr").get_episode(0)
-        # The command answering tick k is what the robot executed next, in every episode.
-        err = np.abs(data["action"][:-1, :7] - data["joint_pos"][1:, :7]).max()
-        assert err < 0.05, f"episode {i}: action[k] is {err:.3f} rad from joint_pos[k+1]"
+        # Tick for tick, the converted episode is the in-process episode of the same seed: the
+        # observation of tick k and the command that answered it (what the robot then executed),
+        # in the later episodes as in the first. (action[k] vs joint_pos[k+1] is no test of
+        # alignment: on seeds whose cube needs a large wrist turn, joint 7 itself lags and
+        # overshoots its setpoint by up to 0.2 rad in PyBullet, in process too.)
+        q, a = _direct_episode(SEED + i)
+        assert len(q) == ticks[i]
+        np.testing.assert_allclose(data["joint_pos"], q, atol=1e-9, err_msg=f"episode {i}: joint_pos")
+        err = np.abs(data["action"] - a).max(axis=0)
+
+        assert err.max() < 1e-5, f"episode {i}: converted actions are {err.max():.4f} from the executed setpoints"
+
+
+def _direct_episode(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(joint_pos [T, D], setpoint written at each tick [T, D]) of the expert, in process."""
+    from rosmind.registry import POLICIES
+    from rosmind.sim.robots import make_sim
+    from rosmind.sim.rollout import run_episode
+
+    entry = POLICIES.get("expert")
+    qs, acts = [], []
+    with make_sim("panda", "pick_place") as sim:
+        run_episode(sim, entry.factory(entry.config()), seed,
+                    on_tick=lambda t, o, a: (qs.append(o["joint_pos"].copy()), acts.append(sim.setpoint.copy())))
+    return np.array(qs), np.array(acts)
