@@ -53,9 +53,9 @@ from rosmind.recording import KNOWN_TYPES, EpisodeRecorder, RecorderConfig, Topi
 from rosmind.schema import camera_topics
 from rosmind.spec import load_spec
 from rosmind_ros import conversions as cv
+from rosmind_ros.params import declare_from_dataclass, run_node
 
 IMAGE_TYPE, CAMERA_INFO_TYPE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
-from rosmind_ros.params import declare_from_dataclass, run_node
 
 
 def _msg_class(msg_type: str):
