@@ -1,0 +1,83 @@
+"""Training-time observation noise in the observations' units, and fine-tuning from an
+exported checkpoint (``train.init_from``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from synthetic_data import make_dataset
+
+from rosmind.checkpoint import load_checkpoint
+from rosmind.errors import SpecError, UserError
+from rosmind.policies.augment import add_state_noise, check_state_noise
+from rosmind.policies.diffusion import DiffusionConfig
+from rosmind.policies.train import train
+
+SHAPES = {"joint_pos": (8,), "ee_pose": (7,)}
+STD = (0.005,) * 7 + (0.001,)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_noise_has_the_per_element_std_and_touches_nothing_else():
+    b = {"joint_pos": torch.zeros(20000, 2, 8), "ee_pose": torch.ones(20000, 2, 7), "action": torch.zeros(20000, 4, 8)}
+    out = add_state_noise(b, {"joint_pos": STD}, torch.Generator().manual_seed(0))
+    std = out["joint_pos"].reshape(-1, 8).std(0)
+    torch.testing.assert_close(std, torch.tensor(STD), rtol=0.03, atol=0)
+    assert torch.equal(out["ee_pose"], b["ee_pose"]) and torch.equal(out["action"], b["action"])
+    assert torch.equal(b["joint_pos"], torch.zeros(20000, 2, 8))  # the batch itself is left alone
+    assert add_state_noise(b, {}) is b
+
+
+@pytest.mark.parametrize("noise, msg", [
+    ({"wrench": (0.1,)}, "not a low-dim obs key"), ({"joint_pos": (0.1, 0.2)}, "1 or 8"),
+    ({"joint_pos": (-0.1,)}, "finite and >= 0"),
+])
+def test_bad_state_noise_is_refused_by_name(noise, msg):
+    with pytest.raises(SpecError, match=msg):
+        check_state_noise(noise, ("joint_pos", "ee_pose"), SHAPES, "DiffusionConfig")
+    with pytest.raises(SpecError, match="state_noise"):
+        DiffusionConfig(state_noise=noise)
+
+
+def test_diffusion_loss_sees_the_noise_only_while_training():
+    from rosmind.policies.diffusion.policy import DiffusionPolicy
+
+    cfg = DiffusionConfig(horizon=8, n_action_steps=4, down_dims=(16, 32), step_embed_dim=16, n_groups=4,
+                          relative_actions=True, state_noise={"joint_pos": (0.5,)})
+    pol = DiffusionPolicy(cfg)
+    batch = {k: torch.randn(4, cfg.n_obs_steps, *cfg.obs_shapes[k]) for k in cfg.obs_keys}
+    batch["action"] = torch.randn(4, cfg.horizon, cfg.action_dim)
+
+    def loss(train_mode: bool) -> float:
+        pol.train(train_mode)
+        torch.manual_seed(1)
+        return pol.compute_loss(batch).item()
+
+    assert loss(False) == loss(False)
+    assert loss(True) != loss(False)  # same draws of t and eps: only the observation noise differs
+
+
+def test_init_from_continues_a_checkpoint_and_refuses_another_model(tmp_path):
+    data = make_dataset(tmp_path / "syn.zarr", n_episodes=4, length=30)
+    base = train("diffusion", data, tmp_path / "base", preset="tiny",
+                 overrides=["train.steps=10", "train.lr=3e-3", "train.val_every=0"])
+    ft = train("diffusion", data, tmp_path / "ft", preset="tiny",
+               overrides=["train.steps=1", "train.lr=1e-12", "train.val_every=0", "train.warmup_steps=0",
+                          f"train.init_from={base.checkpoint}", 'policy.state_noise={"joint_pos": [0.005]}'])
+    a = load_checkpoint(base.checkpoint).state_dict()
+    b = load_checkpoint(ft.checkpoint)
+    assert b.config.state_noise == {"joint_pos": (0.005,)}
+    for k, v in b.state_dict().items():
+        torch.testing.assert_close(v, a[k], rtol=0, atol=1e-6, msg=k)
+    with pytest.raises(UserError, match=r"differs in \['horizon'"):
+        train("diffusion", data, tmp_path / "bad", preset="tiny",
+              overrides=["train.steps=1", f"train.init_from={base.checkpoint}", "policy.horizon=16"])
+    with pytest.raises(UserError, match="'diffusion' checkpoint, not 'carp'"):
+        train("carp", data, tmp_path / "bad2", overrides=["train.steps=1", f"train.init_from={base.checkpoint}"])
