@@ -46,6 +46,9 @@ def add_arguments(p):
     p.add_argument("--latency-iters", type=int, default=60, help="timed calls per variant (round robin)")
     p.add_argument("--diffusion-checkpoint", type=Path, default=DEFAULT_CHECKPOINTS["diffusion"])
     p.add_argument("--carp-checkpoint", type=Path, default=DEFAULT_CHECKPOINTS["carp"])
+    from rosmind.commands.eval import add_perturbation_arguments
+
+    add_perturbation_arguments(p)
     p.add_argument("--json", type=Path, default=None)
 
 
@@ -121,8 +124,9 @@ def targets(results: dict) -> dict:
 def run(args) -> int:
     import torch
 
+    from rosmind.commands.eval import perturbations
     from rosmind.registry import TASKS
-    from rosmind.sim.robots import make_sim
+    from rosmind.sim.perturb import perturbed_sim_factory
     from rosmind.spec import load_spec
     from rosmind.stats import latency_summary
 
@@ -134,6 +138,8 @@ def run(args) -> int:
         raise UserError("--episodes and --ddpm-episodes must be >= 1")
     robot = TASKS.get(args.task).meta["robot"]
     spec = load_spec(robot)
+    options, noise = perturbations(args, spec, args.task)
+    make_sim = perturbed_sim_factory(robot, args.task, options, noise)
     ckpts = {"diffusion": args.diffusion_checkpoint, "carp": args.carp_checkpoint}
     # One instance per variant (fail before any long rollout), so all can be timed together.
     policies = {name: (fam, _load(fam, ckpts[fam], spec), sampler) for fam in fams for name, sampler in VARIANTS[fam]}
@@ -143,7 +149,7 @@ def run(args) -> int:
             policy.set_sampler(*sampler)
         n = args.ddpm_episodes if (args.ddpm_episodes and name == "diffusion_ddpm100") else args.episodes
         seeds = list(range(args.seed_start, args.seed_start + n))
-        results[name] = run_variant(policy, name, lambda: make_sim(robot, args.task), seeds, args.n_envs)
+        results[name] = run_variant(policy, name, make_sim, seeds, args.n_envs)
         results[name]["checkpoint"] = str(ckpts[fam])
     times = round_robin_latency({name: p for name, (_, p, _) in policies.items()}, args.latency_iters)
     for name, res in results.items():
@@ -152,7 +158,7 @@ def run(args) -> int:
         res["latency_per_action_ms"] = {"p50": lat["p50"] / n_act, "p99": lat["p99"] / n_act}
         print(f"{name:>18}: chunk p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms "
               f"({lat['n']} calls, round robin)")
-    out = {"task": args.task, **results, "targets": targets(results),
+    out = {"task": args.task, "task_options": list(args.task_option), "obs_noise": list(args.obs_noise), **results, "targets": targets(results),
            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     for k, v in out["targets"].items():
         print(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}")
