@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rosmind.errors import SpecError
+from rosmind.policy import infer_seeded
 
 
 @dataclass
@@ -60,12 +61,17 @@ class ChunkExecutor:
         self._chunks: list[tuple[int, np.ndarray]] = []  # (obs tick, [Ta, Da]), oldest first
         self._pending = False
         self.dropped_rows = 0  # rows that arrived after their tick had passed
+        self.noise_seed: int | None = None
+        self._tick0: int | None = None
 
-    def reset(self) -> None:
+    def reset(self, noise_seed: int | None = None) -> None:
+        """A new episode. ``noise_seed`` (the episode's seed): ``step`` reseeds the policy for
+        each chunk from it and the episode tick (``rosmind.policy.infer_seeded``)."""
         with self._lock:
             self._chunks.clear()
             self._pending = False
             self.dropped_rows = 0
+            self.noise_seed, self._tick0 = noise_seed, None
         self.policy.reset()
 
     @property
@@ -134,7 +140,9 @@ class ChunkExecutor:
 
     def step(self, obs: dict[str, np.ndarray], tick: int) -> np.ndarray | None:
         """Synchronous use (direct eval, lockstep): plan if due, then return the tick's action."""
+        if self._tick0 is None:
+            self._tick0 = tick
         if self.wants_inference(tick):
             self.request()
-            self.add_chunk(self.policy.infer(obs)["action"], tick)
+            self.add_chunk(infer_seeded(self.policy, obs, self.noise_seed, tick - self._tick0)["action"], tick)
         return self.action(tick)

@@ -15,6 +15,11 @@ policies also have ``reseed(seed=None)``, which restarts their generator (``conf
 default) so that a run of episodes, or one call in a test, is reproducible; ``reseed(policy)``
 below calls it where it exists.
 
+Noise per episode (``noise="episode"`` in ``rosmind eval`` and ``policy_node``): the noise of the
+chunk planned at tick ``k`` of the episode with seed ``s`` is the policy's generator reseeded
+at ``chunk_seed(s, k)`` (``infer_seeded``). It no longer depends on what ran before, on how
+episodes were batched, or on the process, so any ROS-mode episode replays in direct mode.
+
 Each family has a config dataclass (its single source of truth), registers with
 ``@POLICIES.register(name, config=Config)``, and keeps its normalizer inside itself.
 """
@@ -56,6 +61,23 @@ class Policy(Protocol):
     def reset(self) -> None: ...
 
     def infer(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+NOISE_MODES = ("stream", "episode")
+
+
+def chunk_seed(episode_seed: int, tick: int) -> int:
+    """The generator seed of the chunk planned at ``tick`` (from the episode's start) of the
+    episode seeded ``episode_seed`` (SeedSequence mixing: nearby pairs give unrelated seeds)."""
+    return int(np.random.SeedSequence([int(episode_seed) & 0xFFFFFFFF, int(tick)]).generate_state(1)[0])
+
+
+def infer_seeded(policy, obs: dict[str, np.ndarray], episode_seed: int | None, tick: int) -> dict:
+    """``policy.infer(obs)``, first reseeding it at ``chunk_seed(episode_seed, tick)`` unless
+    ``episode_seed`` is None (then the policy's noise stream simply goes on)."""
+    if episode_seed is not None:
+        reseed(policy, chunk_seed(episode_seed, tick))
+    return policy.infer(obs)
 
 
 def reseed(policy, seed: int | None = None) -> None:

@@ -40,18 +40,23 @@ class EvalResult:
                 **extra}
 
 
+WARMUP_CALLS = 2
+
+
 class _LatencySink:
-    """Inference times, less the first call at each batch size (graph tracing, not inference)."""
+    """Inference times, less the first WARMUP_CALLS at each batch size (graph tracing and
+    optimization, not inference)."""
 
     def __init__(self, res: EvalResult):
         self.res = res
-        self._seen: set[int] = set()
+        self._seen: dict[int, int] = {}
 
     def add(self, batch: int, seconds: float) -> None:
-        if batch in self._seen:
+        n = self._seen.get(batch, 0)
+        self._seen[batch] = n + 1
+        if n >= WARMUP_CALLS:
             self.res.latencies_s.append(seconds)
         else:
-            self._seen.add(batch)
             self.res.warmup_calls += 1
 
 
@@ -63,6 +68,11 @@ class _Timed:
 
     def reset(self):
         self.policy.reset()
+
+    def reseed(self, seed=None):
+        from rosmind.policy import reseed
+
+        reseed(self.policy, seed)
 
     def infer(self, obs):
         t0 = time.perf_counter()
@@ -95,8 +105,18 @@ class VideoWriter:
 
 def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
              video: str | Path | None = None, video_camera: str = "scene",
-             progress: bool = False) -> EvalResult:
-    """Run one episode per seed. ``make_sim()`` builds a fresh SimRobot."""
+             progress: bool = False, noise: str = "stream") -> EvalResult:
+    """Run one episode per seed. ``make_sim()`` builds a fresh SimRobot.
+
+    ``noise="episode"``: every chunk's sampling noise comes from its episode's seed and tick
+    (``rosmind.policy.infer_seeded``), so results do not depend on ``n_envs`` or on the order of
+    the seeds, and match policy_node's ``noise:=episode``; batched envs then infer one by one
+    (each with its own generator state), and share only the stepping loop.
+    """
+    from rosmind.policy import NOISE_MODES
+
+    if noise not in NOISE_MODES:
+        raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
     from tqdm import tqdm
 
     from rosmind.policy import reseed
@@ -107,7 +127,7 @@ def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
     bar = tqdm(total=len(seeds), desc="eval", unit="ep", disable=not progress)
     if n_envs > 1 and hasattr(policy, "infer_batch"):
         for i in range(0, len(seeds), n_envs):
-            _vector_batch(make_sim, policy, seeds[i:i + n_envs], res, lat)
+            _vector_batch(make_sim, policy, seeds[i:i + n_envs], res, lat, noise)
             bar.update(len(seeds[i:i + n_envs]))
         bar.close()
         if video:
@@ -124,7 +144,7 @@ def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
                 hook = (lambda w: lambda t, o, a: w.add(sim.render(video_camera)[0]))(writer)
             else:
                 hook = None
-            r = run_episode(sim, timed, seed, on_tick=hook)
+            r = run_episode(sim, timed, seed, on_tick=hook, noise=noise)
             if writer:
                 writer.close()
             res.seeds.append(seed)
@@ -159,7 +179,9 @@ class _BatchSlot:
         pass
 
 
-def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: _LatencySink) -> None:
+def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: _LatencySink, noise: str = "stream") -> None:
+    from rosmind.policy import infer_seeded
+
     cfg = policy.config
     sims = [make_sim() for _ in seeds]
     policy.reset()
@@ -179,7 +201,12 @@ def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: _LatencySink) -
             live = [i for i in range(len(sims)) if not done[i]]
             stacked = {i: hists[i].push(obs[i]) for i in live}
             want = [i for i in live if exs[i].wants_inference(tick)]
-            if want:
+            if want and noise == "episode":
+                for i in want:
+                    t0 = time.perf_counter()
+                    exs[i].add_chunk(infer_seeded(policy, stacked[i], seeds[i], tick)["action"], tick)
+                    lat.add(1, time.perf_counter() - t0)
+            elif want:
                 batch = {k: np.stack([stacked[i][k] for i in want]) for k in cfg.obs_keys}
                 t0 = time.perf_counter()
                 chunks = policy.infer_batch(batch)["action"]

@@ -54,20 +54,23 @@ class ObsHistory:
 
 def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
                 on_tick: Callable[[int, Observation, np.ndarray | None], None] | None = None,
-                executor: ChunkExecutor | None = None, after_success_ticks: int = 0) -> EpisodeResult:
+                executor: ChunkExecutor | None = None, after_success_ticks: int = 0,
+                noise: str = "stream") -> EpisodeResult:
     """Run one seeded episode; ``on_tick(tick, obs, action)`` sees every tick (e.g. a recorder).
 
     When the executor has no row for a tick (it never happens synchronously) the last
     setpoint is held. ``after_success_ticks``: keep running this many ticks once the task
     succeeds (demonstrations then show what follows the success, e.g. letting go and
     retreating, instead of ending on its first tick); the result is still a success.
+    ``noise="episode"``: each chunk's sampling noise is seeded from ``seed`` and its tick
+    (``rosmind.policy.infer_seeded``), as policy_node does with ``noise:=episode``.
     """
     ex = executor or ChunkExecutor(policy)
     cfg = policy.config
     hist = ObsHistory(cfg.obs_keys, cfg.n_obs_steps)
     t0 = time.perf_counter()
     obs = sim.reset(seed)
-    ex.reset()
+    ex.reset(noise_seed=seed if noise == "episode" else None)
     tick = 0
     succeeded_at: int | None = None
     while True:

@@ -93,7 +93,7 @@ def test_eval_cli_reports_perturbations_final_errors_and_warmup(tmp_path):
     assert len(res["final_error_m"]) == 2
     for ok, err in zip(res["success"], res["final_error_m"], strict=True):
         assert (err <= 0.03) if ok else (err >= 0)  # xy_tolerance
-    assert res["latency_ms"]["warmup_excluded"] == 1
+    assert res["latency_ms"]["warmup_excluded"] == 2
     bad = subprocess.run(cmd[:-2] + ["--obs-noise", "joint_pos.wrist=1"], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "joint_pos.wrist" in bad.stderr and not out.with_name("x").exists()

@@ -37,6 +37,9 @@ def add_arguments(p):
     p.add_argument("--sampling", choices=["greedy", "top_k", "expected"], help="carp: override the code sampling")
     p.add_argument("--top-k", type=int, help="carp: override top_k (with top_k sampling)")
     add_perturbation_arguments(p)
+    p.add_argument("--noise", choices=["stream", "episode"], default="stream",
+                   help="sampling noise: one stream per run (default), or seeded per chunk from the "
+                        "episode seed and tick, identical in direct and --ros mode")
     p.add_argument("--json", type=Path, help="write the result JSON here")
     p.add_argument("--video", type=Path, help="MP4 of the first episode (scene camera)")
 
@@ -86,8 +89,8 @@ def _direct(args, spec) -> dict:
     policy = load_policy(args, spec)
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     res = evaluate(perturbed_sim_factory(spec.name, args.task, options, noise), policy, seeds,
-                   n_envs=args.n_envs, video=args.video, progress=True)
-    return res.to_dict(mode="direct")
+                   n_envs=args.n_envs, video=args.video, progress=True, noise=args.noise)
+    return res.to_dict(mode="direct", noise=args.noise)
 
 
 def _ros(args, spec) -> dict:
@@ -101,7 +104,7 @@ def _ros(args, spec) -> dict:
         cmd = [sys.executable, "-m", "rosmind.cli", "launch", str(LAUNCH), f"robot:={spec.name}",
                f"task:={args.task}", f"episodes:={args.episodes}", f"seed:={args.seed_start}",
                f"results:={out}", "mode:=lockstep", f"task_options:={','.join(args.task_option)}",
-               f"obs_noise:={','.join(args.obs_noise)}"]
+               f"obs_noise:={','.join(args.obs_noise)}", f"noise:={args.noise}"]
         cmd += [f"checkpoint:={Path(args.checkpoint).resolve()}"] if args.checkpoint else [f"policy:={args.policy}"]
         rc = subprocess.call(cmd, stdout=subprocess.DEVNULL if args.json else None)
         if rc != 0 or not out.exists():
@@ -115,7 +118,7 @@ def _ros(args, spec) -> dict:
             "final_error_m": [e.get("final_error") for e in eps],
             # Lockstep round trip robot -> policy_node (inference when a chunk is due) -> safety -> robot.
             "latency_ms": log.get("latency", {}).get("round_trip_ms", {}),
-            "mode": "ros"}
+            "mode": "ros", "noise": args.noise}
 
 
 def run(args) -> int:

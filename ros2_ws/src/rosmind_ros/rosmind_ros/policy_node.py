@@ -37,6 +37,7 @@ from rosmind import schema
 from rosmind.errors import CheckpointError, SpecError, TopicTimeoutError
 from rosmind.observation import STAMP_EPS, ObservationAssembler
 from rosmind.policies.executors import ChunkExecutor, ChunkExecutorConfig
+from rosmind.policy import infer_seeded
 from rosmind.registry import POLICIES
 from rosmind.spec import load_spec
 from rosmind.stats import latency_summary
@@ -60,6 +61,12 @@ class PolicyNodeConfig:
     inference_timeout_s: float = 60.0  # lockstep: the longest a tick waits for one inference
     diagnostics_period_s: float = 1.0
     latency_window: int = 500  # ticks in the latency percentiles
+    # Sampling noise: "stream" (one generator for the run) or "episode": each chunk reseeded
+    # from the episode seed and the tick since the episode's reset (rosmind.policy.infer_seeded),
+    # as `rosmind eval --noise episode` does in direct mode. Episode i (the i-th policy/reset)
+    # has seed `seed + i`, the robot_node convention.
+    noise: Literal["stream", "episode"] = "stream"
+    seed: int = 0
 
     def __post_init__(self):
         for name in ("startup_timeout_s", "inference_timeout_s", "diagnostics_period_s"):
@@ -108,6 +115,8 @@ class PolicyNode(Node):
         self._last: tuple[float, JointTrajectory | None] | None = None  # last processed tick
         self._now = (0, 0.0)  # the newest tick handled and its stamp (one tuple: read atomically)
         self._generation = 0  # bumped by reset: a plan from before it is dropped
+        self._episode = -1  # policy/reset calls so far - 1 (the episode index, for noise:=episode)
+        self._tick0: int | None = None
         self._error: BaseException | None = None
         self.skipped_stale = 0
         self._stale_keys: list[str] = []
@@ -196,7 +205,8 @@ class PolicyNode(Node):
 
     def _infer(self, obs: dict, tick: int, generation: int, arrived: float) -> None:
         t0 = time.perf_counter()
-        chunk = self.policy.infer(obs)["action"]
+        seed = self.cfg.seed + self._episode if self.cfg.noise == "episode" and self._episode >= 0 else None
+        chunk = infer_seeded(self.policy, obs, seed, tick - (self._tick0 or 0))["action"]
         self.lat["inference"].append(time.perf_counter() - t0)
         if generation != self._generation:
             return
@@ -225,6 +235,8 @@ class PolicyNode(Node):
             raise self._error
         t0 = time.perf_counter()
         tick = round(t / self.dt)
+        if self._tick0 is None:
+            self._tick0 = tick  # the episode's first tick (lockstep: robot_node's tick 0 after reset)
         self._now = (tick, t)
         obs = self.asm.history(t)
         self.lat["obs"].append(time.perf_counter() - t0)
@@ -244,6 +256,8 @@ class PolicyNode(Node):
     def _on_reset(self, _req, resp):
         def reset():
             self._generation += 1
+            self._episode += 1
+            self._tick0 = None
             self.executor_.reset()
         self.worker.submit(reset).result()  # on the worker: never during an inference
         self.asm.reset()
