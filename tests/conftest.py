@@ -37,5 +37,17 @@ def ros_env(ros_domain):
 
 
 @pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the test: the suite shares 2 cores with other jobs, and
+    more threads only add contention there."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def repo() -> Path:
     return REPO

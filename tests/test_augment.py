@@ -17,12 +17,7 @@ SHAPES = {"joint_pos": (8,), "ee_pose": (7,)}
 STD = (0.005,) * 7 + (0.001,)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
 
 
 def test_noise_has_the_per_element_std_and_touches_nothing_else():

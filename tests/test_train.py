@@ -24,16 +24,7 @@ from rosmind.policies.train import TrainConfig, lr_at, train
 from rosmind.registry import POLICIES
 from rosmind.spec import load_spec
 
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The suite shares 2 cores with other jobs: intra-op threads only add contention here.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

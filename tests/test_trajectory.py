@@ -11,6 +11,8 @@ from rosmind.safety import SafetyConfig, SafetySupervisor
 from rosmind.spec import load_spec
 from rosmind.trajectory import check_times, on_grid, resample
 
+pytestmark = pytest.mark.unit
+
 SPEC = load_spec("panda")
 NAMES = SPEC.joint_names
 DT = SPEC.control_period  # 0.05 s
