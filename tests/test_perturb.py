@@ -19,6 +19,8 @@ from rosmind.sim.perturb import (
 from rosmind.sim.robots import make_sim
 from rosmind.spec import load_spec
 
+pytestmark = pytest.mark.sim
+
 SPEC = load_spec("panda")
 
 
@@ -81,7 +83,6 @@ def test_task_options_are_typed_and_reach_the_task():
         parse_task_options("a=1", "no_such_task")
 
 
-@pytest.mark.sim
 def test_eval_cli_reports_perturbations_final_errors_and_warmup(tmp_path):
     out = tmp_path / "e.json"
     cmd = [sys.executable, "-m", "rosmind.cli", "eval", "--policy", "expert", "--episodes", "2",

@@ -96,7 +96,7 @@ class RecorderNode(Node):
         self._confirmed: set[str] = set()  # topics whose publishers' offer was seen
         for name, msg_type in self._known_topics().items():  # subscribed now: no first message lost
             self._subscribe(name, msg_type)
-        for name, fn in (("start", self.core.start), ("stop", self.core.stop),
+        for name, fn in (("start", self._start), ("stop", self.core.stop),
                          ("discard", self.core.discard), ("mark_success", self.core.mark_success)):
             self.create_service(Trigger, f"recorder/{name}", self._service(fn))
         self.create_subscription(String, "recorder/metadata", self._on_metadata, 10)
@@ -109,9 +109,21 @@ class RecorderNode(Node):
         self.create_timer(1.0, self._publish_status, clock=steady)
         self._discover()
         if cfg.auto_start:
-            self._log_result(*self.core.start())
+            self._log_result(*self._start())
         self.get_logger().info(f"recording {list(cfg.topics)} into {cfg.out_dir}/ "
                                f"(services recorder/start|stop|discard|mark_success)")
+
+    def _start(self) -> tuple[bool, str]:
+        """Start an episode; it says in episode.json (``extra.unmatched_at_start``) which recorded
+        topics had publishers this node did not receive from yet (their first messages may be
+        missing; ``wait_for_recorder`` on robot_node waits until there are none)."""
+        ok, message = self.core.start()
+        if ok:
+            missing = self.unmatched()
+            self.core.update_metadata({"unmatched_at_start": missing})
+            if missing:
+                message += f" (not yet receiving from every publisher of {missing})"
+        return ok, message
 
     def _known_topics(self) -> dict[str, str]:
         """Recorded topics whose type is known before discovery: the graph's fixed names, and
@@ -235,7 +247,7 @@ class RecorderNode(Node):
         if self.cfg.stop_on_outcome:
             self._log_result(*self.core.stop())
             if self.cfg.auto_start:
-                self._log_result(*self.core.start())
+                self._log_result(*self._start())
         self._publish_status()
 
     def unmatched(self) -> list[str]:
