@@ -15,6 +15,10 @@ Time is counted in integer control ticks. A chunk inferred from the observation 
   indexed by tick, so its first ``d`` rows, whose time has passed, are dropped;
 - **prefetch**: in real time, ask for the next chunk ``prefetch`` ticks before the current
   one runs out, so inference latency is hidden instead of stalling the robot.
+- **command anchor** (``policy.config.action_anchor == "command"``, relative-action policies):
+  ``reanchor`` moves a fresh chunk from the joint reading it was planned from onto the
+  setpoint commanded at the tick before (arm/leg joints): the chunk keeps its shape and the
+  reading's noise stays out of the commands.
 
 Threading: ``request``/``add_chunk`` may be called from an inference worker while the
 control thread calls ``action``; all state is behind one lock.
@@ -63,6 +67,8 @@ class ChunkExecutor:
         self.dropped_rows = 0  # rows that arrived after their tick had passed
         self.noise_seed: int | None = None
         self._tick0: int | None = None
+        self._sent: dict[int, np.ndarray] = {}  # tick -> the command returned for it (recent ticks)
+        self._anchor_mask = self._command_anchor_mask(pc)
 
     def reset(self, noise_seed: int | None = None) -> None:
         """A new episode. ``noise_seed`` (the episode's seed): ``step`` reseeds the policy for
@@ -72,7 +78,33 @@ class ChunkExecutor:
             self._pending = False
             self.dropped_rows = 0
             self.noise_seed, self._tick0 = noise_seed, None
+            self._sent.clear()
         self.policy.reset()
+
+    @staticmethod
+    def _command_anchor_mask(pc) -> np.ndarray | None:
+        """1 for the joints a command anchor moves (arm/leg roles of the policy's robot)."""
+        if getattr(pc, "action_anchor", "measured") != "command":
+            return None
+        if not getattr(pc, "relative_actions", False):
+            raise SpecError(f"{type(pc).__name__}.action_anchor='command' needs relative_actions "
+                            "(an absolute chunk has no anchor)")
+        from rosmind.spec import load_spec
+
+        return np.array([j.role in ("arm", "leg") for j in load_spec(pc.robot).joints], dtype=np.float64)
+
+    def reanchor(self, chunk: np.ndarray, obs: dict[str, np.ndarray], obs_tick: int) -> np.ndarray:
+        """With a command anchor: ``chunk`` (planned from ``obs`` of ``obs_tick``) shifted by
+        (command of tick ``obs_tick - 1`` - newest joint_pos) on the anchored joints; else as is.
+        The first chunk of an episode has no earlier command and stays on the reading."""
+        if self._anchor_mask is None:
+            return chunk
+        with self._lock:
+            last = self._sent.get(obs_tick - 1)
+        if last is None:
+            return chunk
+        measured = np.asarray(obs["joint_pos"], dtype=np.float64).reshape(-1, len(self._anchor_mask))[-1]
+        return np.asarray(chunk, dtype=np.float64) + (last - measured) * self._anchor_mask
 
     @property
     def _interval(self) -> int:
@@ -127,7 +159,13 @@ class ChunkExecutor:
         with self._lock:
             self._chunks = [(k, c) for k, c in self._chunks if k + len(c) > tick]
             rows = self._covering(tick)
-            return None if not rows else self._blend(rows)
+            if not rows:
+                return None
+            out = self._blend(rows)
+            self._sent[tick] = out
+            for old in [t for t in self._sent if t < tick - 16]:
+                del self._sent[old]
+            return out
 
     def planned(self, tick: int) -> np.ndarray:
         """Planned commands for ``tick, tick+1, ...`` up to the end of the newest chunk, [N, Da]."""
@@ -144,5 +182,6 @@ class ChunkExecutor:
             self._tick0 = tick
         if self.wants_inference(tick):
             self.request()
-            self.add_chunk(infer_seeded(self.policy, obs, self.noise_seed, tick - self._tick0)["action"], tick)
+            chunk = infer_seeded(self.policy, obs, self.noise_seed, tick - self._tick0)["action"]
+            self.add_chunk(self.reanchor(chunk, obs, tick), tick)
         return self.action(tick)

@@ -33,6 +33,8 @@ import numpy as np
 
 from rosmind.errors import SpecError
 
+ACTION_ANCHORS = ("measured", "command")
+
 
 @dataclass
 class PolicyConfig:
@@ -44,9 +46,18 @@ class PolicyConfig:
     horizon: int = 16
     n_action_steps: int = 8
     extra: dict = field(default_factory=dict)
+    # What a relative chunk is added to when it runs (``ChunkExecutor``): "measured", the newest
+    # joint_pos reading it was planned from; or "command", the setpoint the arm's controller is
+    # tracking (the previous tick's command) for arm/leg joints: a noisy encoder reading then no
+    # longer passes into every command of the chunk (the gripper, force-limited around an
+    # object, keeps the measured anchor). Needs ``relative_actions``.
+    action_anchor: str = "measured"
 
     def __post_init__(self):
         self.obs_keys = tuple(self.obs_keys)
+        if self.action_anchor not in ACTION_ANCHORS:
+            raise SpecError(f"{type(self).__name__}.action_anchor: expected one of {ACTION_ANCHORS}, "
+                            f"got {self.action_anchor!r}")
         if self.n_obs_steps < 1:
             raise SpecError(f"{type(self).__name__}.n_obs_steps: must be >= 1, got {self.n_obs_steps}")
         if not 1 <= self.n_action_steps <= self.horizon:

@@ -204,7 +204,8 @@ def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: _LatencySink, n
             if want and noise == "episode":
                 for i in want:
                     t0 = time.perf_counter()
-                    exs[i].add_chunk(infer_seeded(policy, stacked[i], seeds[i], tick)["action"], tick)
+                    chunk = infer_seeded(policy, stacked[i], seeds[i], tick)["action"]
+                    exs[i].add_chunk(exs[i].reanchor(chunk, stacked[i], tick), tick)
                     lat.add(1, time.perf_counter() - t0)
             elif want:
                 batch = {k: np.stack([stacked[i][k] for i in want]) for k in cfg.obs_keys}
@@ -212,7 +213,7 @@ def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: _LatencySink, n
                 chunks = policy.infer_batch(batch)["action"]
                 lat.add(len(want), time.perf_counter() - t0)
                 for j, i in enumerate(want):
-                    exs[i].add_chunk(chunks[j], tick)
+                    exs[i].add_chunk(exs[i].reanchor(chunks[j], stacked[i], tick), tick)
             for i in live:
                 a = exs[i].action(tick)
                 if a is not None:

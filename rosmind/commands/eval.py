@@ -36,6 +36,8 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, help="diffusion: override the number of inference steps")
     p.add_argument("--sampling", choices=["greedy", "top_k", "expected"], help="carp: override the code sampling")
     p.add_argument("--top-k", type=int, help="carp: override top_k (with top_k sampling)")
+    p.add_argument("--anchor", choices=["measured", "command"],
+                   help="relative-action policies: override action_anchor (what a chunk is added to)")
     add_perturbation_arguments(p)
     p.add_argument("--noise", choices=["stream", "episode"], default="stream",
                    help="sampling noise: one stream per run (default), or seeded per chunk from the "
@@ -74,6 +76,10 @@ def load_policy(args, spec):
         if not hasattr(policy, "set_sampler"):
             raise UserError(f"--sampler/--steps: policy {args.checkpoint or args.policy!r} is not a diffusion policy")
         policy.set_sampler(args.sampler or policy.config.sampler, args.steps or policy.config.num_inference_steps)
+    if args.anchor:
+        if not getattr(policy.config, "relative_actions", False):
+            raise UserError(f"--anchor: policy {args.checkpoint or args.policy!r} has no relative actions")
+        policy.config.action_anchor = args.anchor
     if args.sampling or args.top_k is not None:
         if not hasattr(policy, "set_sampling"):
             raise UserError(f"--sampling/--top-k: policy {args.checkpoint or args.policy!r} is not a CARP policy")
@@ -96,8 +102,8 @@ def _direct(args, spec) -> dict:
 def _ros(args, spec) -> dict:
     from rosmind.stats import wilson_interval
 
-    if args.sampler or args.steps or args.sampling or args.top_k is not None:
-        raise UserError("--sampler/--steps/--sampling/--top-k apply to direct mode only")
+    if args.sampler or args.steps or args.sampling or args.top_k is not None or args.anchor:
+        raise UserError("--sampler/--steps/--sampling/--top-k/--anchor apply to direct mode only")
     perturbations(args, spec, args.task)  # bad options fail here, before a graph starts
     with tempfile.TemporaryDirectory(prefix="rosmind-eval-") as tmp:
         out = Path(tmp) / "results.json"

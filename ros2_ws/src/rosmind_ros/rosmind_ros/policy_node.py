@@ -207,6 +207,7 @@ class PolicyNode(Node):
         t0 = time.perf_counter()
         seed = self.cfg.seed + self._episode if self.cfg.noise == "episode" and self._episode >= 0 else None
         chunk = infer_seeded(self.policy, obs, seed, tick - (self._tick0 or 0))["action"]
+        chunk = self.executor_.reanchor(chunk, obs, tick)
         self.lat["inference"].append(time.perf_counter() - t0)
         if generation != self._generation:
             return
