@@ -95,3 +95,52 @@ def test_non_finite_chunk_is_refused():
 def test_config_validation():
     with pytest.raises(SpecError, match="n_action_steps"):
         ChunkExecutorConfig(n_action_steps=0)
+
+
+class RelativePolicy:
+    """A relative-action Panda policy: every chunk moves each joint +0.01 per row from the
+    newest joint_pos reading (what ``relative_actions`` chunks are added to)."""
+
+    def __init__(self, anchor="command"):
+        from rosmind.policy import PolicyConfig
+
+        self.config = PolicyConfig(robot="panda", horizon=4, n_action_steps=2, action_anchor=anchor)
+        self.config.relative_actions = True
+
+    def reset(self):
+        pass
+
+    def infer(self, obs):
+        q = obs["joint_pos"][-1]
+        return {"action": q + 0.01 * np.arange(1, 5)[:, None] * np.ones(8)}
+
+
+def test_command_anchor_keeps_reading_noise_out_of_the_commands():
+    rng = np.random.default_rng(0)
+    truth = np.full(8, 0.02)
+    ex = ChunkExecutor(RelativePolicy("command"))
+    ex.reset()
+    sent = []
+    for tick in range(8):
+        noisy = truth + rng.normal(0, 0.005, 8)  # the robot holds still; its encoders jitter
+        sent.append(ex.step({"joint_pos": noisy[None]}, tick))
+    sent = np.array(sent)
+    # Chunk 0 starts from its reading; each later chunk from the previous command: the arm's
+    # commands climb 0.01 a tick without the reading's jitter, the gripper stays on the reading.
+    np.testing.assert_allclose(np.diff(sent[:, :7], axis=0), 0.01, atol=1e-12)
+    assert np.abs(np.diff(sent[:, 7]) - 0.01).max() > 1e-3
+    plain = ChunkExecutor(RelativePolicy("measured"))
+    plain.reset()
+    rows = np.array([plain.step({"joint_pos": (truth + rng.normal(0, 0.005, 8))[None]}, t) for t in range(8)])
+    assert np.abs(np.diff(rows[:, :7], axis=0) - 0.01).max() > 1e-3  # measured anchor: jitter passes on
+
+
+def test_command_anchor_needs_relative_actions():
+    pol = RelativePolicy("command")
+    pol.config.relative_actions = False
+    with pytest.raises(SpecError, match="needs relative_actions"):
+        ChunkExecutor(pol)
+    with pytest.raises(SpecError, match="action_anchor"):
+        from rosmind.policy import PolicyConfig
+
+        PolicyConfig(action_anchor="bogus")
