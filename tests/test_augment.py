@@ -76,3 +76,23 @@ def test_init_from_continues_a_checkpoint_and_refuses_another_model(tmp_path):
               overrides=["train.steps=1", f"train.init_from={base.checkpoint}", "policy.horizon=16"])
     with pytest.raises(UserError, match="'diffusion' checkpoint, not 'carp'"):
         train("carp", data, tmp_path / "bad2", overrides=["train.steps=1", f"train.init_from={base.checkpoint}"])
+
+
+def test_reexport_changes_run_time_fields_only(tmp_path, repo):
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    data = make_dataset(tmp_path / "syn.zarr", n_episodes=2, length=30)
+    base = train("diffusion", data, tmp_path / "base", preset="tiny",
+                 overrides=["train.steps=2", "train.val_every=0", "policy.relative_actions=true"])
+    out = tmp_path / "cmd"
+    script = [sys.executable, str(repo / "scripts/reexport_checkpoint.py"), str(base.checkpoint), str(out)]
+    r = subprocess.run(script + ["policy.action_anchor=command"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(out).config.action_anchor == "command"
+    a, b = load_file(str(base.checkpoint / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    bad = subprocess.run(script + ["policy.horizon=4"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "action_anchor" in bad.stderr
