@@ -58,7 +58,7 @@ import numpy as np
 
 from rosmind.errors import SpecError
 from rosmind.spec import RobotSpec
-from rosmind.trajectory import check_times, resample
+from rosmind.trajectory import check_trajectory, resample
 
 KINDS = ("nan_rejected", "position_clamped", "velocity_limited", "acceleration_limited",
          "jump_rejected", "workspace_rejected", "joint_names_rejected", "malformed_rejected",
@@ -199,24 +199,10 @@ class SafetySupervisor:
 
     def filter_trajectory(self, names: Sequence[str], points: np.ndarray,
                           stamp: float) -> np.ndarray | None:
-        """Validate a chunk (``points[N, D]`` in ``names`` order); ``stamp <= 0`` means now.
-        Returns the safe chunk ``[N, D]`` in spec order, or ``None`` if rejected."""
-        now = self.clock()
-        try:
-            self._ready()
-            names = list(names)
-            if sorted(names) != sorted(self.names) or len(set(names)) != len(names):
-                raise self._reject("joint_names_rejected",
-                                   f"joint names {names} are not a permutation of {self.names}")
-            pts = np.asarray(points, dtype=np.float64)
-            if pts.ndim != 2 or pts.shape[1] != len(names) or pts.shape[0] == 0:
-                raise self._reject("malformed_rejected",
-                                   f"trajectory points have shape {pts.shape}, expected "
-                                   f"[N>=1, {len(names)}]")
-            pts = pts[:, [names.index(n) for n in self.names]]
-            return self._validate(pts, stamp if stamp > 0 else now, now)
-        except _Rejected:
-            return None
+        """Validate a chunk (``points[N, D]`` in ``names`` order, row ``i`` at ``i * dt``);
+        ``stamp <= 0`` means now. Returns the safe chunk ``[N, D]`` in spec order, or ``None``."""
+        pts = np.asarray(points, dtype=np.float64)
+        return self.filter_timed_trajectory(names, np.arange(pts.shape[0] if pts.ndim else 0) * self.dt, pts, stamp)
 
     def filter_timed_trajectory(self, names: Sequence[str], times: np.ndarray, points: np.ndarray,
                                 stamp: float, velocities: np.ndarray | None = None,
@@ -228,26 +214,12 @@ class SafetySupervisor:
         try:
             self._ready()
             names = list(names)
-            unknown = [n for n in names if n not in self.names]
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            missing = [n for n in self.names if n not in names]
-            if unknown or dupes:
-                raise self._reject("joint_names_rejected",
-                                   f"joint names {names}: " + (f"unknown {unknown} " if unknown else "")
-                                   + (f"repeated {dupes} " if dupes else "") + f"(robot joints {self.names})")
-            if missing and not self.config.allow_partial_joints:
-                raise self._reject("joint_names_rejected",
-                                   f"trajectory leaves out joint(s) {missing}; send every joint of "
-                                   f"{self.spec.name!r} or set allow_partial_joints (the others then hold)")
             t = np.asarray(times, dtype=np.float64).reshape(-1)
             pts = np.asarray(points, dtype=np.float64)
-            why = check_times(t)
-            if why is None and (pts.ndim != 2 or pts.shape != (t.size, len(names))):
-                why = f"trajectory points have shape {pts.shape}, expected [{t.size}, {len(names)}]"
-            if why is None and t[-1] > self.config.max_trajectory_s:
-                why = f"trajectory lasts {t[-1]:g} s, more than max_trajectory_s={self.config.max_trajectory_s:g}"
-            if why is not None:
-                raise self._reject("malformed_rejected", why)
+            problem = check_trajectory(names, self.names, t, pts, self.config.allow_partial_joints,
+                                       self.config.max_trajectory_s, self.spec.name)
+            if problem is not None:
+                raise self._reject(*problem)
             vel = None if velocities is None else np.asarray(velocities, dtype=np.float64)
             for what, a in (("position", pts), ("velocity", vel)):
                 if a is not None and not np.all(np.isfinite(a)):

@@ -37,6 +37,28 @@ def check_times(times: np.ndarray) -> str | None:
     return None
 
 
+def check_trajectory(names: list[str], robot_names: list[str], times: np.ndarray, points: np.ndarray,
+                     allow_partial: bool, max_s: float, robot: str) -> tuple[str, str] | None:
+    """``(intervention kind, reason)`` for a trajectory a robot must refuse, or None: unknown or
+    repeated joint names, left-out joints (unless ``allow_partial``), bad timing, points that do
+    not match the names, or longer than ``max_s`` seconds."""
+    unknown = [n for n in names if n not in robot_names]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if unknown or dupes:
+        return ("joint_names_rejected", f"joint names {names}: " + (f"unknown {unknown} " if unknown else "")
+                + (f"repeated {dupes} " if dupes else "") + f"(robot joints {robot_names})")
+    missing = [n for n in robot_names if n not in names]
+    if missing and not allow_partial:
+        return ("joint_names_rejected", f"trajectory leaves out joint(s) {missing}; send every joint of "
+                f"{robot!r} or set allow_partial_joints (the others then hold)")
+    why = check_times(times)
+    if why is None and (points.ndim != 2 or points.shape != (times.size, len(names))):
+        why = f"trajectory points have shape {points.shape}, expected [{times.size}, {len(names)}]"
+    if why is None and times[-1] > max_s:
+        why = f"trajectory lasts {times[-1]:g} s, more than max_trajectory_s={max_s:g}"
+    return None if why is None else ("malformed_rejected", why)
+
+
 def on_grid(times: np.ndarray, dt: float) -> bool:
     """Whether ``times`` are exactly ``0, dt, 2 dt, ...`` (a policy's action chunk)."""
     t = np.asarray(times, dtype=np.float64)
