@@ -48,10 +48,12 @@ register_preset(Preset(
                 n_action_steps=8),
     families=("diffusion",)))
 register_preset(Preset(
-    "pick_place_image", "Panda pick_place from joint state and the wrist camera",
-    train=dict(steps=30000, batch_size=64, lr=1e-4, warmup_steps=500, checkpoint_every=2000, val_every=2000,
-               num_workers=2),
-    policy=dict(obs_keys=["joint_pos", "camera/wrist/rgb"], n_obs_steps=2, horizon=16, n_action_steps=8),
+    "pick_place_rgb", "Panda pick_place from joint state and the wrist + scene RGB cameras (no object poses)",
+    # Small CNNs (16-32-64 channels, ~90 k parameters each) at the cameras' own resolution: a
+    # training step costs ~0.3 s on 2 cores instead of ~0.7 s with 32-64-128 channels.
+    train=dict(steps=10000, batch_size=64, lr=3e-4, warmup_steps=500, checkpoint_every=2000, val_every=0),
+    policy=dict(obs_keys=["joint_pos", "camera/wrist/rgb", "camera/scene/rgb"], n_obs_steps=1, horizon=16,
+                n_action_steps=8, relative_actions=True, image_channels=[16, 32, 64], image_feature_dim=64),
     families=("diffusion",)))
 register_preset(Preset(
     "tiny", "seconds-long smoke runs for tests: a few steps of a very small model",
@@ -104,14 +106,15 @@ def split_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def build_configs(family_config: type, train_config: type, preset: str | None,
-                  overrides: list[str], family: str) -> tuple[Any, Any]:
-    """(policy config, train config) from defaults <- preset <- ``key=value`` overrides."""
+                  overrides: list[str], family: str, data_fields: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """(policy config, train config) from defaults <- ``data_fields`` (what the dataset fixes:
+    ``obs_shapes``, ``action_dim``) <- preset <- ``key=value`` overrides."""
     p = get_preset(preset) if preset else Preset("default", "")
     if p.families and family not in p.families:
         raise UserError(f"preset {p.name!r} is for {', '.join(p.families)}, not {family!r}")
     ov = split_overrides(overrides)
-    policy_kw = {k: v for k, v in p.policy.items()
-                 if k in {f.name for f in dataclasses.fields(family_config)}}
+    own = {f.name for f in dataclasses.fields(family_config)}
+    policy_kw = {k: v for k, v in {**(data_fields or {}), **p.policy}.items() if k in own}
     policy_kw = {k: coerce(v, typing.get_type_hints(family_config)[k], f"preset {p.name}.policy.{k}")
                  for k, v in policy_kw.items()}
     policy_kw = apply_overrides(family_config, policy_kw, ov["policy"], "policy")

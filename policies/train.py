@@ -220,8 +220,24 @@ def _resolve_configs(family: str, dataset: str, out: Path, preset: str | None, o
             pcfg = config_from_json(entry.config, pkw, "policy")
         tkw = apply_overrides(TrainConfig, config_to_json(tcfg), ov["train"], "train")
         return entry, pcfg, config_from_json(TrainConfig, tkw, "train")
-    pcfg, tcfg = build_configs(entry.config, TrainConfig, preset, overrides, family)
+    pcfg, tcfg = build_configs(entry.config, TrainConfig, preset, overrides, family, _data_fields(dataset))
     return entry, pcfg, tcfg
+
+
+def _data_fields(dataset: str | Path) -> dict:
+    """``obs_shapes`` (every key the dataset has) and ``action_dim``, before the config is built:
+    a config for camera keys is only valid with their shapes."""
+    from rosmind.dataset import ReplayBuffer
+
+    try:
+        buf = ReplayBuffer.open(dataset, "r")
+        shapes = {k: tuple(int(n) for n in buf.array(k).shape[1:]) for k in buf.keys()}
+    except Exception:  # a missing or damaged dataset is reported by SequenceDataset, with its reason
+        return {}
+    out: dict = {"obs_shapes": {k: v for k, v in shapes.items() if k != "action"}}
+    if len(shapes.get("action", ())) == 1:
+        out["action_dim"] = shapes["action"][0]
+    return out
 
 
 def train(family: str, dataset: str | Path, out: str | Path, preset: str | None = None,

@@ -206,13 +206,16 @@ class SimLoop:
     same messages again. ``after_tick(t, result_so_far)`` runs after every step (diagnostics).
     ``stop`` ends the run, ``reset_requested`` the current episode (both thread-safe events).
     Sim time is ``tick * dt`` with ``tick`` counted across episodes (monotonic ``/clock``).
+    ``align``: every episode starts on a tick that is a multiple of it (the cameras' common
+    period in ticks), so a camera's frames fall on the same ticks *of the episode* as in process
+    (``sim.cameras``) and the first observation of an episode never holds the last one's frame.
     """
 
     def __init__(self, sim: SimRobot, mailbox: CommandMailbox, mode: str,
                  publish: Callable[[Observation, float], Callable[[], None]], *,
                  timeout_s: float = 10.0, retry_s: float = 0.5, grace_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 after_tick: Callable[[float, EpisodeResult], None] | None = None):
+                 after_tick: Callable[[float, EpisodeResult], None] | None = None, align: int = 1):
         if mode not in ("lockstep", "realtime"):
             raise ValueError(f"mode must be lockstep or realtime, got {mode!r}")
         self.sim, self.mailbox, self.mode, self.publish = sim, mailbox, mode, publish
@@ -220,6 +223,7 @@ class SimLoop:
         self.clock, self.sleep, self.after_tick = clock, sleep, after_tick
         self.dt = sim.spec.control_period
         self.tick = 0
+        self.align = max(1, int(align))
         self.lateness: deque[float] = deque(maxlen=2000)  # realtime: tick start - schedule, s
         self.stop = threading.Event()
         self.reset_requested = threading.Event()
@@ -239,6 +243,7 @@ class SimLoop:
     def episode(self, index: int, seed: int) -> EpisodeResult:
         """Run one episode until the task is done, a reset is requested, or ``stop``."""
         obs = self.sim.reset(seed)
+        self.tick = -(-self.tick // self.align) * self.align  # /clock skips to the next aligned tick
         self.mailbox.clear()
         self.reset_requested.clear()
         r = EpisodeResult(index, seed, False, 0, 0.0, 0.0)

@@ -8,7 +8,9 @@ Per tick the buffer stores the observation the expert saw and the command it sen
 
     data/joint_pos [N, 8]  data/joint_vel [N, 8]  data/ee_pose [N, 7]  data/wrench [N, 6]
     data/object_poses [N, 1, 7]  data/goal_pose [N, 7]  data/action [N, 8]
-    data/camera/<name>/rgb [N, H, W, 3] uint8   (with --cameras)
+    data/camera/<name>/rgb [N, H, W, 3] uint8   (with --cameras; each camera at its own rate,
+                                                 its newest frame held between renders)
+    data/camera/<name>/depth [N, H, W] uint16 mm  (with --depth; 0 = no return)
     meta/episode_ends, meta/episode_seed, meta/episode_success
 """
 
@@ -38,6 +40,7 @@ class CollectConfig:
     seed_start: int = 0
     workers: int = 1
     cameras: tuple[str, ...] = ()
+    depth: bool = False
     keep_failed: bool = False
     # Ticks recorded after the task first succeeds: the expert lets go and backs off. Without
     # them a pick-and-place demo ends on the tick the gripper opens, the release is ~3 of
@@ -49,6 +52,8 @@ class CollectConfig:
             raise SpecError(f"collect: --episodes must be >= 1, got {self.episodes}")
         if self.workers < 1:
             raise SpecError(f"collect: --workers must be >= 1, got {self.workers}")
+        if self.depth and not self.cameras:
+            raise SpecError("collect: --depth needs --cameras")
         if self.after_success_ticks < 0:
             raise SpecError(f"collect: --after-success-ticks must be >= 0, got {self.after_success_ticks}")
 
@@ -69,17 +74,19 @@ class _Worker:
     @classmethod
     def run(cls, cfg: CollectConfig, seed: int) -> Episode:
         from rosmind.registry import POLICIES
+        from rosmind.sim.cameras import depth_key, rgb_key, with_cameras
         from rosmind.sim.robots import make_sim
         from rosmind.sim.rollout import run_episode
 
         if cls.sim is None:
-            cls.sim = make_sim(cfg.robot, cfg.task)
+            cls.sim = with_cameras(make_sim(cfg.robot, cfg.task), cfg.cameras, cfg.depth)
             cls.sim.connect()
             entry = POLICIES.get(cfg.policy)
             cls.policy = entry.factory(entry.config())
         rows: dict[str, list] = {k: [] for k in (*STATE_KEYS, "action")}
-        for cam in cfg.cameras:
-            rows[f"camera/{cam}/rgb"] = []
+        cam_keys = [rgb_key(c) for c in cfg.cameras] + [depth_key(c) for c in cfg.cameras if cfg.depth]
+        for k in cam_keys:
+            rows[k] = []
         last = [None]
 
         def on_tick(tick, obs, action):
@@ -89,12 +96,18 @@ class _Worker:
                 action = last[0] if last[0] is not None else obs["joint_pos"]
             last[0] = action
             rows["action"].append(np.asarray(action, dtype=np.float64))
-            for cam in cfg.cameras:
-                rows[f"camera/{cam}/rgb"].append(cls.sim.render(cam)[0])
+            for k in cam_keys:
+                rows[k].append(depth_mm(obs[k]) if k.endswith("/depth") else obs[k])
 
         res = run_episode(cls.sim, cls.policy, seed, on_tick=on_tick, after_success_ticks=cfg.after_success_ticks)
         data = {k: np.stack(v) for k, v in rows.items()}
         return Episode(seed=seed, success=res.success, data=data)
+
+
+def depth_mm(depth_m: np.ndarray) -> np.ndarray:
+    """Metres -> uint16 millimetres (RealSense's Z16 unit), 0 where there is no finite return."""
+    d = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(np.rint(d * 1000.0), 0, 65535).astype(np.uint16)
 
 
 def _run(args):

@@ -122,6 +122,7 @@ def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
     from rosmind.policy import reseed
 
     reseed(policy)  # the same call gives the same episodes, whatever the policy did before
+    make_sim = _seeing(make_sim, policy)
     res = EvalResult([], [], [], [])
     lat = _LatencySink(res)
     bar = tqdm(total=len(seeds), desc="eval", unit="ep", disable=not progress)
@@ -156,6 +157,15 @@ def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
         sim.disconnect()
         bar.close()
     return res
+
+
+def _seeing(make_sim: Callable, policy) -> Callable:
+    """``make_sim`` whose robots render the cameras the policy reads (and only those), on the
+    cameras' own schedule (``sim.cameras``)."""
+    from rosmind.sim.cameras import cameras_of, with_cameras
+
+    cams = cameras_of(policy.config.obs_keys)
+    return (lambda: with_cameras(make_sim(), cams)) if cams else make_sim
 
 
 def _record(make_sim, policy, seed, video, camera):

@@ -242,8 +242,8 @@ class PandaSim(BulletRobot):
     DEFAULT_TASK = "pick_place"
     LOW_POLY_VISUALS = True  # see low_poly_panda_urdf(); False: the detailed visual meshes
     # The fixed scene camera (base frame): in front of the robot, above the cube region.
-    SCENE_EYE = (1.0, 0.0, 0.6)
-    SCENE_TARGET = (0.45, 0.0, 0.05)
+    SCENE_EYE = (0.9, 0.0, 0.55)
+    SCENE_TARGET = (0.48, 0.0, 0.0)
     # Offset of the grasp target from panda_hand, used if the URDF lacks the link.
     GRASP_OFFSET = 0.105
 
@@ -324,6 +324,20 @@ class PandaSim(BulletRobot):
         r = quat_to_matrix(bq)
         eye = np.asarray(bp) + r @ np.array(self.SCENE_EYE)
         return eye, np.asarray(bp) + r @ np.array(self.SCENE_TARGET), r[:, 2]
+
+    def camera_pose(self, name: str) -> np.ndarray:
+        """4x4 pose of camera ``name``'s optical frame (x right, y down, z forward) in the base
+        frame: what a calibrated real camera's extrinsics give (``rosmind.pointcloud``)."""
+        from rosmind.pointcloud import optical_pose
+
+        if name not in self.cameras:
+            self.spec.sensor(name)
+            raise SpecError(f"panda: sensor {name!r} is not a camera")
+        eye, target, up = self._camera_view(name)
+        bp, bq = self.base_pose()
+        r = quat_to_matrix(bq)
+        to_base = lambda v: r.T @ (np.asarray(v, dtype=np.float64) - np.asarray(bp))  # noqa: E731
+        return optical_pose(to_base(eye), to_base(target), r.T @ np.asarray(up, dtype=np.float64))
 
     def render(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
         """``(rgb [H, W, 3] uint8, depth [H, W] float32 m)`` at the spec's resolution."""

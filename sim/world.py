@@ -6,7 +6,8 @@ worlds in one process never interfere. ``World.build()`` wipes the client
 episodes bit-identical under a seed.
 
 Camera conventions (used by ``render`` and ``intrinsics``): a pinhole with square pixels, the
-vertical field of view ``fov_deg``, principal point at the image centre, depth in metres along
+vertical field of view ``fov_deg``, principal point at the image centre (pixel centres at integer coordinates, as CameraInfo has
+it; see ``CameraModel.intrinsics``), depth in metres along
 the optical axis (linearized from the OpenGL depth buffer).
 """
 
@@ -20,6 +21,7 @@ import pybullet as p
 import pybullet_data
 
 PHYSICS_HZ = 240.0
+RENDERERS = ("tiny", "egl")
 GRAVITY = -9.81
 
 
@@ -46,19 +48,32 @@ class CameraModel:
 
     def intrinsics(self) -> dict[str, float]:
         fy = 0.5 * self.height / math.tan(math.radians(self.fov_deg) / 2)
+        # OpenCV/CameraInfo convention: pixel centres at integer coordinates, so the centre is
+        # at (W - 1) / 2. PyBullet's rendered rows sit half a pixel lower than that (measured:
+        # with cy = H / 2 - 1 the table plane comes back at z = 0.000 mm at 96, 128 and 384
+        # rows; with (H - 1) / 2 at +2.2, +1.7 and +0.55 mm).
         return {"width": self.width, "height": self.height, "fx": fy, "fy": fy,
-                "cx": self.width / 2.0, "cy": self.height / 2.0}
+                "cx": (self.width - 1) / 2.0, "cy": self.height / 2.0 - 1.0}
 
     def projection(self) -> list[float]:
         return p.computeProjectionMatrixFOV(self.fov_deg, self.width / self.height, self.near, self.far)
 
 
 class World:
-    """One PyBullet DIRECT client. ``connect()``/``disconnect()`` are idempotent."""
+    """One PyBullet DIRECT client. ``connect()``/``disconnect()`` are idempotent.
 
-    def __init__(self, control_rate_hz: float):
+    ``renderer``: ``"tiny"`` (PyBullet's CPU TinyRenderer, the default) or ``"egl"`` (its
+    eglRenderer plugin: OpenGL through EGL, here Mesa's llvmpipe software rasterizer; measured
+    slower than TinyRenderer on this model, see ``rosmind bench render``).
+    """
+
+    def __init__(self, control_rate_hz: float, renderer: str = "tiny"):
+        if renderer not in RENDERERS:
+            raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
         self.substeps, self.dt = substeps_for(control_rate_hz)
+        self.renderer = renderer
         self.cid: int | None = None
+        self._egl = -1
 
     @property
     def connected(self) -> bool:
@@ -67,6 +82,21 @@ class World:
     def connect(self) -> None:
         if self.cid is None:
             self.cid = p.connect(p.DIRECT)
+            self._egl = -1
+
+    def _renderer_flag(self) -> int:
+        if self.renderer == "tiny":
+            return p.ER_TINY_RENDERER
+        if self._egl < 0:
+            import pkgutil
+
+            loader = pkgutil.get_loader("eglRenderer")
+            if loader is None:
+                raise RuntimeError("renderer 'egl': PyBullet's eglRenderer plugin is not installed")
+            self._egl = p.loadPlugin(loader.get_filename(), "_eglRendererPlugin", physicsClientId=self.cid)
+            if self._egl < 0:
+                raise RuntimeError("renderer 'egl': the eglRenderer plugin did not load (no EGL/GL library?)")
+        return p.ER_BULLET_HARDWARE_OPENGL
 
     def disconnect(self) -> None:
         if self.cid is not None:
@@ -91,11 +121,12 @@ class World:
             p.stepSimulation(physicsClientId=self.cid)
 
     def render(self, cam: CameraModel, eye, target, up) -> tuple[np.ndarray, np.ndarray]:
-        """TinyRenderer image from ``eye`` looking at ``target``: (rgb[H,W,3] uint8, depth[H,W] f32 m)."""
+        """Image from ``eye`` looking at ``target``: (rgb[H,W,3] uint8, depth[H,W] f32 m)."""
+        flag = self._renderer_flag()
         view = p.computeViewMatrix(list(map(float, eye)), list(map(float, target)), list(map(float, up)))
         _, _, rgba, zbuf, _ = p.getCameraImage(
             cam.width, cam.height, viewMatrix=view, projectionMatrix=cam.projection(),
-            renderer=p.ER_TINY_RENDERER, flags=p.ER_NO_SEGMENTATION_MASK, physicsClientId=self.cid)
+            renderer=flag, flags=p.ER_NO_SEGMENTATION_MASK, physicsClientId=self.cid)
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(cam.height, cam.width, 4)[..., :3].copy()
         z = np.asarray(zbuf, dtype=np.float64).reshape(cam.height, cam.width)
         depth = cam.far * cam.near / (cam.far - (cam.far - cam.near) * z)

@@ -40,6 +40,46 @@ def test_image_with_row_padding():
     np.testing.assert_array_equal(cv.image_to_numpy(msg), a)
 
 
+RGB = np.random.default_rng(1).integers(0, 255, (6, 5, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("enc,raw", [("rgb8", RGB), ("bgr8", RGB[..., ::-1]),
+                                     ("rgba8", np.concatenate([RGB, np.full((6, 5, 1), 9, np.uint8)], -1)),
+                                     ("bgra8", np.concatenate([RGB[..., ::-1], np.full((6, 5, 1), 9, np.uint8)], -1))])
+def test_colour_encodings_give_rgb(enc, raw):
+    out = cv.image_to_rgb(cv.image(raw, enc, 0.0, "cam"))
+    assert out.shape == (6, 5, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, RGB)
+
+
+def test_mono_is_repeated_and_depth_is_not_colour():
+    g = RGB[..., 0]
+    np.testing.assert_array_equal(cv.image_to_rgb(cv.image(g, "mono8", 0.0, "")), np.repeat(g[..., None], 3, 2))
+    with pytest.raises(ValueError, match="not a colour image"):
+        cv.image_to_rgb(cv.image(np.zeros((2, 2), np.float32), "32FC1", 0.0, ""))
+    with pytest.raises(ValueError, match="not a depth image"):
+        cv.depth_to_metres(cv.image(g, "mono8", 0.0, ""))
+
+
+def test_depth_encodings_in_metres():
+    mm = np.array([[0, 1000], [1234, 65535]], np.uint16)
+    m = cv.depth_to_metres(cv.image(mm, "16UC1", 0.0, ""))
+    assert m.dtype == np.float32 and np.isnan(m[0, 0])
+    np.testing.assert_allclose(m[0, 1:], [1.0]) and np.testing.assert_allclose(m[1], [1.234, 65.535], rtol=1e-6)
+    f = np.array([[0.5, 1.25]], np.float32)
+    np.testing.assert_array_equal(cv.depth_to_metres(cv.image(f, "32FC1", 0.0, "")), f)
+    big = cv.image(f, "32FC1", 0.0, "")
+    big.is_bigendian, big.data = 1, f.astype(">f4").tobytes()
+    np.testing.assert_array_equal(cv.depth_to_metres(big), f)
+
+
+def test_truncated_image_data_is_refused():
+    msg = cv.image(RGB, "rgb8", 0.0, "")
+    msg.data = msg.data[:-3]
+    with pytest.raises(ValueError, match="cannot hold"):
+        cv.image_to_numpy(msg)
+
+
 def test_trajectory_round_trip_and_reorder():
     pts = np.arange(12, dtype=float).reshape(4, 3)
     msg = cv.joint_trajectory(["a", "b", "c"], pts, t=2.0, dt=0.05)

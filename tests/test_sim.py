@@ -130,18 +130,18 @@ def test_render_shapes_dtypes_depth():
             assert np.all(depth >= cam.near - 1e-4) and np.all(depth <= cam.far + 1e-4)
             assert rgb.std() > 5  # not a blank frame
             k = sim.camera_intrinsics(name)
-            assert (k["width"], k["height"], k["cx"], k["cy"]) == (w, h, w / 2, h / 2)
+            assert (k["width"], k["height"], k["cx"], k["cy"]) == (w, h, (w - 1) / 2, h / 2 - 1)
             assert k["fx"] == pytest.approx(0.5 * h / math.tan(math.radians(cam.fov_deg) / 2))
-        # Scene camera: eye (1.0, 0, 0.6) looking at (0.45, 0, 0.05), i.e. down at 45 degrees;
-        # the central ray meets the table at x = 0.4, sqrt(2) * 0.6 = 0.849 m away. (Cube moved
-        # out of the way first.)
-        assert (sim.SCENE_EYE, sim.SCENE_TARGET) == ((1.0, 0.0, 0.6), (0.45, 0.0, 0.05))
+        # Scene camera: eye (0.9, 0, 0.55) looking at (0.48, 0, 0) on the table, down at ~53
+        # degrees; the central ray meets the table there, hypot(0.42, 0.55) = 0.692 m away.
+        # (Cube moved out of the way first.)
+        assert (sim.SCENE_EYE, sim.SCENE_TARGET) == ((0.9, 0.0, 0.55), (0.48, 0.0, 0.0))
         p.resetBasePositionAndOrientation(sim.task.cube, [0.5, 0.8, 0.03], [0, 0, 0, 1],
                                           physicsClientId=sim.world.cid)
         _, depth = sim.render("scene")
         centre = depth[depth.shape[0] // 2 - 1: depth.shape[0] // 2 + 1,
                        depth.shape[1] // 2 - 1: depth.shape[1] // 2 + 1].mean()
-        assert centre == pytest.approx(0.6 * math.sqrt(2), abs=0.01)
+        assert centre == pytest.approx(math.hypot(0.42, 0.55), abs=0.01)
         # The wrist camera looks down from ~0.5 m at the table.
         _, depth = sim.render("wrist")
         assert 0.3 < float(np.median(depth)) < 0.7

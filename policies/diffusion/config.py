@@ -51,6 +51,8 @@ class DiffusionConfig(PolicyConfig):
     image_feature_dim: int = 64
     image_channels: tuple[int, ...] = (32, 64, 128)
     image_crop_ratio: float = 0.9
+    # Run time: a camera frame of another size is resized to obs_shapes (else it is refused).
+    image_resize: bool = False
     seed: int = 0
     # Predict the chunk relative to the newest joint_pos (the motion, not where the arm is):
     # the same normalized error is then a few times smaller in radians (see the closing note

@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "inference": "rosmind.bench.inference",
     "policies": "rosmind.bench.policies",
     "recorder": "rosmind.bench.recorder",
+    "render": "rosmind.bench.render",
 }
 ACCEPTS_EXTRA = True
 

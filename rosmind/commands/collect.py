@@ -14,6 +14,7 @@ def add_arguments(p):
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed-start", type=int, default=0)
     p.add_argument("--cameras", default="", help="comma-separated camera names to record (e.g. wrist,scene)")
+    p.add_argument("--depth", action="store_true", help="with --cameras: also each camera's depth (uint16 mm)")
     p.add_argument("--keep-failed", action="store_true", help="store failed episodes too (success=0)")
     p.add_argument("--after-success-ticks", type=int, default=10,
                    help="ticks recorded after the task first succeeds (the expert lets go and backs off)")
@@ -31,7 +32,7 @@ def run(args) -> int:
     for c in cams:
         spec.sensor(c)
     cfg = CollectConfig(task=args.task, robot=args.robot, policy=args.policy, episodes=args.episodes,
-                        seed_start=args.seed_start, workers=args.workers, cameras=cams,
+                        seed_start=args.seed_start, workers=args.workers, cameras=cams, depth=args.depth,
                         keep_failed=args.keep_failed, after_success_ticks=args.after_success_ticks)
     summary = collect(cfg, args.out)
     print(json.dumps(summary))

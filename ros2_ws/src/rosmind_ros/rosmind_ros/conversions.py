@@ -124,8 +124,10 @@ def wrench_to_numpy(msg: WrenchStamped) -> np.ndarray:
     return np.array([f.x, f.y, f.z, t.x, t.y, t.z])
 
 
-_ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.uint8, 1),
-              "32FC1": (np.float32, 1), "16UC1": (np.uint16, 1)}
+_ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
+              "mono8": (np.uint8, 1), "32FC1": (np.float32, 1), "16UC1": (np.uint16, 1)}
+COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+DEPTH_ENCODINGS = ("16UC1", "32FC1")  # millimetres (RealSense Z16) / metres, REP 118
 
 
 def image(a: np.ndarray, encoding: str, t: float, frame_id: str) -> Image:
@@ -148,10 +150,38 @@ def image_to_numpy(msg: Image) -> np.ndarray:
         raise ValueError(f"unsupported image encoding {msg.encoding!r}; supported: {sorted(_ENCODINGS)}")
     dtype, ch = _ENCODINGS[msg.encoding]
     item = np.dtype(dtype).itemsize
-    buf = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
-    buf = buf[:, : msg.width * ch * item]
-    a = np.ascontiguousarray(buf).view(dtype)
+    row = msg.width * ch * item
+    if msg.step < row or len(msg.data) < msg.step * msg.height:
+        raise ValueError(f"{msg.encoding} image {msg.width}x{msg.height}: step {msg.step} and "
+                         f"{len(msg.data)} data bytes cannot hold it (a row needs {row} bytes)")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)[: msg.step * msg.height].reshape(msg.height, msg.step)
+    buf = buf[:, :row]
+    a = np.ascontiguousarray(buf).view(np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<"))
+    a = a.astype(dtype, copy=False)
     return a.reshape(msg.height, msg.width, ch) if ch > 1 else a.reshape(msg.height, msg.width)
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """Any colour encoding -> RGB ``[H, W, 3]`` uint8 (BGR reversed, alpha dropped, mono repeated)."""
+    if msg.encoding not in COLOUR_ENCODINGS:
+        raise ValueError(f"encoding {msg.encoding!r} is not a colour image; expected one of {list(COLOUR_ENCODINGS)}")
+    a = image_to_numpy(msg)
+    if msg.encoding == "mono8":
+        return np.repeat(a[..., None], 3, axis=2)
+    a = a[..., :3]
+    return np.ascontiguousarray(a[..., ::-1] if msg.encoding.startswith("bgr") else a)
+
+
+def depth_to_metres(msg: Image) -> np.ndarray:
+    """A depth image -> ``[H, W]`` float32 metres; 16UC1 is millimetres, 0 (no return) -> NaN."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"encoding {msg.encoding!r} is not a depth image; expected one of {list(DEPTH_ENCODINGS)}")
+    a = image_to_numpy(msg)
+    if msg.encoding == "16UC1":
+        m = a.astype(np.float32) * 1e-3
+        m[a == 0] = np.nan
+        return m
+    return a.astype(np.float32, copy=False)
 
 
 def camera_info(width: int, height: int, fx: float, fy: float, cx: float, cy: float, t: float, frame_id: str) -> CameraInfo:

@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped, WrenchStamped
 from nav_msgs.msg import Odometry
@@ -162,11 +164,27 @@ class PolicyNode(Node):
         elif msg_type == schema.WRENCH_STAMPED:
             d = dict.fromkeys(keys, cv.wrench_to_numpy(msg))
         else:
-            try:
-                d = dict.fromkeys(keys, cv.image_to_numpy(msg))
-            except ValueError as e:
-                raise SpecError(f"{keys[0]}: {e}") from None
+            d = {k: self._frame(k, msg) for k in keys}
         return {k: d[k] for k in keys}
+
+    def _frame(self, key: str, msg) -> np.ndarray:
+        """A camera frame as the checkpoint wants it: RGB uint8 or depth in metres, of the
+        manifest's shape (resized only where the manifest says ``image_resize``)."""
+        topic = self.resolve_topic_name(schema.binding(key).topic)
+        try:
+            a = cv.image_to_rgb(msg) if key.endswith("/rgb") else cv.depth_to_metres(msg)
+        except ValueError as e:
+            raise SpecError(f"{topic} ({key}): {e}") from None
+        want = tuple(self.policy.config.obs_shapes.get(key, a.shape))
+        if a.shape != want:
+            if not getattr(self.policy.config, "image_resize", False):
+                raise SpecError(f"{topic} ({key}): frame {list(a.shape)} ({msg.encoding}) differs from the "
+                                f"checkpoint's {list(want)}; render/stream the camera at {want[1]}x{want[0]} "
+                                f"or use a checkpoint trained with image_resize")
+            import cv2
+
+            a = cv2.resize(a, (want[1], want[0]), interpolation=cv2.INTER_AREA)
+        return a
 
     def _on_msg(self, topic: str, msg_type: str, keys: list[str], msg) -> None:
         t = cv.to_sec(msg.header.stamp)

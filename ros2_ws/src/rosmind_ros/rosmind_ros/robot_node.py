@@ -22,6 +22,8 @@ episode bookkeeping) runs in its own thread; callbacks run on the node's executo
 
 from __future__ import annotations
 
+import math
+
 import json
 import sys
 import threading
@@ -148,7 +150,8 @@ class RobotNode(Node):
         self.loop = SimLoop(self.sim, self.mailbox, cfg.mode, self._publish_tick,
                             timeout_s=cfg.lockstep_timeout_s, retry_s=cfg.lockstep_retry_s,
                             grace_s=cfg.lockstep_grace_s if cfg.lockstep_upstream else None,
-                            after_tick=self._diagnostics)
+                            after_tick=self._diagnostics,
+                            align=math.lcm(1, *(camera_every(self.spec, c.name) for c in self.cameras)))
         self._rejected = 0
         self._reject_logged: dict[str, float] = {}
         self._warned_no_policy = False
