@@ -22,9 +22,8 @@ episode bookkeeping) runs in its own thread; callbacks run on the node's executo
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 import sys
 import threading
 import time
