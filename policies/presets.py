@@ -51,7 +51,7 @@ register_preset(Preset(
     "pick_place_rgb", "Panda pick_place from joint state and the wrist + scene RGB cameras (no object poses)",
     # Small CNNs (16-32-64 channels, ~90 k parameters each) at the cameras' own resolution: a
     # training step costs ~0.3 s on 2 cores instead of ~0.7 s with 32-64-128 channels.
-    train=dict(steps=10000, batch_size=64, lr=3e-4, warmup_steps=500, checkpoint_every=2000, val_every=0),
+    train=dict(steps=16000, batch_size=64, lr=3e-4, warmup_steps=500, checkpoint_every=2000, val_every=0),
     policy=dict(obs_keys=["joint_pos", "camera/wrist/rgb", "camera/scene/rgb"], n_obs_steps=1, horizon=16,
                 n_action_steps=8, relative_actions=True, image_channels=[16, 32, 64], image_feature_dim=64),
     families=("diffusion",)))

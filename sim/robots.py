@@ -111,7 +111,7 @@ class BulletRobot(SimRobot):
         raise SpecError(f"{self.NAME}: link {name!r} is not in the URDF")
 
     def reset(self, seed: int | None = None) -> Observation:
-        self.world.build()
+        self.plane = self.world.build()
         self.body = self._load_robot()
         self.joint_ids = [self._joint_index(n) for n in self.spec.joint_names]
         for j, q in zip(self.joint_ids, self.initial_positions(), strict=True):
@@ -333,7 +333,7 @@ class PandaSim(BulletRobot):
         if name not in self.cameras:
             self.spec.sensor(name)
             raise SpecError(f"panda: sensor {name!r} is not a camera")
-        eye, target, up = self._camera_view(name)
+        eye, target, up = self._view(name)
         bp, bq = self.base_pose()
         r = quat_to_matrix(bq)
         to_base = lambda v: r.T @ (np.asarray(v, dtype=np.float64) - np.asarray(bp))  # noqa: E731
@@ -346,7 +346,13 @@ class PandaSim(BulletRobot):
             raise SpecError(f"panda: sensor {camera!r} is not a camera")
         if not self._built:
             self.connect()
-        return self.world.render(self.cameras[camera], *self._camera_view(camera))
+        look = self.task.look
+        return self.world.render(self.cameras[camera], *self._view(camera), light=look.light if look else None)
+
+    def _view(self, name: str):
+        """The camera's (eye, target, up) in the world, moved by the task's image randomization."""
+        view = self._camera_view(name)
+        return self.task.look.move_camera(*view) if self.task.look is not None else view
 
 
 A1_STAND = (0.0, 0.8, -1.6) * 4

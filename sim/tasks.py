@@ -23,6 +23,7 @@ import pybullet as p
 from rosmind.errors import SpecError
 from rosmind.registry import TASKS
 
+from .visuals import SceneLook, VisualOptions
 from .world import pose7, quat_to_matrix
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class Task:
     """Base class: a task needs a config and the name of the robot it is written for."""
 
     robot: str = ""
+    look: SceneLook | None = None  # this episode's image randomization (sim/visuals.py), if any
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.config_cls()
@@ -75,10 +77,11 @@ class Task:
 
 
 @dataclass
-class PickPlaceConfig:
+class PickPlaceConfig(VisualOptions):
     """Pick a cube off the table and put it down on a target marker.
 
     Regions are in the Panda base frame (metres); the table top is z = 0 of that frame.
+    The image randomization fields come from ``VisualOptions`` (sim/visuals.py).
     """
 
     time_limit_s: float = 10.0
@@ -97,6 +100,7 @@ class PickPlaceConfig:
     hold_ticks: int = 3
 
     def __post_init__(self):
+        super().__post_init__()
         _check_positive(self, "time_limit_s", "cube_size", "cube_mass", "cube_friction",
                         "min_goal_distance", "xy_tolerance", "z_tolerance", "release_width")
         for r in ("cube_x", "cube_y", "cube_yaw", "goal_x", "goal_y"):
@@ -140,18 +144,23 @@ class PickPlaceTask(Task):
             gx, gy = rng.uniform(*c.goal_x), rng.uniform(*c.goal_y)
             if math.hypot(gx - cx, gy - cy) >= c.min_goal_distance:
                 break
+        self.look = look = SceneLook(c, rng)  # draws after the layout: same cube and target
         col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[half] * 3, physicsClientId=cid)
-        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[half] * 3, rgbaColor=[0.85, 0.15, 0.1, 1],
+        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[half] * 3, rgbaColor=look.colour(0, [0.85, 0.15, 0.1, 1]),
                                   physicsClientId=cid)
         pos, quat = sim.base_to_world([cx, cy, half], p.getQuaternionFromEuler([0, 0, yaw]))
         self.cube = p.createMultiBody(c.cube_mass, col, vis, pos, quat, physicsClientId=cid)
         p.changeDynamics(self.cube, -1, lateralFriction=c.cube_friction, spinningFriction=0.001,
                          rollingFriction=0.0001, physicsClientId=cid)
         marker = p.createVisualShape(p.GEOM_CYLINDER, radius=c.xy_tolerance, length=0.002,
-                                     rgbaColor=[0.1, 0.8, 0.2, 1], physicsClientId=cid)
+                                     rgbaColor=look.colour(1, [0.1, 0.8, 0.2, 1]), physicsClientId=cid)
         gpos, gquat = sim.base_to_world([gx, gy, 0.001], [0, 0, 0, 1])
         # Mass 0 and no collision shape: the marker is drawn but never touched.
         p.createMultiBody(0, -1, marker, gpos, gquat, physicsClientId=cid)
+        if c.color_jitter:
+            p.changeVisualShape(sim.plane, -1, rgbaColor=look.colour(2, [1, 1, 1, 1]), physicsClientId=cid)
+        if c.distractors:
+            look.add_distractors(sim, rng, [(cx, cy), (gx, gy)], (c.cube_x, c.cube_y))
         self.goal_base = pose7([gx, gy, half], [0, 0, 0, 1])
         self._hold = 0
 

@@ -120,13 +120,14 @@ class World:
         for _ in range(self.substeps if n is None else n):
             p.stepSimulation(physicsClientId=self.cid)
 
-    def render(self, cam: CameraModel, eye, target, up) -> tuple[np.ndarray, np.ndarray]:
-        """Image from ``eye`` looking at ``target``: (rgb[H,W,3] uint8, depth[H,W] f32 m)."""
+    def render(self, cam: CameraModel, eye, target, up, light: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Image from ``eye`` looking at ``target``: (rgb[H,W,3] uint8, depth[H,W] f32 m).
+        ``light``: ``lightDirection``/``lightColor`` for getCameraImage (None: its defaults)."""
         flag = self._renderer_flag()
         view = p.computeViewMatrix(list(map(float, eye)), list(map(float, target)), list(map(float, up)))
         _, _, rgba, zbuf, _ = p.getCameraImage(
             cam.width, cam.height, viewMatrix=view, projectionMatrix=cam.projection(),
-            renderer=flag, flags=p.ER_NO_SEGMENTATION_MASK, physicsClientId=self.cid)
+            renderer=flag, flags=p.ER_NO_SEGMENTATION_MASK, physicsClientId=self.cid, **(light or {}))
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(cam.height, cam.width, 4)[..., :3].copy()
         z = np.asarray(zbuf, dtype=np.float64).reshape(cam.height, cam.width)
         depth = cam.far * cam.near / (cam.far - (cam.far - cam.near) * z)
