@@ -15,7 +15,7 @@ import pytest
 import rclpy
 from procs import stop_process, stopped_cleanly
 from rclpy.executors import SingleThreadedExecutor
-from sensor_msgs.msg import CameraInfo, Image, JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 
 from rosmind.schema import camera_topics
 from rosmind.spec import load_spec
@@ -32,7 +32,7 @@ def test_every_image_has_a_camera_info_with_its_stamp_and_task_options_apply(ros
         [sys.executable, "-m", "rosmind_ros.robot_node", "--ros-args", "-p", "mode:=realtime",
          "-p", "episodes:=1", "-p", "cameras:=true", "-p", "policy_wait_s:=0.0", "-p", f"results:={results}",
          "-p", "task_options:=time_limit_s=1.5,cube_mass=0.2",
-         "-p", "obs_noise:=joint_pos.arm=0.01"],
+         "-p", "obs_noise:=joint_pos.arm=0.01", "-p", "point_clouds:=scene"],
         env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
@@ -46,6 +46,7 @@ def test_every_image_has_a_camera_info_with_its_stamp_and_task_options_apply(ros
         for ch, tp in (("rgb", Image), ("info", CameraInfo), ("depth", Image), ("depth_info", CameraInfo)):
             node.create_subscription(tp, names[ch], lambda m, t=names[ch]: got[t].append(m), 20)
     node.create_subscription(JointState, "joint_states", lambda m: got["joint_states"].append(m), 50)
+    node.create_subscription(PointCloud2, "camera/scene/points", lambda m: got["points"].append(m), 20)
     try:
         end = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < end:
@@ -75,6 +76,19 @@ def test_every_image_has_a_camera_info_with_its_stamp_and_task_options_apply(ros
                 k = np.array(info.k).reshape(3, 3)
                 assert k[0, 0] > 0 and k[1, 1] > 0 and k[2, 2] == 1
         assert got[names["depth"]][0].encoding == "32FC1"
+    # camera/scene/points: one cloud per scene frame, same stamp, in the base frame, cropped to
+    # the workspace; it shows the table (z = 0) and the cube's top face (z = 0.045 m).
+    clouds = got["points"]
+    assert len(clouds) >= 3
+    frames = {cv.to_ns(m.header.stamp) for m in got[camera_topics("scene")["rgb"]]}
+    assert {cv.to_ns(m.header.stamp) for m in clouds} <= frames
+    pts, cols = cv.point_cloud_to_numpy(clouds[0])
+    assert clouds[0].header.frame_id == SPEC.base_frame and cols is not None and len(pts) > 1000
+    ws = SPEC.workspace
+    assert np.all(pts >= np.array(ws.min) - 1e-5) and np.all(pts <= np.array(ws.max) + 1e-5)
+    assert np.mean(np.abs(pts[:, 2]) < 0.003) > 0.5
+    red = (cols[:, 0] > 150) & (cols[:, 1] < 80)
+    assert red.sum() > 10 and np.abs(np.max(pts[red, 2]) - 0.045) < 0.003
     # 0.01 rad of noise on the arm joints: the published arm readings jitter tick to tick while
     # the robot holds still at the start; the finger (not selected) does not.
     q = np.array([m.position for m in got["joint_states"][:10]])

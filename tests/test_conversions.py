@@ -99,3 +99,19 @@ def test_poses_wrench_imu_odom():
     np.testing.assert_allclose(m["imu_linear_acceleration"], [4, 5, 6])
     o = cv.odometry_to_numpy(cv.odometry(p, w, 0, "odom", "trunk"))
     np.testing.assert_allclose(o["odom_twist"], w)
+
+
+@pytest.mark.parametrize("coloured", [False, True])
+def test_point_cloud_round_trip(coloured):
+    rng = np.random.default_rng(2)
+    pts = rng.normal(size=(50, 3)).astype(np.float32)
+    cols = rng.integers(0, 255, (50, 3), dtype=np.uint8) if coloured else None
+    msg = cv.point_cloud(pts, cols, 2.5, "panda_link0")
+    assert (msg.width, msg.height, msg.header.frame_id) == (50, 1, "panda_link0")
+    assert [f.name for f in msg.fields] == ["x", "y", "z"] + (["rgb"] if coloured else [])
+    back, back_cols = cv.point_cloud_to_numpy(msg)
+    np.testing.assert_array_equal(back, pts)
+    if coloured:
+        np.testing.assert_array_equal(back_cols, cols)
+    else:
+        assert back_cols is None

@@ -14,7 +14,7 @@ from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped, WrenchStamped
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
+from sensor_msgs.msg import CameraInfo, Image, Imu, JointState, PointCloud2, PointField
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -309,3 +309,48 @@ def diagnostic_status(name: str, level: str, message: str, values: dict, hardwar
 
 def diagnostic_values(st: DiagnosticStatus) -> dict[str, str]:
     return {kv.key: kv.value for kv in st.values}
+
+
+def point_cloud(points: np.ndarray, colors: np.ndarray | None, t: float, frame_id: str) -> PointCloud2:
+    """``[N, 3]`` points (and ``[N, 3]`` uint8 colours) -> an unorganized PointCloud2: float32
+    x y z, plus PCL's packed ``rgb`` float32 field when coloured."""
+    pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate("xyz")]
+    if colors is None:
+        rec = pts
+    else:
+        c = np.asarray(colors, dtype=np.uint32).reshape(-1, 3)
+        packed = ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
+        rec = np.concatenate([pts, packed[:, None]], axis=1)
+        fields.append(PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1))
+    msg = PointCloud2()
+    msg.header.stamp = stamp(t)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = 1, int(len(pts))
+    msg.fields = fields
+    msg.is_bigendian = False
+    msg.point_step = 4 * rec.shape[1]
+    msg.row_step = msg.point_step * msg.width
+    msg.is_dense = True
+    msg.data = np.ascontiguousarray(rec, dtype=np.float32).tobytes()
+    return msg
+
+
+def point_cloud_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | None]:
+    """A PointCloud2 with float32 x y z (and optionally packed rgb) -> ``([N, 3], [N, 3] uint8 | None)``."""
+    offsets = {f.name: f.offset for f in msg.fields}
+    for n in "xyz":
+        f = next((f for f in msg.fields if f.name == n), None)
+        if f is None or f.datatype != PointField.FLOAT32:
+            raise ValueError(f"PointCloud2: field {n!r} missing or not float32 (fields {sorted(offsets)})")
+    n = msg.width * msg.height
+    raw = np.frombuffer(msg.data, dtype=np.uint8)[: n * msg.point_step].reshape(n, msg.point_step)
+
+    def col(off: int) -> np.ndarray:
+        return np.ascontiguousarray(raw[:, off:off + 4]).view(">f4" if msg.is_bigendian else "<f4").reshape(-1)
+
+    pts = np.stack([col(offsets[a]) for a in "xyz"], axis=1).astype(np.float32)
+    if "rgb" not in offsets:
+        return pts, None
+    v = col(offsets["rgb"]).astype(np.float32).view(np.uint32)
+    return pts, np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], axis=1).astype(np.uint8)

@@ -39,7 +39,7 @@ from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
+from sensor_msgs.msg import CameraInfo, Image, Imu, JointState, PointCloud2
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -65,7 +65,12 @@ class RobotNodeConfig:
     mode: Literal["lockstep", "realtime"] = "lockstep"
     seed: int = 0  # episode i uses seed + i
     episodes: int = 0  # 0 = forever
-    cameras: bool = True  # rendering costs ~14 ms a frame; tests turn it off
+    cameras: bool = True  # rendering costs ~2-3 ms a frame (rosmind bench render); tests turn it off
+    camera_names: str = ""  # "wrist,scene": render only these ("" = every camera of the spec)
+    # "scene,...": also publish camera/<name>/points (PointCloud2 in the base frame, cropped to
+    # the spec's workspace, coloured), from each camera's depth (rosmind.pointcloud).
+    point_clouds: str = ""
+    point_cloud_voxel_m: float = 0.0  # > 0: one averaged point per voxel of this size
     lockstep_timeout_s: float = 10.0  # wall seconds to wait for a tick's command (slow policies)
     lockstep_retry_s: float = 0.5  # re-publish the tick this often while waiting (discovery races)
     # Lockstep: a command for the tick seen here that does not come through safety within
@@ -121,7 +126,13 @@ class RobotNode(Node):
                                 ("imu_orientation", Imu, "imu"), ("odom_pose", Odometry, "odom")):
             if key in keys:
                 self.pubs[topic] = pub(msg, topic, 10)
-        self.cameras = [s for s in self.spec.sensors_of("rgb", "rgbd")] if cfg.cameras else []
+        self.cameras = self._cameras(cfg)
+        self.point_clouds = [c for c in cfg.point_clouds.split(",") if c.strip()]
+        for c in self.point_clouds:
+            if c not in [s.name for s in self.cameras if s.kind == "rgbd"]:
+                raise SpecError(f"point_clouds: {c!r} is not a rendered depth camera of {self.spec.name!r} "
+                                f"(rendered: {[s.name for s in self.cameras if s.kind == 'rgbd']}; cameras:={cfg.cameras})")
+            self.pubs[f"camera/{c}/points"] = pub(PointCloud2, f"camera/{c}/points", 5)
         for s in self.cameras:
             names = camera_topics(s.name)
             self.pubs[names["rgb"]] = pub(Image, names["rgb"], 5)
@@ -269,6 +280,26 @@ class RobotNode(Node):
         if not (future.done() or self.loop.stop.is_set()):
             self.get_logger().warn("policy/reset did not answer within 5 s")
 
+    def _cameras(self, cfg: RobotNodeConfig) -> list:
+        if not cfg.cameras:
+            return []
+        every = self.spec.sensors_of("rgb", "rgbd")
+        names = [c.strip() for c in cfg.camera_names.split(",") if c.strip()]
+        for n in names:
+            if n not in [s.name for s in every]:
+                raise SpecError(f"camera_names: robot {self.spec.name!r} has no camera {n!r}; "
+                                f"its cameras: {[s.name for s in every]}")
+        return [s for s in every if not names or s.name in names]
+
+    def _points(self, name: str, rgb, depth, k: dict, t: float):
+        from rosmind.pointcloud import depth_to_points
+
+        ws = self.spec.workspace
+        crop = (ws.min, ws.max) if ws is not None else None
+        pts, cols = depth_to_points(depth, k, self.sim.camera_pose(name), rgb=rgb, crop=crop,
+                                    voxel=self.cfg.point_cloud_voxel_m or None)
+        return self.pubs[f"camera/{name}/points"], cv.point_cloud(pts, cols, t, self.spec.base_frame)
+
     def _publish_tick(self, obs: dict, t: float) -> Callable[[], None]:
         """Build and publish tick ``t``'s messages; returns a function that re-sends them."""
         base, st = self.spec.base_frame, cv.stamp(t)
@@ -304,6 +335,8 @@ class RobotNode(Node):
             if s.kind == "rgbd":
                 out += [(self.pubs[names["depth"]], cv.image(depth, "32FC1", t, s.frame_id)),
                         (self.pubs[names["depth_info"]], info)]
+            if s.name in self.point_clouds:
+                out.append(self._points(s.name, rgb, depth, k, t))
         if self._video is not None and not self.log.episodes:
             self._video.add(self.sim.render(self.cfg.video_camera)[0])
         with self._sent_lock:
