@@ -116,6 +116,17 @@ class CommandMailbox:
                 return self._point_at(self._traj, t)
             return None
 
+    def covers(self, t: float) -> bool:
+        """Whether the newest command still says what to do at ``t``: a position command, or
+        a trajectory whose last point is not in the past (else the robot holds its end)."""
+        with self._cond:
+            if self._newest == "position":
+                return True
+            if self._newest == "trajectory":
+                stamp, times, _ = self._traj
+                return stamp + times[-1] >= t - STAMP_EPS
+            return False
+
     def open_tick(self, t: float) -> None:
         with self._cond:
             self._open, self._answer, self._upstream_at = float(t), None, None
@@ -150,6 +161,9 @@ class EpisodeResult:
     missed_commands: int = 0  # lockstep: no answer within the timeout
     late_ticks: int = 0  # realtime: a tick that overran its period
     safety_holds: int = 0  # lockstep: safety refused the tick's command (robot held)
+    # realtime: ticks after the episode's first command that no command covered (the plan ran
+    # out before the next one came: the robot held its last setpoint)
+    no_plan_ticks: int = 0
     ended_by: str = "done"  # done | reset
     final_error: float | None = None  # task_status()["error"] at the end, where the task has one
 
@@ -180,6 +194,7 @@ class EpisodeLog:
             "missed_commands": sum(e.missed_commands for e in self.episodes),
             "late_ticks": sum(e.late_ticks for e in self.episodes),
             "safety_holds": sum(e.safety_holds for e in self.episodes),
+            "no_plan_ticks": sum(e.no_plan_ticks for e in self.episodes),
         }
 
     def to_dict(self) -> dict:
@@ -248,12 +263,15 @@ class SimLoop:
         self.reset_requested.clear()
         r = EpisodeResult(index, seed, False, 0, 0.0, 0.0)
         wall0 = anchor = self.clock()  # anchor: wall time of tick 0 (re-anchored when late)
+        received0 = self.mailbox.received
         while not self.stop.is_set():
             t = self.tick * self.dt
             if self.mode == "realtime":
                 self.lateness.append(self.clock() - (anchor + r.ticks * self.dt))
                 self.publish(obs, t)
                 q = self.mailbox.setpoint_at(t)
+                if self.mailbox.received > received0 and not self.mailbox.covers(t):
+                    r.no_plan_ticks += 1
             else:
                 self.mailbox.open_tick(t)  # before publishing: an answer may beat publish()'s return
                 kind, q = self._lockstep_answer(self.publish(obs, t))

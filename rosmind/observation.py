@@ -105,6 +105,11 @@ class ObservationAssembler:
     def has_any(self, key: str) -> bool:
         return bool(self._stamps[key])
 
+    def stamp_at(self, key: str, t: float) -> float | None:
+        """Stamp of the newest sample of ``key`` at or before ``t`` (the one ``history`` uses last)."""
+        i = self._latest_at(key, t)
+        return self._stamps[key][i] if i >= 0 else None
+
     def newest_stamp(self, key: str) -> float | None:
         s = self._stamps[key]
         return s[-1] if s else None

@@ -200,3 +200,56 @@ def test_simloop_reset_request_ends_the_episode():
                    after_tick=lambda t, r: loop.reset_requested.set() if r.ticks == 3 else None)
     r = loop.episode(0, seed=0)
     assert (r.ticks, r.ended_by, r.success, r.missed_commands) == (3, "reset", False, 0)
+
+
+def test_realtime_counts_ticks_the_plan_no_longer_covers():
+    from rosmind.bridge import SimLoop
+
+    clock = FakeClock()
+    sim = FakeSim(length=6, clock=clock)
+    mb = CommandMailbox(sim.spec.dof)
+    assert not mb.covers(0.0)
+
+    def publish(obs, t):
+        if t == 0.0:  # three points: ticks 0-2; ticks 3-5 hold the last one with no plan
+            mb.put_trajectory(0.0, np.arange(3) * DT, np.zeros((3, sim.spec.dof)))
+        return lambda: None
+
+    r = SimLoop(sim, mb, "realtime", publish, clock=clock, sleep=clock.sleep).episode(0, seed=0)
+    assert r.no_plan_ticks == 3 and mb.covers(0.1) and not mb.covers(0.15)
+    mb.put_position(np.zeros(sim.spec.dof))
+    assert mb.covers(99.0)
+
+
+def test_episodes_start_on_an_aligned_tick():
+    from rosmind.bridge import SimLoop
+
+    sim = FakeSim(length=3)
+    mb = CommandMailbox(sim.spec.dof)
+    starts = []
+
+    def publish(obs, t):
+        if not starts or starts[-1][1] != id(obs):
+            starts.append((round(t / DT), id(obs)))
+        mb.put_position(obs["joint_pos"])
+        return lambda: None
+
+    loop = SimLoop(sim, mb, "lockstep", publish, align=2)
+    loop.episode(0, seed=0)
+    first_of_second = loop.tick
+    loop.episode(1, seed=1)
+    assert first_of_second == 3 and loop.tick == 4 + 3  # episode 1 ran ticks 4, 5, 6
+
+
+def test_timeline_join_by_topic_and_stamp(tmp_path):
+    from rosmind.timeline import Timeline, index, join, load_rows
+
+    a, b = Timeline(), Timeline()
+    a.mark("publish", "cam", 100, mono_s=1.0, value_s=0.003)
+    a.mark("publish", "cam", 200, mono_s=2.0)
+    b.mark("recv", "cam", 100, mono_s=1.25)
+    b.mark("recv", "other", 200, mono_s=9.0)  # another topic: not a pair
+    a.write(tmp_path / "a.json")
+    rows = load_rows(tmp_path / "a.json")
+    assert rows[0] == ("publish", "cam", 100, 1.0, 0.003)
+    assert join(index(rows, "publish"), index(list(b.rows), "recv")) == [pytest.approx(0.25)]

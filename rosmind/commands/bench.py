@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "policies": "rosmind.bench.policies",
     "recorder": "rosmind.bench.recorder",
     "render": "rosmind.bench.render",
+    "camera_graph": "rosmind.bench.camera_graph",
 }
 ACCEPTS_EXTRA = True
 

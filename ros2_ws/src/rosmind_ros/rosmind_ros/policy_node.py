@@ -39,6 +39,7 @@ from rosmind.errors import CheckpointError, SpecError, TopicTimeoutError
 from rosmind.observation import STAMP_EPS, ObservationAssembler
 from rosmind.policies.executors import ChunkExecutor, ChunkExecutorConfig
 from rosmind.policy import infer_seeded
+from rosmind.timeline import Timeline
 from rosmind.registry import POLICIES
 from rosmind.spec import load_spec
 from rosmind.stats import latency_summary
@@ -68,6 +69,9 @@ class PolicyNodeConfig:
     # has seed `seed + i`, the robot_node convention.
     noise: Literal["stream", "episode"] = "stream"
     seed: int = 0
+    # JSON of per-message timing at exit (rosmind.timeline): frames received (decode time),
+    # inferences (and the frames they used), plans published; "" = none.
+    timeline: str = ""
 
     def __post_init__(self):
         for name in ("startup_timeout_s", "inference_timeout_s", "diagnostics_period_s"):
@@ -121,7 +125,11 @@ class PolicyNode(Node):
         self._error: BaseException | None = None
         self.skipped_stale = 0
         self._stale_keys: list[str] = []
-        self.lat = {s: deque(maxlen=cfg.latency_window) for s in ("obs", "inference", "publish", "e2e")}
+        self._camera_keys = [k for k in keys if schema.camera_name(k)]
+        stages = ("obs", "inference", "publish", "e2e") + (("decode", "image_age") if self._camera_keys else ())
+        self.lat = {s: deque(maxlen=cfg.latency_window) for s in stages}
+        self.timeline = Timeline() if cfg.timeline else None
+        self._recv_at: dict[tuple[str, int], float] = {}  # (camera topic, stamp ns) -> arrival (monotonic)
         for topic, (msg_type, tkeys) in self.topics.items():
             self.create_subscription(MSG_CLASSES[msg_type], topic,
                                      lambda m, t=topic, mt=msg_type, k=tkeys: self._on_msg(t, mt, k, m), 10)
@@ -169,11 +177,20 @@ class PolicyNode(Node):
     def _frame(self, key: str, msg) -> np.ndarray:
         """A camera frame as the checkpoint wants it: RGB uint8 or depth in metres, of the
         manifest's shape (resized only where the manifest says ``image_resize``)."""
-        topic = self.resolve_topic_name(schema.binding(key).topic)
+        rel = schema.binding(key).topic
+        topic = self.resolve_topic_name(rel)
+        t0 = time.monotonic()
         try:
             a = cv.image_to_rgb(msg) if key.endswith("/rgb") else cv.depth_to_metres(msg)
         except ValueError as e:
             raise SpecError(f"{topic} ({key}): {e}") from None
+        decode = time.monotonic() - t0
+        self.lat["decode"].append(decode)
+        self._recv_at[(rel, cv.to_ns(msg.header.stamp))] = t0
+        if len(self._recv_at) > 64:
+            self._recv_at.pop(next(iter(self._recv_at)))
+        if self.timeline is not None:
+            self.timeline.mark("recv", rel, cv.to_ns(msg.header.stamp), mono_s=t0, value_s=decode)
         want = tuple(self.policy.config.obs_shapes.get(key, a.shape))
         if a.shape != want:
             if not getattr(self.policy.config, "image_resize", False):
@@ -220,12 +237,23 @@ class PolicyNode(Node):
         self.get_logger().warn(f"tick t={t:.3f} skipped: stale input(s) {self._stale_keys}",
                                throttle_duration_sec=1.0)
 
-    def _infer(self, obs: dict, tick: int, generation: int, arrived: float) -> None:
+    def _infer(self, obs: dict, tick: int, generation: int, arrived: float, frames: dict | None = None) -> None:
         t0 = time.perf_counter()
+        start = time.monotonic()
+        for topic, stamp in (frames or {}).items():
+            arrived_at = self._recv_at.get((topic, cv.to_ns(cv.stamp(stamp))))
+            if arrived_at is not None:  # wall time from the frame's arrival to its use
+                self.lat["image_age"].append(start - arrived_at)
+            if self.timeline is not None:  # value: the frame's age in sim time at this tick
+                self.timeline.mark("used", topic, cv.to_ns(cv.stamp(stamp)), mono_s=start,
+                                   value_s=tick * self.dt - stamp)
         seed = self.cfg.seed + self._episode if self.cfg.noise == "episode" and self._episode >= 0 else None
         chunk = infer_seeded(self.policy, obs, seed, tick - (self._tick0 or 0))["action"]
         chunk = self.executor_.reanchor(chunk, obs, tick)
         self.lat["inference"].append(time.perf_counter() - t0)
+        if self.timeline is not None:
+            self.timeline.mark("infer", "inference", cv.to_ns(cv.stamp(tick * self.dt)), mono_s=start,
+                               value_s=time.perf_counter() - t0)
         if generation != self._generation:
             return
         now_tick, now_t = self._now
@@ -244,6 +272,8 @@ class PolicyNode(Node):
         self.pub.publish(msg)
         done = time.perf_counter()
         self.lat["publish"].append(done - t1)
+        if self.timeline is not None:
+            self.timeline.mark("plan", "joint_trajectory", cv.to_ns(msg.header.stamp), value_s=done - t1)
         if arrived is not None:
             self.lat["e2e"].append(done - arrived)
         return msg
@@ -260,7 +290,8 @@ class PolicyNode(Node):
         self.lat["obs"].append(time.perf_counter() - t0)
         if self.executor_.wants_inference(tick):
             self.executor_.request()
-            fut = self.worker.submit(self._infer, obs, tick, self._generation, arrived)
+            frames = {schema.binding(k).topic: self.asm.stamp_at(k, t) for k in self._camera_keys}
+            fut = self.worker.submit(self._infer, obs, tick, self._generation, arrived, frames)
             if self.cfg.mode == "lockstep":
                 fut.result(timeout=self.cfg.inference_timeout_s)
             else:
@@ -298,6 +329,8 @@ class PolicyNode(Node):
 
     def destroy_node(self):
         self.worker.shutdown(wait=True, cancel_futures=True)
+        if self.timeline is not None:
+            self.timeline.write(self.cfg.timeline)
         if hasattr(self.policy, "close"):
             self.policy.close()
         return super().destroy_node()

@@ -50,6 +50,7 @@ from rosmind.schema import camera_every, camera_topics
 from rosmind.sim.perturb import NoisyObservations, ObservationNoise, parse_task_options
 from rosmind.sim.robots import make_sim
 from rosmind.stats import latency_summary
+from rosmind.timeline import Timeline
 from rosmind_ros import conversions as cv
 from rosmind_ros.params import declare_from_dataclass, run_node
 
@@ -93,6 +94,9 @@ class RobotNodeConfig:
     video: str = ""  # MP4 of the first episode, from video_camera at the control rate ("" = none)
     video_camera: str = "scene"
     diagnostics_period_s: float = 1.0
+    # JSON of per-message timing (rosmind.timeline): camera frames (render time, publish time)
+    # and commands received, by stamp, for `rosmind bench camera_graph` ("" = none).
+    timeline: str = ""
 
     def __post_init__(self):
         for name in ("lockstep_timeout_s", "lockstep_retry_s", "lockstep_grace_s", "diagnostics_period_s"):
@@ -171,6 +175,7 @@ class RobotNode(Node):
         self._sent_at: dict[int, float] = {}  # tick stamp (ns) -> monotonic time published
         self._sent_lock = threading.Lock()
         self._round_trip: deque[float] = deque(maxlen=2000)
+        self.timeline = Timeline() if cfg.timeline else None
         self._video = None
         if cfg.video:
             from rosmind.sim.evaluate import VideoWriter
@@ -210,6 +215,8 @@ class RobotNode(Node):
             return self._reject(f"joint_trajectory: {e}")
         if not np.all(np.isfinite(pos)) or np.any(np.diff(times) < 0):
             return self._reject("joint_trajectory: non-finite positions or times not increasing")
+        if self.timeline is not None:
+            self.timeline.mark("command", "joint_trajectory", cv.to_ns(msg.header.stamp))
         with self._sent_lock:
             sent = self._sent_at.pop(cv.to_ns(msg.header.stamp), None)
         if sent is not None:
@@ -322,16 +329,20 @@ class RobotNode(Node):
                                                  obs["imu_linear_acceleration"], t, imu_frame)))
         if "odom_pose" in obs:
             out.append((self.pubs["odom"], cv.odometry(obs["odom_pose"], obs["odom_twist"], t, "odom", base)))
+        rendered: dict[int, tuple[str, float]] = {}  # id(msg) -> (topic, render seconds)
         for s in self.cameras:
             if self.loop.tick % camera_every(self.spec, s.name):
                 continue
             names = camera_topics(s.name)
+            t_render = time.perf_counter()
             rgb, depth = self.sim.render(s.name)
+            t_render = time.perf_counter() - t_render
             k = self.sim.camera_intrinsics(s.name)
             # The sim's depth is rendered from the colour camera itself (RealSense's aligned
             # depth): both CameraInfos are the same model, frame and stamp as their images.
             info = cv.camera_info(k["width"], k["height"], k["fx"], k["fy"], k["cx"], k["cy"], t, s.frame_id)
             out += [(self.pubs[names["rgb"]], cv.image(rgb, "rgb8", t, s.frame_id)), (self.pubs[names["info"]], info)]
+            rendered[id(out[-2][1])] = (names["rgb"], t_render)
             if s.kind == "rgbd":
                 out += [(self.pubs[names["depth"]], cv.image(depth, "32FC1", t, s.frame_id)),
                         (self.pubs[names["depth_info"]], info)]
@@ -348,7 +359,15 @@ class RobotNode(Node):
             for p, m in out:
                 p.publish(m)
 
-        send()
+        if self.timeline is None:
+            send()
+            return send
+        stamp_ns = cv.to_ns(st)
+        for p, m in out:  # the first send, timed per camera frame
+            p.publish(m)
+            if id(m) in rendered:
+                topic, render_s = rendered[id(m)]
+                self.timeline.mark("publish", topic, stamp_ns, value_s=render_s)
         return send
 
     def _diagnostics(self, t: float, r: EpisodeResult) -> None:
@@ -393,6 +412,8 @@ class RobotNode(Node):
                                     if samples}
                 if self.cfg.results:
                     self.log.write(self.cfg.results)
+                if self.timeline is not None:
+                    self.timeline.write(self.cfg.timeline)
                 i += 1
             for what, samples in (("realtime tick jitter", self.loop.lateness),
                                   ("command round trip", self._round_trip)):

@@ -30,6 +30,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from rosmind.safety import SafetyConfig, SafetySupervisor
 from rosmind.spec import RobotSpec, load_spec
+from rosmind.timeline import Timeline
 from rosmind_ros import conversions as cv
 from rosmind_ros.params import declare_from_dataclass, run_node
 
@@ -76,6 +77,8 @@ class SafetyNode(Node):
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._seen = (self.core.interventions_total, self.core.state)
         self._last_diag = 0.0
+        self._timeline_path = self.declare_parameter("timeline", "").value  # rosmind.timeline JSON at exit
+        self.timeline = Timeline() if self._timeline_path else None
         log.info(f"guarding robot {spec.name!r} ({spec.dof} joints, {spec.control_rate_hz:g} Hz, "
                  f"mode={cfg.mode}, workspace {'on' if self.core.workspace_active else 'off'})")
 
@@ -96,7 +99,11 @@ class SafetyNode(Node):
             out = None
         else:
             stamp = cv.to_sec(msg.header.stamp)  # 0: unstamped, the core takes it as now
+            t0 = time.perf_counter()
             out = self.core.filter_timed_trajectory(msg.joint_names, times, pts, stamp, vel, has_vel)
+            if self.timeline is not None:
+                self.timeline.mark("filter", "safety/joint_trajectory", cv.to_ns(msg.header.stamp),
+                                   value_s=time.perf_counter() - t0)
             if out is not None:
                 sent = self._trajectory(out, stamp or self._now(), msg.header.frame_id)
                 if stamp > 0:
@@ -156,6 +163,8 @@ class SafetyNode(Node):
         self.pub_diag.publish(msg)
 
     def destroy_node(self):
+        if self.timeline is not None:
+            self.timeline.write(self._timeline_path)
         self._close_fk()
         return super().destroy_node()
 
