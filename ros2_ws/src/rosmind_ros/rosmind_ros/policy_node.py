@@ -39,10 +39,10 @@ from rosmind.errors import CheckpointError, SpecError, TopicTimeoutError
 from rosmind.observation import STAMP_EPS, ObservationAssembler
 from rosmind.policies.executors import ChunkExecutor, ChunkExecutorConfig
 from rosmind.policy import infer_seeded
-from rosmind.timeline import Timeline
 from rosmind.registry import POLICIES
 from rosmind.spec import load_spec
 from rosmind.stats import latency_summary
+from rosmind.timeline import Timeline
 from rosmind_ros import conversions as cv
 from rosmind_ros.params import declare_from_dataclass, run_node
 
