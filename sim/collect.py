@@ -16,6 +16,7 @@ Per tick the buffer stores the observation the expert saw and the command it sen
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +30,7 @@ from rosmind.errors import SpecError
 
 STATE_KEYS = ("joint_pos", "joint_vel", "ee_pose", "wrench", "object_poses", "goal_pose")
 FAILED_ATTR = "failed_seeds"
+OPTIONS_ATTR = "task_options"
 
 
 @dataclass
@@ -41,6 +43,7 @@ class CollectConfig:
     workers: int = 1
     cameras: tuple[str, ...] = ()
     depth: bool = False
+    task_options: dict = field(default_factory=dict)  # task config overrides, e.g. image randomization
     keep_failed: bool = False
     # Ticks recorded after the task first succeeds: the expert lets go and backs off. Without
     # them a pick-and-place demo ends on the tick the gripper opens, the release is ~3 of
@@ -70,6 +73,7 @@ class _Worker:
 
     sim = None
     policy = None
+    key = None  # what the cached sim and policy were built for
 
     @classmethod
     def run(cls, cfg: CollectConfig, seed: int) -> Episode:
@@ -78,8 +82,12 @@ class _Worker:
         from rosmind.sim.robots import make_sim
         from rosmind.sim.rollout import run_episode
 
-        if cls.sim is None:
-            cls.sim = with_cameras(make_sim(cfg.robot, cfg.task), cfg.cameras, cfg.depth)
+        key = (cfg.robot, cfg.task, cfg.policy, repr(sorted(cfg.task_options.items())), cfg.cameras, cfg.depth)
+        if cls.sim is None or cls.key != key:
+            if cls.sim is not None:
+                cls.sim.disconnect()
+            cls.key = key
+            cls.sim = with_cameras(make_sim(cfg.robot, cfg.task, **cfg.task_options), cfg.cameras, cfg.depth)
             cls.sim.connect()
             entry = POLICIES.get(cfg.policy)
             cls.policy = entry.factory(entry.config())
@@ -133,6 +141,11 @@ def collect(cfg: CollectConfig, out: str | Path, progress: bool = True) -> dict:
     have = set()
     if buf.n_episodes and "seed" in buf.meta_fields():
         have |= {int(s) for s in buf.episode_meta("seed")}
+    options = json.loads(json.dumps(cfg.task_options))  # tuples -> lists: as stored
+    if buf.n_episodes and buf.root.attrs.get(OPTIONS_ATTR, {}) != options:
+        raise SpecError(f"{out}: its episodes were collected with task options "
+                        f"{buf.root.attrs.get(OPTIONS_ATTR, {})}, not {options}; collect into a new buffer")
+    buf.root.attrs[OPTIONS_ATTR] = options
     failed_before = [int(s) for s in buf.root.attrs.get(FAILED_ATTR, [])]
     have |= set(failed_before)
     wanted = [cfg.seed_start + i for i in range(cfg.episodes)]

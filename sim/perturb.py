@@ -36,10 +36,25 @@ ROLES = ("arm", "gripper", "leg")
 _NOISE_SALT = 0x6E6F6973  # keeps the noise stream apart from the task's own rng(seed)
 
 
+def _top_level_split(text: str) -> list[str]:
+    """Split at commas outside brackets: ``"a=1,b=[1,2]"`` -> ``["a=1", "b=[1,2]"]``."""
+    out, depth, cur = [], 0, []
+    for ch in text:
+        depth += ch in "[("
+        depth -= ch in "])"
+        if ch == "," and depth == 0:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return out
+
+
 def split_pairs(items: Sequence[str] | str, what: str) -> dict[str, str]:
     """``["a=1", "b=2"]`` or ``"a=1,b=2"`` -> ``{"a": "1", "b": "2"}``; a bad item is a SpecError."""
     if isinstance(items, str):
-        items = [s for s in items.split(",") if s.strip()]
+        items = [s for s in _top_level_split(items) if s.strip()]
     out: dict[str, str] = {}
     for item in items:
         key, eq, value = item.partition("=")

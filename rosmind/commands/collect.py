@@ -15,6 +15,8 @@ def add_arguments(p):
     p.add_argument("--seed-start", type=int, default=0)
     p.add_argument("--cameras", default="", help="comma-separated camera names to record (e.g. wrist,scene)")
     p.add_argument("--depth", action="store_true", help="with --cameras: also each camera's depth (uint16 mm)")
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the task's config (repeatable), e.g. distractors=2")
     p.add_argument("--keep-failed", action="store_true", help="store failed episodes too (success=0)")
     p.add_argument("--after-success-ticks", type=int, default=10,
                    help="ticks recorded after the task first succeeds (the expert lets go and backs off)")
@@ -31,7 +33,10 @@ def run(args) -> int:
     cams = tuple(c for c in args.cameras.split(",") if c)
     for c in cams:
         spec.sensor(c)
-    cfg = CollectConfig(task=args.task, robot=args.robot, policy=args.policy, episodes=args.episodes,
+    from rosmind.sim.perturb import parse_task_options
+
+    options = parse_task_options(args.task_option, args.task)
+    cfg = CollectConfig(task_options=options, task=args.task, robot=args.robot, policy=args.policy, episodes=args.episodes,
                         seed_start=args.seed_start, workers=args.workers, cameras=cams, depth=args.depth,
                         keep_failed=args.keep_failed, after_success_ticks=args.after_success_ticks)
     summary = collect(cfg, args.out)

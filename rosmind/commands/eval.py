@@ -30,7 +30,9 @@ def add_arguments(p):
     p.add_argument("--task", default="pick_place")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed-start", type=int, default=100_000, help="seeds never used for training")
-    p.add_argument("--ros", action="store_true", help="through the ROS 2 graph in lockstep")
+    p.add_argument("--ros", action="store_true", help="through the ROS 2 graph (lockstep unless --mode)")
+    p.add_argument("--mode", choices=["lockstep", "realtime"], default="lockstep",
+                   help="--ros: lockstep (deterministic) or realtime (the wall clock at the control rate)")
     p.add_argument("--n-envs", type=int, default=8, help="direct mode: envs stepped together")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], help="diffusion: override the sampler")
     p.add_argument("--steps", type=int, help="diffusion: override the number of inference steps")
@@ -109,7 +111,8 @@ def _ros(args, spec) -> dict:
         out = Path(tmp) / "results.json"
         cmd = [sys.executable, "-m", "rosmind.cli", "launch", str(LAUNCH), f"robot:={spec.name}",
                f"task:={args.task}", f"episodes:={args.episodes}", f"seed:={args.seed_start}",
-               f"results:={out}", "mode:=lockstep", f"task_options:={','.join(args.task_option)}",
+               f"results:={out}", f"mode:={args.mode}", f"task_options:={','.join(args.task_option)}",
+               f"cameras:={'true' if _needs_cameras(args.checkpoint) else 'false'}",
                f"obs_noise:={','.join(args.obs_noise)}", f"noise:={args.noise}"]
         cmd += [f"checkpoint:={Path(args.checkpoint).resolve()}"] if args.checkpoint else [f"policy:={args.policy}"]
         rc = subprocess.call(cmd, stdout=subprocess.DEVNULL if args.json else None)
@@ -124,7 +127,18 @@ def _ros(args, spec) -> dict:
             "final_error_m": [e.get("final_error") for e in eps],
             # Lockstep round trip robot -> policy_node (inference when a chunk is due) -> safety -> robot.
             "latency_ms": log.get("latency", {}).get("round_trip_ms", {}),
-            "mode": "ros", "noise": args.noise}
+            "no_plan_ticks": log.get("no_plan_ticks", 0), "late_ticks": log.get("late_ticks", 0),
+            "mode": "ros", "ros_mode": args.mode, "noise": args.noise}
+
+
+def _needs_cameras(checkpoint: str | None) -> bool:
+    """Whether a checkpoint reads camera keys (robot_node must render them)."""
+    if not checkpoint:
+        return False
+    from rosmind.checkpoint import read_manifest
+    from rosmind.sim.cameras import cameras_of
+
+    return bool(cameras_of(read_manifest(checkpoint).get("config", {}).get("obs_keys", [])))
 
 
 def run(args) -> int:
@@ -133,6 +147,8 @@ def run(args) -> int:
 
     if args.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.mode != "lockstep" and not args.ros:
+        raise UserError("--mode realtime applies to --ros only (direct mode steps as fast as it can)")
     TASKS.get(args.task)
     robot = "panda"
     if args.checkpoint:
