@@ -108,7 +108,7 @@ class PolicyNode(Node):
         self.policy = load_policy(cfg, self.spec)
         self.executor_ = ChunkExecutor(self.policy, ex_cfg)
         keys = self.policy.config.obs_keys
-        self.topics = schema.topics_for(keys, self.spec)
+        self.topics = self._topics_for(keys)
         self.topics.setdefault("joint_states", (schema.JOINT_STATE, []))  # the tick, always
         ages = {k: cfg.max_age_s if schema.binding(k).per_tick else cfg.camera_max_age_s for k in keys}
         # Lockstep: a camera key needs exactly the newest frame its schedule has published.
@@ -143,6 +143,22 @@ class PolicyNode(Node):
         self.create_timer(cfg.diagnostics_period_s, self._diagnostics, clock=steady)
         self.get_logger().info(f"hosting policy {cfg.checkpoint or cfg.policy!r} ({cfg.mode}); "
                                f"topics {sorted(self.topics)}")
+
+    def _topics_for(self, keys) -> dict:
+        """Topics of the checkpoint's observation keys; a camera the robot lacks is refused here,
+        at load, naming it and the topic the policy would wait for."""
+        for k in keys:
+            cam = schema.camera_name(k)
+            if cam is None:
+                continue
+            try:
+                schema.binding(k, self.spec)
+            except SpecError as e:
+                have = [c.name for c in self.spec.sensors_of("rgb", "rgbd")]
+                raise SpecError(f"{self.cfg.checkpoint or self.cfg.policy}: the policy reads {k!r} from camera "
+                                f"{cam!r} (topic {self.resolve_topic_name(schema.binding(k).topic)}), which robot "
+                                f"{self.spec.name!r} does not provide (its cameras: {have}): {e}") from None
+        return schema.topics_for(keys, self.spec)
 
     def _check_startup(self) -> None:
         missing = [t for t in self.topics if t not in self._seen]
@@ -283,6 +299,7 @@ class PolicyNode(Node):
             raise self._error
         t0 = time.perf_counter()
         tick = round(t / self.dt)
+        self._stale_keys = []  # inputs are fresh again: /diagnostics names only what is stale now
         if self._tick0 is None:
             self._tick0 = tick  # the episode's first tick (lockstep: robot_node's tick 0 after reset)
         self._now = (tick, t)
@@ -315,7 +332,9 @@ class PolicyNode(Node):
         return resp
 
     def _diagnostics(self) -> None:
+        stale_topics = sorted({self.resolve_topic_name(schema.binding(k).topic) for k in self._stale_keys})
         values = {"skipped_stale_ticks": self.skipped_stale, "stale_keys": ",".join(self._stale_keys),
+                  "stale_topics": ",".join(stale_topics),
                   "dropped_late_rows": self.executor_.dropped_rows, "mode": self.cfg.mode}
         for stage, samples in self.lat.items():
             s = latency_summary(list(samples))

@@ -1,0 +1,141 @@
+"""policy_node hosting an image checkpoint: camera frames on their schedule (bgr8 decoded to RGB),
+a frame of the wrong size refused naming the topic and both shapes, a camera the robot lacks
+refused at load, a silent camera named on /diagnostics while the policy pauses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from procs import stop_process
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from rosmind_ros import conversions as cv
+
+pytestmark = pytest.mark.ros
+
+H, W = 24, 32
+
+
+def _checkpoint(path, obs_keys=("joint_pos", "camera/scene/rgb")):
+    from rosmind.checkpoint import save_checkpoint
+    from rosmind.policies.diffusion.config import DiffusionConfig
+    from rosmind.policies.diffusion.policy import DiffusionPolicy
+    from rosmind.spec import load_spec
+
+    shapes = {"joint_pos": (8,), **{k: (H, W, 3) for k in obs_keys if k.startswith("camera/")}}
+    cfg = DiffusionConfig(obs_keys=obs_keys, obs_shapes=shapes, n_obs_steps=1, horizon=8, n_action_steps=4,
+                          down_dims=(16, 32), step_embed_dim=16, n_groups=4, num_inference_steps=2,
+                          image_feature_dim=8, image_channels=(8, 8))
+    policy = DiffusionPolicy(cfg)
+    policy.fit_normalizer({"joint_pos": {"min": np.full(8, -3.0), "max": np.full(8, 3.0)},
+                           "action": {"min": np.full(8, -3.0), "max": np.full(8, 3.0)}})
+    return save_checkpoint(policy, path, load_spec("panda"))
+
+
+def _start(ros_env, ckpt, *extra):
+    return subprocess.Popen([sys.executable, "-m", "rosmind_ros.policy_node", "--ros-args", "-p",
+                             f"checkpoint:={ckpt}", "-p", "mode:=lockstep", "-p", "startup_timeout_s:=60.0",
+                             "-p", "diagnostics_period_s:=0.2", *extra],
+                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+class Robot:
+    def __init__(self):
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = n = rclpy.create_node("fake_camera_robot", context=self.ctx)
+        self.exec = SingleThreadedExecutor(context=self.ctx)
+        self.exec.add_node(n)
+        self.traj: list[JointTrajectory] = []
+        n.create_subscription(JointTrajectory, "joint_trajectory", self.traj.append, 10)
+        self.js = n.create_publisher(JointState, "joint_states", 10)
+        self.cam = n.create_publisher(Image, "camera/scene/image_raw", 10)
+
+    def tick(self, t: float, frame: np.ndarray | None, encoding: str = "bgr8") -> None:
+        if frame is not None:
+            self.cam.publish(cv.image(frame, encoding, t, "scene_camera_optical"))
+        q = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04])
+        self.js.publish(cv.joint_state([f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1"],
+                                       q, np.zeros(8), np.zeros(8), t))
+
+    def spin(self, cond, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not cond():
+            self.exec.spin_once(timeout_sec=0.05)
+        return cond()
+
+    def close(self):
+        self.exec.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+def test_frames_on_schedule_then_a_wrong_size_is_refused(ros_env, tmp_path):
+    ckpt = _checkpoint(tmp_path / "vision")
+    proc = _start(ros_env, ckpt)
+    robot = Robot()
+    frame = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    try:
+        end = time.monotonic() + 60
+        while not robot.traj and time.monotonic() < end and proc.poll() is None:
+            robot.tick(0.0, frame)  # tick 0: a camera tick (10 Hz camera, 20 Hz control)
+            robot.spin(lambda: bool(robot.traj), 0.5)
+        assert robot.traj, "no command for tick 0"
+        robot.tick(0.05, None)  # tick 1: no frame due; the held frame of tick 0 serves
+        assert robot.spin(lambda: any(abs(cv.to_sec(m.header.stamp) - 0.05) < 1e-6 for m in robot.traj), 10)
+        robot.tick(0.10, np.zeros((H + 8, W, 3), np.uint8))  # tick 2: a frame of another size
+        ended = robot.spin(lambda: proc.poll() is not None, 20)
+    finally:
+        robot.close()
+        code = stop_process(proc)
+    out = proc.stdout.read()
+    assert ended and code != 0, out
+    assert "/camera/scene/image_raw" in out and "[32, 32, 3]" in out and "[24, 32, 3]" in out, out
+
+
+def test_a_camera_the_robot_lacks_is_refused_at_load(ros_env, tmp_path):
+    ckpt = _checkpoint(tmp_path / "nose", obs_keys=("joint_pos", "camera/nose/rgb"))
+    proc = _start(ros_env, ckpt)
+    code = proc.wait(timeout=60)
+    out = proc.stdout.read()
+    assert code == 2, out
+    assert "'nose'" in out and "/camera/nose/image_raw" in out and "wrist" in out, out
+
+
+def test_a_silent_camera_pauses_the_policy_and_diagnostics_name_it(ros_env, tmp_path):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    ckpt = _checkpoint(tmp_path / "vision")
+    proc = _start(ros_env, ckpt, "-p", "mode:=realtime")
+    robot = Robot()
+    diag: dict = {}
+    robot.node.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: diag.update(cv.diagnostic_values(m.status[0])) if m.status[0].name.endswith(": policy") else None, 10)
+    frame = np.zeros((H, W, 3), np.uint8)
+    try:
+        end, k = time.monotonic() + 60, 0
+        while not robot.traj and time.monotonic() < end and proc.poll() is None:
+            robot.tick(k * 0.05, frame)
+            robot.spin(lambda: bool(robot.traj), 0.1)
+            k += 1
+        assert robot.traj, "no command while the camera streams"
+        n = len(robot.traj)
+        for j in range(k, k + 20):  # the camera goes silent; joint_states keep coming
+            robot.tick(j * 0.05, None)
+            robot.spin(lambda: False, 0.05)
+        robot.spin(lambda: "/camera/scene/image_raw" in diag.get("stale_topics", ""), 5)
+        paused = len(robot.traj) - n
+    finally:
+        robot.close()
+        stop_process(proc)
+    assert "/camera/scene/image_raw" in diag.get("stale_topics", ""), diag
+    # The last frame serves for camera_max_age_s (0.25 s: 5 ticks), then every tick is skipped.
+    assert int(diag["skipped_stale_ticks"]) >= 10 and paused <= 6, (diag, paused)
