@@ -19,6 +19,8 @@ import numpy as np
 from rosmind.robot import Observation
 from rosmind.schema import camera_every, camera_name
 
+from .wrap import SimWrapper
+
 
 def rgb_key(camera: str) -> str:
     return f"camera/{camera}/rgb"
@@ -38,26 +40,17 @@ def cameras_of(keys: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-class CameraObservations:
+class CameraObservations(SimWrapper):
     """Wraps a SimRobot so that ``reset``/``read`` carry camera frames (wrap, don't subclass)."""
 
     def __init__(self, sim, cameras: Iterable[str], depth: bool = False):
-        self.sim, self.camera_names, self.depth = sim, tuple(cameras), depth
+        super().__init__(sim)
+        self.camera_names, self.depth = tuple(cameras), depth
         for c in self.camera_names:
             sim.spec.sensor(c)  # an unknown camera fails here, naming the robot's sensors
         self._every = {c: camera_every(sim.spec, c) for c in self.camera_names}
         self._frames: dict[str, np.ndarray] = {}
         self._t0 = 0.0
-
-    def __getattr__(self, name):
-        return getattr(self.sim, name)
-
-    def __enter__(self):
-        self.sim.connect()
-        return self
-
-    def __exit__(self, *exc):
-        self.sim.disconnect()
 
     def tick(self) -> int:
         """Control periods of sim time since the last reset."""

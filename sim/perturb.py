@@ -30,6 +30,8 @@ from rosmind.errors import SpecError
 from rosmind.robot import Observation
 from rosmind.spec import RobotSpec
 
+from .wrap import SimWrapper
+
 POSE_KEYS = ("ee_pose", "goal_pose", "object_poses", "odom_pose")
 JOINT_KEYS = ("joint_pos", "joint_vel", "joint_effort")
 ROLES = ("arm", "gripper", "leg")
@@ -159,7 +161,7 @@ class ObservationNoise:
         return out
 
 
-class NoisyObservations:
+class NoisyObservations(SimWrapper):
     """Wraps a SimRobot so that ``reset``/``read`` return noisy observations (wrap, don't subclass).
 
     Everything else (``write``, ``step``, ``task_status``, ``render``, ``spec``...) is the wrapped
@@ -167,19 +169,10 @@ class NoisyObservations:
     """
 
     def __init__(self, sim, noise: ObservationNoise):
-        self.sim, self.noise = sim, noise
+        super().__init__(sim)
+        self.noise = noise
         self._rng = np.random.default_rng([_NOISE_SALT, 0])
         self._checked = False
-
-    def __getattr__(self, name):
-        return getattr(self.sim, name)
-
-    def __enter__(self):
-        self.sim.connect()
-        return self
-
-    def __exit__(self, *exc):
-        self.sim.disconnect()
 
     def _noisy(self, obs: Observation) -> Observation:
         if not self._checked:
