@@ -23,7 +23,7 @@ pytestmark = pytest.mark.ros
 H, W = 24, 32
 
 
-def _checkpoint(path, obs_keys=("joint_pos", "camera/scene/rgb")):
+def _checkpoint(path, obs_keys=("joint_pos", "camera/scene/rgb"), **kw):
     from rosmind.checkpoint import save_checkpoint
     from rosmind.policies.diffusion.config import DiffusionConfig
     from rosmind.policies.diffusion.policy import DiffusionPolicy
@@ -32,10 +32,12 @@ def _checkpoint(path, obs_keys=("joint_pos", "camera/scene/rgb")):
     shapes = {"joint_pos": (8,), **{k: (H, W, 3) for k in obs_keys if k.startswith("camera/")}}
     cfg = DiffusionConfig(obs_keys=obs_keys, obs_shapes=shapes, n_obs_steps=1, horizon=8, n_action_steps=4,
                           down_dims=(16, 32), step_embed_dim=16, n_groups=4, num_inference_steps=2,
-                          image_feature_dim=8, image_channels=(8, 8))
+                          image_feature_dim=8, image_channels=(8, 8), **kw)
     policy = DiffusionPolicy(cfg)
+    # With relative actions in +-1 mrad: an untrained policy whose chunks safety lets through.
     policy.fit_normalizer({"joint_pos": {"min": np.full(8, -3.0), "max": np.full(8, 3.0)},
-                           "action": {"min": np.full(8, -3.0), "max": np.full(8, 3.0)}})
+                           "action": {"min": np.full(8, -3.0), "max": np.full(8, 3.0)},
+                           "action_relative": {"min": np.full((8, 8), -1e-3), "max": np.full((8, 8), 1e-3)}})
     return save_checkpoint(policy, path, load_spec("panda"))
 
 
@@ -139,3 +141,27 @@ def test_a_silent_camera_pauses_the_policy_and_diagnostics_name_it(ros_env, tmp_
     assert "/camera/scene/image_raw" in diag.get("stale_topics", ""), diag
     # The last frame serves for camera_max_age_s (0.25 s: 5 ticks), then every tick is skipped.
     assert int(diag["skipped_stale_ticks"]) >= 10 and paused <= 6, (diag, paused)
+
+
+def test_camera_graph_bench_times_every_stage(ros_env, tmp_path):
+    """`rosmind bench camera_graph` over the real graph: robot_node renders 128x96, the
+    checkpoint (24x32, image_resize) resizes; every stage is measured from the timelines."""
+    import json
+
+    ckpt = _checkpoint(tmp_path / "vision", image_resize=True, relative_actions=True)
+    out = tmp_path / "cg.json"
+    r = subprocess.run([sys.executable, "-m", "rosmind.cli", "bench", "camera_graph", "--checkpoint", str(ckpt),
+                        "--episodes", "1", "--modes", "lockstep,realtime", "--json", str(out)],
+                       env=ros_env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(out.read_text())
+    for mode in ("lockstep", "realtime"):
+        m = res["modes"][mode]
+        assert m["episodes"] == 1 and m["ticks"] == 200
+        for stage in ("render_ms", "image_dds_hop_ms", "decode_to_numpy_ms", "image_age_at_inference_ms",
+                      "inference_ms", "publish_ms", "safety_filter_ms", "plan_to_robot_ms"):
+            s = m["stages"][stage]
+            assert s["n"] > 0 and 0 <= s["p50"] < 2000, (mode, stage, s)
+    lock = res["modes"]["lockstep"]
+    assert lock["stages"]["image_age_at_inference_sim_ms"]["p99"] < 1e-6  # chunks start on camera ticks
+    assert lock["no_plan_ticks"] == 0
