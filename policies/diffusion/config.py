@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from rosmind.errors import SpecError
 from rosmind.policies.augment import check_state_noise
@@ -66,6 +67,9 @@ class DiffusionConfig(PolicyConfig):
     # Training only: Gaussian noise per obs key in its own units (rosmind.policies.augment), so
     # the policy holds up to encoder/perception noise: e.g. {"joint_pos": [0.005]*7 + [0.001]}.
     state_noise: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # Fields that leave the weights' shapes and meaning alone: --resume and train.init_from may
+    # change them (the image encoders are convolutions + spatial softmax: any crop size fits).
+    resumable_fields: ClassVar[tuple[str, ...]] = ("state_noise", "image_crop_ratio", "image_resize")
 
     def __post_init__(self):
         super().__post_init__()

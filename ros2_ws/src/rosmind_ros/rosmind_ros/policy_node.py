@@ -11,7 +11,11 @@ this tick on at ``time_from_start = i * dt``.
 
 A subscribed topic silent for ``startup_timeout_s`` stops the node with one error naming it
 (exit 2, nothing published). A tick whose inputs are stale is skipped (no command: safety's
-watchdog holds) and counted on ``/diagnostics`` with per-stage latency p50/p99.
+watchdog holds) and counted on ``/diagnostics`` with per-stage latency p50/p99 and the stale
+topics. Camera frames: any colour encoding (rgb8, bgr8, rgba8, bgra8, mono8) becomes RGB, depth
+(16UC1 mm, 32FC1 m) metres; a frame whose shape differs from the manifest's stops the node
+naming the topic and both shapes, unless the checkpoint was trained with ``image_resize``. A
+checkpoint that reads a camera the robot spec lacks is refused at load.
 Serves ``policy/reset`` (Trigger): policy, executor and observation history start over.
 """
 
