@@ -123,7 +123,8 @@ def run(args) -> int:
         if "error" in ref or "error" in ours:
             break
         speedup[r] = {c: round(ref[r][c]["ms_p50"] / ours[r][c]["ms_p50"], 2) for c in CAMERAS}
-    out = {"cpu_count": os.cpu_count(), "frames_per_point": args.frames, "cameras": list(CAMERAS),
+    out = {"cpu_count": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+           "frames_per_point": args.frames, "cameras": list(CAMERAS),
            "ms_per_frame": variants, "rosmind_path": "/".join(ROSMIND_PATH),
            "reference_path": "/".join(REFERENCE_PATH),
            "speedup_vs_reference": speedup,

@@ -111,6 +111,8 @@ class PolicyNode(Node):
         self.dt = self.spec.control_period
         self.policy = load_policy(cfg, self.spec)
         self.executor_ = ChunkExecutor(self.policy, ex_cfg)
+        self._prefetch0 = ex_cfg.prefetch
+        self._recent_infer: deque[float] = deque(maxlen=20)
         keys = self.policy.config.obs_keys
         self.topics = self._topics_for(keys)
         self.topics.setdefault("joint_states", (schema.JOINT_STATE, []))  # the tick, always
@@ -271,6 +273,8 @@ class PolicyNode(Node):
         chunk = infer_seeded(self.policy, obs, seed, tick - (self._tick0 or 0))["action"]
         chunk = self.executor_.reanchor(chunk, obs, tick)
         self.lat["inference"].append(time.perf_counter() - t0)
+        if self.cfg.mode == "realtime":
+            self._adapt_prefetch(time.perf_counter() - t0)
         if self.timeline is not None:
             self.timeline.mark("infer", "inference", cv.to_ns(cv.stamp(tick * self.dt)), mono_s=start,
                                value_s=time.perf_counter() - t0)
@@ -282,6 +286,18 @@ class PolicyNode(Node):
             # Send the fresh plan now rather than at the next tick: from the newest tick on
             # (rows whose tick passed are dropped), stamped with that tick's observation.
             self._publish_plan(now_tick, now_t, arrived if now_tick == tick else None)
+
+    def _adapt_prefetch(self, seconds: float) -> None:
+        """Realtime: ask for the next chunk as many ticks early as recent inferences took, so a
+        plan lands before the current one runs out (never less than the configured prefetch,
+        at most n_action_steps - 1). Lockstep keeps the configured value: it must plan on the
+        same ticks as direct evaluation."""
+        import math
+
+        self._recent_infer.append(seconds)
+        need = math.ceil(max(self._recent_infer) / self.dt + 0.5)
+        n_act = self.executor_.config.n_action_steps or self.policy.config.n_action_steps
+        self.executor_.config.prefetch = max(self._prefetch0, min(n_act - 1, need))
 
     def _publish_plan(self, tick: int, t: float, arrived: float | None) -> JointTrajectory | None:
         """Publish the planned actions from ``tick`` on, stamped ``t``; None if none cover it."""
@@ -337,7 +353,7 @@ class PolicyNode(Node):
 
     def _diagnostics(self) -> None:
         stale_topics = sorted({self.resolve_topic_name(schema.binding(k).topic) for k in self._stale_keys})
-        values = {"skipped_stale_ticks": self.skipped_stale, "stale_keys": ",".join(self._stale_keys),
+        values = {"prefetch_ticks": self.executor_.config.prefetch, "skipped_stale_ticks": self.skipped_stale, "stale_keys": ",".join(self._stale_keys),
                   "stale_topics": ",".join(stale_topics),
                   "dropped_late_rows": self.executor_.dropped_rows, "mode": self.cfg.mode}
         for stage, samples in self.lat.items():

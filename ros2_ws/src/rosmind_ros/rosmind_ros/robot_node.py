@@ -312,23 +312,9 @@ class RobotNode(Node):
         base, st = self.spec.base_frame, cv.stamp(t)
         # joint_states right after /clock: safety_node should measure the robot (after a reset
         # too) before the policy's command for this tick reaches it.
-        out = [(self.pubs["clock"], Clock(clock=st)), (self.pubs["joint_states"], cv.joint_state(
-            self.spec.joint_names, obs["joint_pos"], obs["joint_vel"], obs["joint_effort"], t))]
-        if "ee_pose" in obs:
-            out.append((self.pubs["ee_pose"], cv.pose_stamped(obs["ee_pose"], t, base)))
-        if "wrench" in obs:
-            frame = self.spec.sensor("wrench").frame_id if self.spec.sensors_of("wrench") else base
-            out.append((self.pubs["wrench"], cv.wrench_stamped(obs["wrench"], t, frame)))
-        if "object_poses" in obs:
-            out.append((self.pubs["object_poses"], cv.pose_array(obs["object_poses"], t, base)))
-        if "goal_pose" in obs:
-            out.append((self.pubs["goal_pose"], cv.pose_stamped(obs["goal_pose"], t, base)))
-        if "imu_orientation" in obs:
-            imu_frame = next((s.frame_id for s in self.spec.sensors_of("imu")), base)
-            out.append((self.pubs["imu"], cv.imu(obs["imu_orientation"], obs["imu_angular_velocity"],
-                                                 obs["imu_linear_acceleration"], t, imu_frame)))
-        if "odom_pose" in obs:
-            out.append((self.pubs["odom"], cv.odometry(obs["odom_pose"], obs["odom_twist"], t, "odom", base)))
+        # Camera frames before both: a realtime policy that plans as soon as the tick's joint_states
+        # arrive then has the tick's own frame, not the one before (lockstep waits for it anyway).
+        out: list = []
         rendered: dict[int, tuple[str, float]] = {}  # id(msg) -> (topic, render seconds)
         for s in self.cameras:
             if self.loop.tick % camera_every(self.spec, s.name):
@@ -348,6 +334,23 @@ class RobotNode(Node):
                         (self.pubs[names["depth_info"]], info)]
             if s.name in self.point_clouds:
                 out.append(self._points(s.name, rgb, depth, k, t))
+        out += [(self.pubs["clock"], Clock(clock=st)), (self.pubs["joint_states"], cv.joint_state(
+            self.spec.joint_names, obs["joint_pos"], obs["joint_vel"], obs["joint_effort"], t))]
+        if "ee_pose" in obs:
+            out.append((self.pubs["ee_pose"], cv.pose_stamped(obs["ee_pose"], t, base)))
+        if "wrench" in obs:
+            frame = self.spec.sensor("wrench").frame_id if self.spec.sensors_of("wrench") else base
+            out.append((self.pubs["wrench"], cv.wrench_stamped(obs["wrench"], t, frame)))
+        if "object_poses" in obs:
+            out.append((self.pubs["object_poses"], cv.pose_array(obs["object_poses"], t, base)))
+        if "goal_pose" in obs:
+            out.append((self.pubs["goal_pose"], cv.pose_stamped(obs["goal_pose"], t, base)))
+        if "imu_orientation" in obs:
+            imu_frame = next((s.frame_id for s in self.spec.sensors_of("imu")), base)
+            out.append((self.pubs["imu"], cv.imu(obs["imu_orientation"], obs["imu_angular_velocity"],
+                                                 obs["imu_linear_acceleration"], t, imu_frame)))
+        if "odom_pose" in obs:
+            out.append((self.pubs["odom"], cv.odometry(obs["odom_pose"], obs["odom_twist"], t, "odom", base)))
         if self._video is not None and not self.log.episodes:
             self._video.add(self.sim.render(self.cfg.video_camera)[0])
         with self._sent_lock:
