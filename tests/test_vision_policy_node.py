@@ -139,8 +139,9 @@ def test_a_silent_camera_pauses_the_policy_and_diagnostics_name_it(ros_env, tmp_
         robot.close()
         stop_process(proc)
     assert "/camera/scene/image_raw" in diag.get("stale_topics", ""), diag
-    # The last frame serves for camera_max_age_s (0.25 s: 5 ticks), then every tick is skipped.
-    assert int(diag["skipped_stale_ticks"]) >= 10 and paused <= 6, (diag, paused)
+    # The last frame serves for camera_max_age_s (0.25 s: 5 ticks) plus the plans already asked
+    # for (realtime prefetch), then every tick is skipped: most of the 20 silent ticks get nothing.
+    assert int(diag["skipped_stale_ticks"]) >= 10 and paused <= 10, (diag, paused)
 
 
 def test_camera_graph_bench_times_every_stage(ros_env, tmp_path):

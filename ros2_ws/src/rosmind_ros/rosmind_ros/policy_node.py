@@ -305,11 +305,13 @@ class PolicyNode(Node):
             return None
         t1 = time.perf_counter()
         msg = cv.joint_trajectory(self.spec.joint_names, self.executor_.planned(tick), t, self.dt)
+        sent_at = time.monotonic()  # before publish: the receiver may run before it returns
         self.pub.publish(msg)
         done = time.perf_counter()
         self.lat["publish"].append(done - t1)
         if self.timeline is not None:
-            self.timeline.mark("plan", "joint_trajectory", cv.to_ns(msg.header.stamp), value_s=done - t1)
+            self.timeline.mark("plan", "joint_trajectory", cv.to_ns(msg.header.stamp), mono_s=sent_at,
+                               value_s=done - t1)
         if arrived is not None:
             self.lat["e2e"].append(done - arrived)
         return msg

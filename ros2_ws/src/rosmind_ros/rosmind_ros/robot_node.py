@@ -366,11 +366,11 @@ class RobotNode(Node):
             send()
             return send
         stamp_ns = cv.to_ns(st)
-        for p, m in out:  # the first send, timed per camera frame
-            p.publish(m)
-            if id(m) in rendered:
+        for p, m in out:  # the first send, timed per camera frame (before publish: with shared
+            if id(m) in rendered:  # memory a subscriber may run before publish() returns)
                 topic, render_s = rendered[id(m)]
                 self.timeline.mark("publish", topic, stamp_ns, value_s=render_s)
+            p.publish(m)
         return send
 
     def _diagnostics(self, t: float, r: EpisodeResult) -> None:
