@@ -10,7 +10,9 @@ it fake stamps. Time is whatever clock the stamps use (sim time in lockstep).
     asm.history(1.00)                      # {"joint_pos": [2, D], "camera/wrist/rgb": [2, H, W, 3]}
 
 Freshness: a key is fresh at ``t`` when it has a sample with ``t - max_age[key] <= stamp <= t``.
-Per-tick topics (``max_age`` 0) therefore need a sample carrying the tick's own stamp.
+Per-tick topics (``max_age`` 0) therefore need a sample carrying the tick's own stamp. A key
+with a value in ``defaults`` (a command input such as ``cmd_vel``) never holds a tick back:
+where it is not fresh, its rows read the default (a robot told nothing stands still).
 
 History with ``period``: row ``i`` (oldest first) is the newest sample at or before
 ``t - (To - 1 - i) * period``, so rows are aligned to control ticks whatever each topic's
@@ -35,8 +37,12 @@ STAMP_EPS = 1e-6
 class ObservationAssembler:
     def __init__(self, keys: Iterable[str], n_obs_steps: int,
                  max_age: float | Mapping[str, float] = 0.0, period: float | None = None,
-                 capacity: int | None = None):
+                 capacity: int | None = None, defaults: Mapping[str, np.ndarray] | None = None):
         self.keys = tuple(keys)
+        self.defaults = {k: np.asarray(v) for k, v in (defaults or {}).items()}
+        if set(self.defaults) - set(self.keys):
+            raise SpecError(f"ObservationAssembler.defaults: keys {sorted(set(self.defaults) - set(self.keys))} "
+                            f"are not observation keys {list(self.keys)}")
         if not self.keys:
             raise SpecError("ObservationAssembler: needs at least one observation key")
         if n_obs_steps < 1:
@@ -97,7 +103,7 @@ class ObservationAssembler:
         """Keys without a fresh sample at time ``t``, in key order; ``max_age`` overrides the
         configured ages of some keys for this call (e.g. a camera's schedule in lockstep)."""
         over = max_age or {}
-        return [k for k in self.keys if not self.is_fresh(k, t, over.get(k))]
+        return [k for k in self.keys if k not in self.defaults and not self.is_fresh(k, t, over.get(k))]
 
     def ready(self, t: float, max_age: Mapping[str, float] | None = None) -> bool:
         return not self.stale(t, max_age)
@@ -114,6 +120,11 @@ class ObservationAssembler:
         s = self._stamps[key]
         return s[-1] if s else None
 
+    def _value_or_default(self, key: str, t: float) -> np.ndarray:
+        i = self._latest_at(key, t)
+        fresh = i >= 0 and self._stamps[key][i] >= t - self.max_age[key] - STAMP_EPS
+        return self._values[key][i] if fresh else self.defaults[key]
+
     def history(self, t: float) -> dict[str, np.ndarray]:
         """``{key: [To, *shape]}`` oldest first, for observation time ``t``.
 
@@ -123,6 +134,10 @@ class ObservationAssembler:
         to = self.n_obs_steps
         for k in self.keys:
             last = self._latest_at(k, t)
+            if k in self.defaults:
+                out[k] = np.stack([self._value_or_default(k, t - (to - 1 - i) * (self.period or 0.0))
+                                   for i in range(to)])
+                continue
             if last < 0:
                 raise SpecError(f"ObservationAssembler.history: no sample of {k!r} at or before t={t:.6f}")
             values = self._values[k]

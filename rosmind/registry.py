@@ -78,5 +78,6 @@ class Registry:
 ROBOTS = Registry("robot", ("rosmind.sim.robots",))
 TASKS = Registry("task", ("rosmind.sim.tasks", "rosmind.sim.tasks_bimodal"))
 POLICIES = Registry("policy", {"expert": "rosmind.policies.expert", "instant": "rosmind.policies.instant",
-                               "diffusion": "rosmind.policies.diffusion", "carp": "rosmind.policies.carp"})
+                               "diffusion": "rosmind.policies.diffusion", "carp": "rosmind.policies.carp",
+                               "ppo_locomotion": "rosmind.policies.locomotion"})
 DEVICES = Registry("teleop device", ("rosmind.hardware.teleop.devices",))

@@ -24,12 +24,26 @@ depth[H,W] float32 metres)`` at the camera's own rate, not from every ``read()``
 from __future__ import annotations
 
 import abc
+import math
 
 import numpy as np
 
+from rosmind.errors import SpecError
 from rosmind.spec import RobotSpec
 
 Observation = dict[str, np.ndarray]
+
+
+def checked_positions(spec: RobotSpec, positions, where: str) -> np.ndarray:
+    """``positions`` as ``[D]`` float64, or SpecError (wrong shape, or a non-finite value, naming
+    the joints): what every ``write()`` checks before anything is sent."""
+    q = np.asarray(positions, dtype=np.float64)
+    if q.shape != (spec.dof,):
+        raise SpecError(f"{where}: expected {spec.dof} joint positions {spec.joint_names}, got shape {q.shape}")
+    if not np.all(np.isfinite(q)):
+        bad = [n for n, v in zip(spec.joint_names, q, strict=True) if not math.isfinite(v)]
+        raise SpecError(f"{where}: non-finite command for joint(s) {bad}; nothing sent")
+    return q
 
 
 class Robot(abc.ABC):

@@ -58,7 +58,7 @@ import numpy as np
 
 from rosmind.errors import SpecError
 from rosmind.spec import RobotSpec
-from rosmind.trajectory import check_trajectory, resample
+from rosmind.trajectory import brake_step, check_trajectory, limited_step, resample
 
 KINDS = ("nan_rejected", "position_clamped", "velocity_limited", "acceleration_limited",
          "jump_rejected", "workspace_rejected", "joint_names_rejected", "malformed_rejected",
@@ -125,15 +125,6 @@ class _Plan:
 
 class _Rejected(Exception):
     pass
-
-
-def _brake(dist: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Largest step ``c >= 0`` such that steps ``c, c - a, c - 2a, ...`` (down to zero) travel
-    at most ``dist`` in total: the fastest step from which the joint can still stop in time.
-    With ``k`` such steps, the distance is ``k*c - a*k*(k-1)/2``."""
-    dist = np.maximum(dist, 0.0)
-    k = np.maximum(np.ceil((np.sqrt(1.0 + 8.0 * dist / a) - 1.0) / 2.0 - 1e-9), 1.0)
-    return (dist + a * k * (k - 1.0) / 2.0) / k
 
 
 class SafetySupervisor:
@@ -415,21 +406,13 @@ class SafetySupervisor:
         steps = pts - prevs
         dsteps = np.diff(np.vstack([ref_step[None], steps]), axis=0)
         if (np.all(np.abs(steps) <= vmax + _EPS) and np.all(np.abs(dsteps) <= a + _EPS)
-                and np.all(steps <= _brake(self.upper - prevs, a) + _EPS)
-                and np.all(-steps <= _brake(prevs - self.lower, a) + _EPS)):
+                and np.all(steps <= brake_step(self.upper - prevs, a) + _EPS)
+                and np.all(-steps <= brake_step(prevs - self.lower, a) + _EPS)):
             return pts.copy()  # the common case, vectorized: nothing to limit
         out = np.empty_like(pts)
         prev, prev_step, prev_target = ref, ref_step, ref
         for i, target in enumerate(pts):
-            # Follow the target's own step, plus a catch-up on the lag that can still be
-            # braked to zero before reaching it (no overshoot after a clamp).
-            lag = prev_target - prev
-            step = (target - prev_target) + np.sign(lag) * np.minimum(np.abs(lag),
-                                                                       _brake(np.abs(lag), a))
-            step = np.clip(step, -_brake(prev - self.lower, a), _brake(self.upper - prev, a))
-            step = np.clip(step, prev_step - a, prev_step + a)
-            step = np.clip(step, -vmax, vmax)
-            out[i] = np.clip(prev + step, self.lower, self.upper)
+            out[i] = limited_step(prev, prev_step, prev_target, target, self.lower, self.upper, vmax, a)
             prev_step, prev, prev_target = out[i] - prev, out[i], target
         return out
 

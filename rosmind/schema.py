@@ -29,6 +29,7 @@ IMAGE = "sensor_msgs/msg/Image"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 IMU = "sensor_msgs/msg/Imu"
 ODOMETRY = "nav_msgs/msg/Odometry"
+TWIST = "geometry_msgs/msg/Twist"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class TopicBinding:
     msg_type: str
     field: str
     per_tick: bool = True
+    # A command input (``cmd_vel``): its message has no header, so it is stamped when it
+    # arrives; when none is fresh the policy reads ``default`` instead of pausing (a quadruped
+    # told nothing stands still).
+    default: tuple[float, ...] | None = None
 
 
 _FIXED: dict[str, TopicBinding] = {
@@ -61,6 +66,8 @@ _FIXED: dict[str, TopicBinding] = {
         TopicBinding("imu_linear_acceleration", "imu", IMU, "linear_acceleration"),
         TopicBinding("odom_pose", "odom", ODOMETRY, "pose"),
         TopicBinding("odom_twist", "odom", ODOMETRY, "twist"),
+        # vx, vy (m/s) and yaw rate (rad/s) of geometry_msgs/Twist, in the base frame.
+        TopicBinding("cmd_vel", "cmd_vel", TWIST, "twist", per_tick=False, default=(0.0, 0.0, 0.0)),
     )
 }
 _CAMERA = re.compile(r"^camera/([A-Za-z_][A-Za-z0-9_]*)/(rgb|depth)$")

@@ -276,3 +276,28 @@ class TeleopController:
         step = np.clip(step, self.last_step - self.max_dstep, self.last_step + self.max_dstep)
         self.last_step = step
         return step
+
+
+@dataclass
+class VelocityTeleopConfig:
+    """Quadrupeds: the device's twist as a planar velocity command (``cmd_vel``)."""
+
+    max_vx: float = 1.0  # m/s at full stick
+    max_vy: float = 0.5
+    max_yaw_rate: float = 1.0  # rad/s
+
+    def __post_init__(self):
+        for name in ("max_vx", "max_vy", "max_yaw_rate"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise SpecError(f"VelocityTeleopConfig.{name}: must be >= 0, got {v!r}")
+
+
+def velocity_command(cmd: TeleopCommand | None, cfg: VelocityTeleopConfig) -> np.ndarray | None:
+    """``[vx, vy, yaw rate]`` from the device's twist (x, y and yaw axes) while the deadman is
+    held; None otherwise (teleop_node then sends one zero command and falls silent: the policy
+    stands still, and with cmd_vel stale it keeps standing)."""
+    if cmd is None or not cmd.deadman:
+        return None
+    tw = np.clip(np.asarray(cmd.twist, dtype=np.float64), -1.0, 1.0)
+    return np.array([tw[0] * cfg.max_vx, tw[1] * cfg.max_vy, tw[5] * cfg.max_yaw_rate])

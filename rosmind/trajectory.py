@@ -21,6 +21,31 @@ import numpy as np
 _TOL = 1e-6  # seconds: a waypoint this close to a grid time is on it
 
 
+def brake_step(dist: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Largest step ``c >= 0`` such that steps ``c, c - a, c - 2a, ...`` (down to zero) travel
+    at most ``dist`` in total: the fastest step from which the joint can still stop in time.
+    With ``k`` such steps, the distance is ``k*c - a*k*(k-1)/2``."""
+    dist = np.maximum(dist, 0.0)
+    k = np.maximum(np.ceil((np.sqrt(1.0 + 8.0 * dist / a) - 1.0) / 2.0 - 1e-9), 1.0)
+    return (dist + a * k * (k - 1.0) / 2.0) / k
+
+
+def limited_step(prev, prev_step, prev_target, target, lower, upper, vmax, a) -> np.ndarray:
+    """The next setpoint toward ``target`` from ``prev`` (moved by ``prev_step`` last period and
+    aimed at ``prev_target``): within the per-period step bound ``vmax`` and step-change bound
+    ``a``, braking in time for the position limits, never overshooting after a clamp. Any
+    shapes that broadcast ([D] or [N, D]); what safety_node's limiter and the locomotion
+    policy (which keeps inside it, so safety never has to clamp a walking gait) both run."""
+    # Follow the target's own step, plus a catch-up on the lag that can still be braked to zero
+    # before reaching it (no overshoot after a clamp).
+    lag = prev_target - prev
+    step = (target - prev_target) + np.sign(lag) * np.minimum(np.abs(lag), brake_step(np.abs(lag), a))
+    step = np.clip(step, -brake_step(prev - lower, a), brake_step(upper - prev, a))
+    step = np.clip(step, prev_step - a, prev_step + a)
+    step = np.clip(step, -vmax, vmax)
+    return np.clip(prev + step, lower, upper)
+
+
 def check_times(times: np.ndarray) -> str | None:
     """Why ``times`` (time_from_start, s) is not a valid trajectory timing, or None."""
     t = np.asarray(times, dtype=np.float64)
@@ -107,3 +132,37 @@ def resample(times: np.ndarray, positions: np.ndarray, start: np.ndarray, dt: fl
         else:
             out[k] = (1 - s) * q[seg] + s * q[seg + 1]
     return out
+
+
+class SetpointLimiter:
+    """``limited_step`` run period after period, for one robot (``[D]``) or a batch (``[N, D]``).
+
+        lim = SetpointLimiter(spec, margin=0.9)
+        lim.reset(q0)                  # start at rest at q0 ([D] or [N, D]; ``ids`` picks rows)
+        q = lim(target)                # the setpoint for this period
+
+    ``margin`` scales the spec's velocity and acceleration limits: below 1, what comes out is
+    inside what safety_node enforces, so it passes unchanged."""
+
+    def __init__(self, spec, margin: float = 0.9):
+        dt = spec.control_period
+        self.vmax = margin * np.array(spec.limits("velocity")) * dt
+        self.a = margin * np.array(spec.limits("acceleration")) * dt * dt
+        self.lower = np.array(spec.limits("lower"))
+        self.upper = np.array(spec.limits("upper"))
+        self.prev = self.prev_step = self.prev_target = None
+
+    def reset(self, q: np.ndarray, ids=None) -> None:
+        q = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)
+        if ids is None or self.prev is None:
+            self.prev, self.prev_target = q.copy(), q.copy()
+            self.prev_step = np.zeros_like(q)
+        else:
+            self.prev[ids], self.prev_target[ids], self.prev_step[ids] = q, q, 0.0
+
+    def __call__(self, target: np.ndarray) -> np.ndarray:
+        target = np.clip(np.asarray(target, dtype=np.float64), self.lower, self.upper)
+        out = limited_step(self.prev, self.prev_step, self.prev_target, target, self.lower, self.upper,
+                           self.vmax, self.a)
+        self.prev_step, self.prev, self.prev_target = out - self.prev, out, target
+        return out

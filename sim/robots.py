@@ -16,7 +16,6 @@ effort, speed by its velocity limit); the first setpoint after a reset is the ro
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -25,9 +24,9 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
-from rosmind.errors import SpecError
+from rosmind.errors import SpecError, UnknownNameError
 from rosmind.registry import ROBOTS, TASKS
-from rosmind.robot import Observation, SimRobot
+from rosmind.robot import Observation, SimRobot, checked_positions
 from rosmind.spec import RobotSpec, load_spec
 
 from .tasks import Task, build_task_config
@@ -70,6 +69,9 @@ class BulletRobot(SimRobot):
             obj = entry.factory(build_task_config(entry.config, options, task))
         if obj.robot and obj.robot != self.NAME:
             raise SpecError(f"task {type(obj).__name__} is for robot {obj.robot!r}, not {self.NAME!r}")
+        kind = getattr(obj, "kind", "")
+        if kind and kind != self.spec.kind:
+            raise SpecError(f"task {type(obj).__name__} is for a {kind}; {self.NAME!r} is of kind {self.spec.kind!r}")
         return obj
 
     def connect(self) -> None:
@@ -143,14 +145,7 @@ class BulletRobot(SimRobot):
         """
         if not self._built:
             self.connect()
-        q = np.asarray(positions, dtype=np.float64)
-        if q.shape != (self.spec.dof,):
-            raise SpecError(f"{self.NAME}.write: expected {self.spec.dof} joint positions "
-                            f"{self.spec.joint_names}, got shape {q.shape}")
-        if not np.all(np.isfinite(q)):
-            bad = [n for n, v in zip(self.spec.joint_names, q, strict=True) if not math.isfinite(v)]
-            raise SpecError(f"{self.NAME}.write: non-finite command for joint(s) {bad}; nothing sent")
-        sent = np.clip(q, self.lower, self.upper)
+        sent = np.clip(checked_positions(self.spec, positions, f"{self.NAME}.write"), self.lower, self.upper)
         self._apply(sent)
         return sent.copy()
 
@@ -381,7 +376,7 @@ class A1Sim(BulletRobot):
                           physicsClientId=self.world.cid)
 
     def initial_positions(self) -> np.ndarray:
-        return np.array(A1_LYING)
+        return np.array(A1_STAND if getattr(self.task, "start_pose", "") == "standing" else A1_LYING)
 
     def default_setpoint(self) -> np.ndarray:
         return np.array(A1_STAND)
@@ -420,9 +415,33 @@ class A1Sim(BulletRobot):
         return dict(sorted(obs.items()))
 
 
-def make_sim(robot: str, task: str | None = None, **options) -> BulletRobot:
+BACKENDS = ("pybullet", "mujoco")
+
+
+def default_task(robot: str, backend: str = "pybullet") -> str:
+    """The task a robot runs when none is named."""
+    if backend == "mujoco":
+        from .mujoco.robot import MujocoQuadruped
+
+        return MujocoQuadruped.DEFAULT_TASK
+    return ROBOTS.get(robot).factory.DEFAULT_TASK
+
+
+def make_sim(robot: str, task: str | None = None, backend: str = "pybullet", terrain: str | None = None,
+             **options) -> SimRobot:
     """Build a sim robot by registry names; ``options`` override fields of the task's config.
 
-    Unknown robot or task names raise ``UnknownNameError``; unknown options ``SpecError``.
+    ``backend``: ``pybullet`` (every robot) or ``mujoco`` (the quadrupeds of
+    ``rosmind.sim.mujoco.models.QUADRUPEDS``, on ``terrain``: flat, rough, slopes, stairs, mixed).
+    Unknown robot, task, backend or terrain names raise ``UnknownNameError`` listing the valid
+    ones; unknown options ``SpecError``.
     """
+    if backend == "mujoco":
+        from .mujoco.robot import MujocoQuadruped
+
+        return MujocoQuadruped(robot, task, terrain=terrain or "flat", **options)
+    if backend != "pybullet":
+        raise UnknownNameError(f"unknown sim backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    if terrain not in (None, "", "flat"):
+        raise SpecError(f"terrain {terrain!r} needs backend 'mujoco' (PyBullet has the flat plane only)")
     return ROBOTS.get(robot).factory(task=task, **options)

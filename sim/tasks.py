@@ -211,22 +211,69 @@ class StandConfig:
             raise SpecError(f"StandConfig.min_upright: a cosine, at most 1, got {self.min_upright}")
 
 
-@TASKS.register("stand", config=StandConfig, robot="a1")
-class StandTask(Task):
-    """Success: at the time limit the trunk is above ``min_height`` and upright."""
+class QuadrupedTask(Task):
+    """Any quadruped on either backend: reads the trunk through ``sim.base_pose()`` only."""
 
-    robot = "a1"
-    config_cls = StandConfig
+    robot = ""
+    kind = "quadruped"
+    start_pose = "lying"  # or "standing": where the robot's joints start (``reset``)
 
     def load(self, sim: BulletRobot, rng: np.random.Generator) -> None:
         pass
 
     def standing(self, sim: BulletRobot) -> bool:
-        pos, quat = p.getBasePositionAndOrientation(sim.body, physicsClientId=sim.world.cid)
+        pos, quat = sim.base_pose()
         up = quat_to_matrix(quat)[2, 2]
         return bool(pos[2] >= self.config.min_height and up >= self.config.min_upright)
+
+
+@TASKS.register("stand", config=StandConfig, robot="a1")
+class StandTask(QuadrupedTask):
+    """Success: at the time limit the trunk is above ``min_height`` and upright."""
+
+    config_cls = StandConfig
 
     def status(self, sim: BulletRobot) -> dict:
         limit = self.config.time_limit_s
         done = sim.time >= limit - 1e-9
         return {"success": bool(done and self.standing(sim)), "done": done, "time_limit": limit}
+
+
+@dataclass
+class WalkConfig:
+    """Walk on the velocity command (``cmd_vel``) for ``time_limit_s`` without falling."""
+
+    time_limit_s: float = 20.0
+    min_height: float = 0.15  # trunk origin above the ground, m, below which it has fallen
+    min_upright: float = 0.5  # cosine of the largest tilt that still counts as upright
+
+    def __post_init__(self):
+        _check_positive(self, "time_limit_s", "min_height", "min_upright")
+        if self.min_upright > 1:
+            raise SpecError(f"WalkConfig.min_upright: a cosine, at most 1, got {self.min_upright}")
+
+
+@TASKS.register("walk", config=WalkConfig, robot="a1")
+class WalkTask(QuadrupedTask):
+    """Starts standing; the episode fails (and ends) on a fall, succeeds at the time limit."""
+
+    config_cls = WalkConfig
+    start_pose = "standing"
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.fell_at: float | None = None
+
+    def load(self, sim: BulletRobot, rng: np.random.Generator) -> None:
+        self.fell_at = None
+
+    def update(self, sim: BulletRobot) -> None:
+        if self.fell_at is None and not self.standing(sim):
+            self.fell_at = sim.time
+
+    def status(self, sim: BulletRobot) -> dict:
+        limit = self.config.time_limit_s
+        fell = self.fell_at is not None
+        done = fell or sim.time >= limit - 1e-9
+        return {"success": bool(done and not fell), "done": done, "time_limit": limit,
+                "fell": fell}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Pose, PoseArray, PoseStamped, WrenchStamped
+from geometry_msgs.msg import Pose, PoseArray, PoseStamped, Twist, WrenchStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState, PointCloud2, PointField
 from std_msgs.msg import Float64MultiArray
@@ -234,6 +234,17 @@ def odometry_to_numpy(msg: Odometry) -> dict[str, np.ndarray]:
             "odom_twist": np.array([lin.x, lin.y, lin.z, ang.x, ang.y, ang.z])}
 
 
+def twist(vx: float, vy: float, yaw_rate: float) -> Twist:
+    msg = Twist()
+    msg.linear.x, msg.linear.y, msg.angular.z = float(vx), float(vy), float(yaw_rate)
+    return msg
+
+
+def twist_to_command(msg: Twist) -> np.ndarray:
+    """-> [vx, vy, yaw rate]: the planar velocity command a quadruped policy reads (``cmd_vel``)."""
+    return np.array([msg.linear.x, msg.linear.y, msg.angular.z])
+
+
 def float_array(values) -> Float64MultiArray:
     msg = Float64MultiArray()
     msg.data = np.asarray(values, dtype=np.float64).ravel().tolist()
@@ -354,3 +365,20 @@ def point_cloud_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | Non
         return pts, None
     v = col(offsets["rgb"]).astype(np.float32).view(np.uint32)
     return pts, np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], axis=1).astype(np.uint8)
+
+
+def _reordered_joint_state(msg: JointState, keys, names) -> dict[str, np.ndarray]:
+    return joint_state_to_numpy(msg, names)
+
+
+# Message type -> decode(msg, keys, joint names) -> {key: value}: the policy side of every
+# observation topic except images (which need the manifest's shape, see policy_node).
+DECODERS = {
+    "sensor_msgs/msg/JointState": _reordered_joint_state,
+    "sensor_msgs/msg/Imu": lambda msg, keys, names: imu_to_numpy(msg),
+    "nav_msgs/msg/Odometry": lambda msg, keys, names: odometry_to_numpy(msg),
+    "geometry_msgs/msg/PoseStamped": lambda msg, keys, names: dict.fromkeys(keys, pose_to_numpy(msg.pose)),
+    "geometry_msgs/msg/PoseArray": lambda msg, keys, names: dict.fromkeys(keys, pose_array_to_numpy(msg)),
+    "geometry_msgs/msg/WrenchStamped": lambda msg, keys, names: dict.fromkeys(keys, wrench_to_numpy(msg)),
+    "geometry_msgs/msg/Twist": lambda msg, keys, names: dict.fromkeys(keys, twist_to_command(msg)),
+}

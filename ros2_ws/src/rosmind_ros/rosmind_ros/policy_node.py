@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseArray, PoseStamped, WrenchStamped
+from geometry_msgs.msg import PoseArray, PoseStamped, Twist, WrenchStamped
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -52,7 +52,7 @@ from rosmind_ros.params import declare_from_dataclass, run_node
 
 MSG_CLASSES = {schema.JOINT_STATE: JointState, schema.POSE_STAMPED: PoseStamped,
                schema.POSE_ARRAY: PoseArray, schema.WRENCH_STAMPED: WrenchStamped,
-               schema.IMAGE: Image, schema.IMU: Imu, schema.ODOMETRY: Odometry}
+               schema.IMAGE: Image, schema.IMU: Imu, schema.ODOMETRY: Odometry, schema.TWIST: Twist}
 
 
 @dataclass
@@ -63,6 +63,9 @@ class PolicyNodeConfig:
     mode: Literal["lockstep", "realtime"] = "lockstep"
     max_age_s: float = 0.0  # per-tick topics: 0 = the tick's own stamp
     camera_max_age_s: float = 0.25
+    # Command inputs (cmd_vel): older than this (stamped on arrival, node clock) reads as the
+    # binding's default (zero velocity: stand still) and /diagnostics names it.
+    command_timeout_s: float = 0.5
     startup_timeout_s: float = 10.0
     inference_timeout_s: float = 60.0  # lockstep: the longest a tick waits for one inference
     diagnostics_period_s: float = 1.0
@@ -116,11 +119,14 @@ class PolicyNode(Node):
         keys = self.policy.config.obs_keys
         self.topics = self._topics_for(keys)
         self.topics.setdefault("joint_states", (schema.JOINT_STATE, []))  # the tick, always
+        self._command_keys = [k for k in keys if schema.binding(k).default is not None]
         ages = {k: cfg.max_age_s if schema.binding(k).per_tick else cfg.camera_max_age_s for k in keys}
+        ages |= dict.fromkeys(self._command_keys, cfg.command_timeout_s)
         # Lockstep: a camera key needs exactly the newest frame its schedule has published.
         self._camera_every = {k: schema.camera_every(self.spec, schema.camera_name(k))
                               for k in keys if schema.camera_name(k)}
-        self.asm = ObservationAssembler(keys, self.policy.config.n_obs_steps, ages, self.dt)
+        self.asm = ObservationAssembler(keys, self.policy.config.n_obs_steps, ages, self.dt,
+                                        defaults={k: np.asarray(schema.binding(k).default) for k in self._command_keys})
         self._seen: set[str] = set()
         self._pending: tuple[float, float] | None = None  # (tick stamp, wall time it arrived)
         self._last: tuple[float, JointTrajectory | None] | None = None  # last processed tick
@@ -177,23 +183,13 @@ class PolicyNode(Node):
                 f"is robot_node running, in the same ROS_DOMAIN_ID and namespace as this node?")
 
     def _decode(self, msg_type: str, keys: list[str], msg) -> dict:
-        if msg_type == schema.JOINT_STATE:
-            try:
-                d = cv.joint_state_to_numpy(msg, self.spec.joint_names)
-            except KeyError as e:
-                raise SpecError(f"joint_states does not match robot {self.spec.name!r}: {e.args[0]}") from None
-        elif msg_type == schema.IMU:
-            d = cv.imu_to_numpy(msg)
-        elif msg_type == schema.ODOMETRY:
-            d = cv.odometry_to_numpy(msg)
-        elif msg_type == schema.POSE_STAMPED:
-            d = dict.fromkeys(keys, cv.pose_to_numpy(msg.pose))
-        elif msg_type == schema.POSE_ARRAY:
-            d = dict.fromkeys(keys, cv.pose_array_to_numpy(msg))
-        elif msg_type == schema.WRENCH_STAMPED:
-            d = dict.fromkeys(keys, cv.wrench_to_numpy(msg))
-        else:
-            d = {k: self._frame(k, msg) for k in keys}
+        if msg_type == schema.IMAGE:
+            return {k: self._frame(k, msg) for k in keys}
+        decode = cv.DECODERS[msg_type]
+        try:
+            d = decode(msg, keys, self.spec.joint_names)
+        except KeyError as e:
+            raise SpecError(f"joint_states does not match robot {self.spec.name!r}: {e.args[0]}") from None
         return {k: d[k] for k in keys}
 
     def _frame(self, key: str, msg) -> np.ndarray:
@@ -225,7 +221,8 @@ class PolicyNode(Node):
         return a
 
     def _on_msg(self, topic: str, msg_type: str, keys: list[str], msg) -> None:
-        t = cv.to_sec(msg.header.stamp)
+        # Command messages (Twist) carry no header: they count from when they arrive.
+        t = cv.to_sec(msg.header.stamp) if hasattr(msg, "header") else self.get_clock().now().nanoseconds * 1e-9
         self._seen.add(topic)
         for k, v in self._decode(msg_type, keys, msg).items():
             self.asm.add(k, t, v)
@@ -355,7 +352,11 @@ class PolicyNode(Node):
 
     def _diagnostics(self) -> None:
         stale_topics = sorted({self.resolve_topic_name(schema.binding(k).topic) for k in self._stale_keys})
+        t_now = self._now[1]
+        stale_commands = [k for k in self._command_keys if not self.asm.is_fresh(k, max(t_now, 0.0))]
         values = {"prefetch_ticks": self.executor_.config.prefetch, "skipped_stale_ticks": self.skipped_stale, "stale_keys": ",".join(self._stale_keys),
+                  "stale_commands": ",".join(stale_commands),
+                  "command_clamped": str(bool(getattr(self.policy, "last_clamped", False))).lower(),
                   "stale_topics": ",".join(stale_topics),
                   "dropped_late_rows": self.executor_.dropped_rows, "mode": self.cfg.mode}
         for stage, samples in self.lat.items():
@@ -363,7 +364,7 @@ class PolicyNode(Node):
             values[f"{stage}_p50_ms"], values[f"{stage}_p99_ms"] = f"{s['p50']:.3f}", f"{s['p99']:.3f}"
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
-        level = "WARN" if self.skipped_stale else "OK"
+        level = "WARN" if self.skipped_stale or stale_commands or getattr(self.policy, "last_clamped", False) else "OK"
         msg.status = [cv.diagnostic_status(f"{self.get_name()}: policy", level,
                                            f"{self.cfg.checkpoint or self.cfg.policy}", values, self.spec.name)]
         self.diag_pub.publish(msg)

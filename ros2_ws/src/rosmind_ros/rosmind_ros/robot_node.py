@@ -48,7 +48,7 @@ from rosmind.bridge import CommandMailbox, EpisodeLog, EpisodeResult, SimLoop, e
 from rosmind.errors import SpecError
 from rosmind.schema import camera_every, camera_topics
 from rosmind.sim.perturb import NoisyObservations, ObservationNoise, parse_task_options
-from rosmind.sim.robots import make_sim
+from rosmind.sim.robots import default_task, make_sim
 from rosmind.stats import latency_summary
 from rosmind.timeline import Timeline
 from rosmind_ros import conversions as cv
@@ -59,6 +59,8 @@ from rosmind_ros.params import declare_from_dataclass, run_node
 class RobotNodeConfig:
     robot: str = "panda"
     task: str = ""  # "" = the robot's default task
+    backend: str = "pybullet"  # or "mujoco" (quadrupeds: the model the RL env trains on)
+    terrain: str = ""  # mujoco: flat (default), rough, slopes, stairs, mixed
     # Perturbations (rosmind eval --task-option/--obs-noise): "key=value,key=value" task config
     # overrides, and "selector=std,..." Gaussian noise on what is published (rosmind.sim.perturb).
     task_options: str = ""
@@ -110,7 +112,8 @@ class RobotNode(Node):
     def __init__(self):
         super().__init__("robot_node")
         self.cfg = cfg = declare_from_dataclass(self, RobotNodeConfig)
-        self.sim = make_sim(cfg.robot, cfg.task or None, **self._task_options(cfg))
+        self.sim = make_sim(cfg.robot, cfg.task or None, backend=cfg.backend, terrain=cfg.terrain or None,
+                            **self._task_options(cfg))
         if cfg.obs_noise:
             self.sim = NoisyObservations(self.sim, ObservationNoise.parse(cfg.obs_noise, self.sim.spec))
         self.sim.connect()
@@ -118,7 +121,7 @@ class RobotNode(Node):
         self.dt = self.spec.control_period
         self.exit_code: int | None = None
         self.mailbox = CommandMailbox(self.spec.dof)
-        self.log = EpisodeLog(cfg.robot, cfg.task or getattr(self.sim, "DEFAULT_TASK", ""), cfg.mode, cfg.seed)
+        self.log = EpisodeLog(cfg.robot, cfg.task or default_task(cfg.robot, cfg.backend), cfg.mode, cfg.seed)
         keys = set(self.sim.read())
         pub = self.create_publisher
         self.pubs = {"clock": pub(Clock, "/clock", 10), "joint_states": pub(JointState, "joint_states", 10),
@@ -189,10 +192,7 @@ class RobotNode(Node):
     def _task_options(cfg: RobotNodeConfig) -> dict:
         if not cfg.task_options:
             return {}
-        from rosmind.registry import ROBOTS
-
-        task = cfg.task or ROBOTS.get(cfg.robot).factory.DEFAULT_TASK
-        return parse_task_options(cfg.task_options, task)
+        return parse_task_options(cfg.task_options, cfg.task or default_task(cfg.robot, cfg.backend))
 
     def _reject(self, why: str) -> None:
         """Count and log (once a second per topic) a command that is not applied."""

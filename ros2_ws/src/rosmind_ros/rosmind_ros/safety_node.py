@@ -4,7 +4,9 @@ Subscribes ``safety/joint_trajectory`` (action chunks, point i at ``i * control_
 any JointTrajectory with strictly increasing ``time_from_start``, as MoveIt, rqt or ``ros2
 topic pub`` send a joint_trajectory_controller: resampled onto the control grid by the core),
 ``safety/commands`` (Float64MultiArray, spec joint order), ``joint_states`` (measured) and
-``estop`` (Bool; true latches). Serves ``safety/reset`` (Trigger). Publishes validated chunks
+``estop`` (Bool; true latches), and for a quadruped ``imu``: a trunk tilted past
+``max_tilt_deg`` (or a NaN orientation) latches the e-stop and folds the legs into the spec's
+crouch pose at ``crouch_speed`` (``rosmind.fall_guard``). Serves ``safety/reset`` (Trigger). Publishes validated chunks
 on ``joint_trajectory`` (stamp preserved), validated commands on
 ``forward_position_controller/commands``, watchdog / e-stop / reset setpoints as one-point
 ``joint_trajectory`` stamped with the current ROS time, and ``/diagnostics`` at
@@ -23,11 +25,12 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from rosmind.fall_guard import FallGuard, FallGuardConfig
 from rosmind.safety import SafetyConfig, SafetySupervisor
 from rosmind.spec import RobotSpec, load_spec
 from rosmind.timeline import Timeline
@@ -72,6 +75,11 @@ class SafetyNode(Node):
         self.create_subscription(Float64MultiArray, "safety/commands", self._on_command, 10)
         self.create_subscription(Bool, "estop", self._on_estop, 10)
         self.create_service(Trigger, "safety/reset", self._on_reset)
+        self.guard: FallGuard | None = None
+        if spec.kind == "quadruped":
+            self.guard = FallGuard(spec, declare_from_dataclass(self, FallGuardConfig))
+            self._crouch_at: np.ndarray | None = None
+            self.create_subscription(Imu, "imu", self._on_imu, 10)
         self.create_timer(spec.control_period, self._on_tick)  # ROS time: sim time if asked
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self._publish_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -129,7 +137,18 @@ class SafetyNode(Node):
             self._send_setpoint(self.core.estop())
         self._after_event()
 
+    def _on_imu(self, msg: Imu) -> None:
+        o = msg.orientation
+        if self.guard.update_imu((o.x, o.y, o.z, o.w)):
+            self.core.estop()
+            self.core.reject("fall_detected", f"imu: trunk tilted {self.guard.last_tilt:.0f} deg (limit "
+                             f"{self.guard.config.max_tilt_deg:g}): e-stop latched, folding into the crouch pose")
+            self._crouch_at = self.core.measured.copy() if self.core.measured is not None else None
+            self._after_event(force=True)
+
     def _on_reset(self, _req, resp):
+        if self.guard is not None:
+            self.guard.reset()
         setpoint, resp.message = self.core.reset()
         resp.success = setpoint is not None
         self._send_setpoint(setpoint)
@@ -137,6 +156,10 @@ class SafetyNode(Node):
         return resp
 
     def _on_tick(self) -> None:
+        if self.guard is not None and self.guard.fallen and self._crouch_at is not None:
+            self._crouch_at = self.guard.setpoint(self._crouch_at)
+            self._send_setpoint(self._crouch_at)
+            return
         self._send_setpoint(self.core.tick())
         self._after_event()
 
@@ -156,6 +179,9 @@ class SafetyNode(Node):
         self._seen = (self.core.interventions_total, self.core.state)
         self._last_diag = time.monotonic()
         st = self.core.status()
+        if self.guard is not None:
+            st["values"] |= {"fallen": str(self.guard.fallen).lower(), "tilt_deg": f"{self.guard.last_tilt:.1f}",
+                             "falls": self.guard.trips}
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [cv.diagnostic_status(f"safety_node: {self.spec.name}", st["level"],

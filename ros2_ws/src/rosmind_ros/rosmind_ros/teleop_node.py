@@ -4,7 +4,9 @@ Every control period (steady clock, ``rate_hz`` or the robot's control rate): po
 (``rosmind.hardware.teleop``, registry ``DEVICES``), step ``TeleopController`` with the latest
 ``joint_states``, publish the joint command [D, spec order] on ``safety/commands``
 (Float64MultiArray; ``output:=trajectory``: a one-point JointTrajectory on
-``safety/joint_trajectory``). Deadman released, device gone, or no ``joint_states`` yet: nothing
+``safety/joint_trajectory``). ``output:=cmd_vel`` (quadrupeds): the device's x, y and yaw axes
+scaled by ``VelocityTeleopConfig`` as a geometry_msgs/Twist on ``cmd_vel`` for the walking
+policy; on deadman release one zero Twist, then nothing (the policy stands still). Deadman released, device gone, or no ``joint_states`` yet: nothing
 is published, so safety_node holds, then stops at the measured pose (its watchdog).
 
 Publishes ``teleop/events`` (std_msgs/String, JSON ``{"event", "device", "t"}``; events
@@ -26,7 +28,7 @@ from typing import Literal
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import WrenchStamped
+from geometry_msgs.msg import Twist, WrenchStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -38,7 +40,7 @@ from rosmind.errors import SpecError
 from rosmind.hardware.teleop.devices import make_device
 from rosmind.schema import camera_topics
 from rosmind.spec import load_spec
-from rosmind.teleop import TeleopConfig, TeleopController
+from rosmind.teleop import TeleopConfig, TeleopController, VelocityTeleopConfig, velocity_command
 from rosmind_ros import conversions as cv
 from rosmind_ros.params import declare_from_dataclass, run_node
 
@@ -51,7 +53,7 @@ class TeleopNodeConfig:
     robot: str = "panda"
     device: str = "web"  # a DEVICES registry name
     device_options: dict = field(default_factory=dict)  # the device's config fields
-    output: Literal["commands", "trajectory"] = "commands"
+    output: Literal["commands", "trajectory", "cmd_vel"] = "commands"
     rate_hz: float = 0.0  # 0 = the robot's control rate
     camera: str = ""  # camera streamed to a device with a screen; "" = the spec's first camera
     camera_fps: float = 10.0
@@ -69,9 +71,10 @@ class TeleopNode(Node):
         super().__init__("teleop_node")
         self.cfg = cfg = declare_from_dataclass(self, TeleopNodeConfig)
         core_cfg = declare_from_dataclass(self, TeleopConfig)
+        vel_cfg = declare_from_dataclass(self, VelocityTeleopConfig)
         self.spec = spec = load_spec(cfg.robot)
         log = self.get_logger()
-        self.core = TeleopController(spec, core_cfg, log=log.info)
+        self.core = _VelocityCore(vel_cfg) if cfg.output == "cmd_vel" else TeleopController(spec, core_cfg, log=log.info)
         self.device = make_device(cfg.device, cfg.device_options)
         self.device.open()
         self.q_measured: np.ndarray | None = None
@@ -80,7 +83,9 @@ class TeleopNode(Node):
         self.deadman = False
         self.counts = {"commands": 0, "device_lost": 0}
         self._last_frame = self._last_status = self._last_diag = 0.0
-        if cfg.output == "commands":
+        if cfg.output == "cmd_vel":
+            self.pub = self.create_publisher(Twist, "cmd_vel", 10)
+        elif cfg.output == "commands":
             self.pub = self.create_publisher(Float64MultiArray, "safety/commands", 10)
         else:
             self.pub = self.create_publisher(JointTrajectory, "safety/joint_trajectory", 10)
@@ -159,7 +164,9 @@ class TeleopNode(Node):
             self._event("deadman_pressed" if self.deadman else "deadman_released")
         if q is not None:
             self.counts["commands"] += 1
-            if self.cfg.output == "commands":
+            if self.cfg.output == "cmd_vel":
+                self.pub.publish(cv.twist(*q))
+            elif self.cfg.output == "commands":
                 self.pub.publish(cv.float_array(q))
             else:
                 t = self.get_clock().now().nanoseconds * 1e-9
@@ -189,6 +196,24 @@ class TeleopNode(Node):
         self.device.close()
         self.core.close()
         return super().destroy_node()
+
+
+class _VelocityCore:
+    """TeleopController's interface for ``output:=cmd_vel``: no kinematics, a velocity command."""
+
+    gripper = 0.0
+
+    def __init__(self, cfg: VelocityTeleopConfig):
+        self.cfg = cfg
+        self.engaged = False
+
+    def step(self, cmd, _q_measured) -> np.ndarray | None:
+        v = velocity_command(cmd, self.cfg)
+        was, self.engaged = self.engaged, v is not None
+        return np.zeros(3) if (was and v is None) else v
+
+    def close(self) -> None:
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,305 @@
+"""The one RL entry point: rsl-rl-lib's PPO (``OnPolicyRunner``) over rosmind's vectorized envs.
+
+    rosmind train --policy ppo_locomotion --task a1_velocity --out runs/a1_walk [--resume] \\
+        [rl.iterations=300] [env.num_envs=2048] [env.terrain=rough]
+
+Run folder::
+
+    runs/NAME/run.json                    both configs, the command
+    runs/NAME/tb/                         tensorboard scalars (rsl-rl's logger)
+    runs/NAME/checkpoints/iter_000050/    train_state.safetensors + .json (actor, critic, optimizer)
+    runs/NAME/checkpoints/latest -> iter_000050
+    runs/NAME/checkpoint/                 the exported policy (safetensors + manifest)
+
+rsl-rl saves with ``torch.save`` (pickle); rosmind never does: ``SafetensorsRunner`` writes the
+same state as safetensors + JSON and reads it back for ``--resume``. The exported checkpoint is
+an ordinary rosmind checkpoint of the ``ppo_locomotion`` family, the observation normalizer
+inside, so policy_node hosts it like any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rosmind.errors import SpecError, UserError
+
+
+@dataclass
+class RLConfig:
+    """PPO settings (rsl-rl names; legged_gym's defaults for locomotion)."""
+
+    iterations: int = 300
+    num_steps_per_env: int = 24
+    learning_rate: float = 1e-3
+    num_learning_epochs: int = 5
+    num_mini_batches: int = 4
+    clip_param: float = 0.2
+    gamma: float = 0.99
+    lam: float = 0.95
+    entropy_coef: float = 0.01
+    value_loss_coef: float = 1.0
+    desired_kl: float = 0.01
+    max_grad_norm: float = 1.0
+    init_std: float = 1.0
+    actor_hidden: tuple[int, ...] = (512, 256, 128)
+    critic_hidden: tuple[int, ...] = (512, 256, 128)
+    save_every: int = 50
+    keep_checkpoints: int = 3
+    seed: int = 0
+    torch_threads: int = 0  # 0 keeps torch's default
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("iterations", "num_steps_per_env", "num_learning_epochs", "num_mini_batches", "save_every"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"RLConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise SpecError(f"RLConfig.learning_rate: must be > 0, got {self.learning_rate}")
+        self.actor_hidden = tuple(int(h) for h in self.actor_hidden)
+        self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
+
+    def runner_cfg(self) -> dict[str, Any]:
+        return {
+            "num_steps_per_env": self.num_steps_per_env,
+            "save_interval": self.save_every,
+            "obs_groups": {"actor": ["policy"], "critic": ["critic"]},
+            "logger": "tensorboard",
+            "check_for_nan": True,
+            "algorithm": {
+                "class_name": "PPO", "num_learning_epochs": self.num_learning_epochs,
+                "num_mini_batches": self.num_mini_batches, "clip_param": self.clip_param, "gamma": self.gamma,
+                "lam": self.lam, "value_loss_coef": self.value_loss_coef, "entropy_coef": self.entropy_coef,
+                "learning_rate": self.learning_rate, "max_grad_norm": self.max_grad_norm,
+                "schedule": "adaptive", "desired_kl": self.desired_kl, "use_clipped_value_loss": True},
+            "actor": {"class_name": "MLPModel", "hidden_dims": list(self.actor_hidden), "activation": "elu",
+                      "obs_normalization": True,
+                      "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": self.init_std}},
+            "critic": {"class_name": "MLPModel", "hidden_dims": list(self.critic_hidden), "activation": "elu",
+                       "obs_normalization": True},
+        }
+
+
+def _vec_env_class():
+    from rsl_rl.env import VecEnv
+    from tensordict import TensorDict
+
+    class TorchVecEnv(VecEnv):
+        """rsl-rl's ``VecEnv`` (5.x: TensorDict observations) over a numpy ``LocomotionEnv``."""
+
+        def __init__(self, env):
+            self.env = env
+            self.num_envs = env.num_envs
+            self.num_actions = env.num_actions
+            self.max_episode_length = env.max_episode_length
+            self.device = "cpu"
+            self.cfg = dataclasses.asdict(env.cfg)
+            self._obs = self._wrap(env.reset())
+
+        @property
+        def episode_length_buf(self) -> torch.Tensor:
+            return torch.from_numpy(self.env.episode_length)
+
+        @episode_length_buf.setter
+        def episode_length_buf(self, value: torch.Tensor) -> None:
+            self.env.episode_length[:] = np.asarray(value.cpu(), dtype=np.int64)
+
+        def _wrap(self, obs: dict[str, np.ndarray]) -> TensorDict:
+            return TensorDict({k: torch.from_numpy(v) for k, v in obs.items()}, batch_size=[self.num_envs])
+
+        def get_observations(self) -> TensorDict:
+            return self._obs
+
+        def step(self, actions: torch.Tensor):
+            obs, rew, done, info = self.env.step(actions.detach().cpu().numpy())
+            self._obs = self._wrap(obs)
+            extras = {"time_outs": torch.from_numpy(info["time_outs"]), "log": info["log"]}
+            return (self._obs, torch.from_numpy(rew.astype(np.float32)), torch.from_numpy(done.astype(np.int64)),
+                    extras)
+
+    return TorchVecEnv
+
+
+def _runner_class():
+    from rsl_rl.runners import OnPolicyRunner
+    from safetensors.torch import load_file, save_file
+
+    class SafetensorsRunner(OnPolicyRunner):
+        """``OnPolicyRunner`` whose saves are safetensors + JSON (no pickle)."""
+
+        ckpt_root: Path
+        keep = 3
+        on_save = None
+
+        def save(self, path: str, infos: dict | None = None) -> None:
+            it = self.current_learning_iteration
+            folder = self.ckpt_root / f"iter_{it:06d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            alg = self.alg
+            tensors = {f"actor.{k}": v for k, v in alg._raw_actor.state_dict().items()}
+            tensors |= {f"critic.{k}": v for k, v in alg._raw_critic.state_dict().items()}
+            sd = alg.optimizer.state_dict()
+            scalars = {}
+            for pid, st in sd["state"].items():
+                for name, v in st.items():
+                    if torch.is_tensor(v) and v.dim() > 0:
+                        tensors[f"optim.{pid}.{name}"] = v
+                    else:
+                        scalars[f"{pid}.{name}"] = float(v)
+            save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()},
+                      str(folder / "train_state.safetensors"))
+            (folder / "train_state.json").write_text(json.dumps({
+                "iteration": it, "learning_rate": alg.learning_rate,
+                "optimizer": {"param_groups": sd["param_groups"], "scalars": scalars}}, indent=1))
+            tmp = self.ckpt_root / ".latest.tmp"
+            if tmp.is_symlink() or tmp.exists():
+                tmp.unlink()
+            tmp.symlink_to(folder.name)
+            tmp.replace(self.ckpt_root / "latest")
+            if self.keep > 0:
+                import shutil
+
+                for old in sorted(p for p in self.ckpt_root.glob("iter_*") if p.is_dir())[:-self.keep]:
+                    shutil.rmtree(old)
+            if self.on_save is not None:
+                self.on_save(self)
+
+        def load(self, path: str, load_cfg=None, strict: bool = True, map_location=None) -> dict:
+            folder = Path(path)
+            try:
+                meta = json.loads((folder / "train_state.json").read_text())
+                tensors = load_file(str(folder / "train_state.safetensors"))
+            except (OSError, json.JSONDecodeError, ValueError) as e:
+                raise UserError(f"{folder}: cannot resume, train state unreadable: {e}") from None
+            alg = self.alg
+            alg._raw_actor.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("actor.")})
+            alg._raw_critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic.")})
+            state: dict[int, dict] = {}
+            for k, v in tensors.items():
+                if k.startswith("optim."):
+                    _, pid, name = k.split(".", 2)
+                    state.setdefault(int(pid), {})[name] = v
+            for k, v in meta["optimizer"]["scalars"].items():
+                pid, name = k.split(".", 1)
+                state.setdefault(int(pid), {})[name] = torch.tensor(v)
+            alg.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+            alg.learning_rate = meta["learning_rate"]
+            self.current_learning_iteration = int(meta["iteration"]) + 1
+            return {}
+
+    return SafetensorsRunner
+
+
+def export_locomotion(actor, env, task: str, out: Path, training: dict) -> Path:
+    """The actor (mean output) and its observation normalizer as a ``ppo_locomotion`` checkpoint."""
+    from rosmind.checkpoint import save_checkpoint
+    from rosmind.policies.locomotion import LocomotionPolicy, LocomotionPolicyConfig
+
+    ecfg = env.cfg
+    cfg = LocomotionPolicyConfig(
+        robot=ecfg.robot, history=ecfg.history, hidden_dims=tuple(
+            m.out_features for m in actor.mlp if isinstance(m, torch.nn.Linear))[:-1],
+        action_scale=ecfg.action_scale, action_clip=ecfg.action_clip, default_pose=tuple(env.default_pose),
+        command_ranges=tuple(map(tuple, ecfg.command_ranges.tolist())),
+        obs_eps=float(actor.obs_normalizer.eps), task=task)
+    policy = LocomotionPolicy(cfg)
+    sd = {f"mlp.{k[4:]}": v for k, v in actor.state_dict().items() if k.startswith("mlp.")}
+    sd["obs_mean"] = actor.obs_normalizer._mean.reshape(-1)
+    sd["obs_std"] = actor.obs_normalizer._std.reshape(-1)
+    policy.load_state_dict(sd)
+    return save_checkpoint(policy, out, training=training)
+
+
+def build_env(task: str, env_overrides: dict[str, Any]):
+    from rosmind.sim.locomotion import LOCOMOTION_TASKS, LocomotionEnv
+
+    return LocomotionEnv(LOCOMOTION_TASKS.get(task).factory(**env_overrides))
+
+
+def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``["rl.iterations=5", "env.num_envs=64"]`` -> (rl overrides, env overrides), values as JSON."""
+    import typing
+
+    from rosmind.checkpoint import coerce
+    from rosmind.policies.presets import parse_value
+    from rosmind.sim.locomotion import LocomotionConfig
+
+    out: dict[str, dict[str, Any]] = {"rl": {}, "env": {}}
+    classes = {"rl": RLConfig, "env": LocomotionConfig}
+    for item in items:
+        key, eq, text = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not eq or not dot or section not in out:
+            raise UserError(f"override {item!r}: expected rl.<field>=<value> or env.<field>=<value>")
+        hints = typing.get_type_hints(classes[section])
+        if name not in hints:
+            valid = ", ".join(sorted(f.name for f in dataclasses.fields(classes[section])))
+            raise UserError(f"unknown override key {key}; valid {section}.* keys: {valid}")
+        try:
+            out[section][name] = coerce(parse_value(text, hints[name]), hints[name], key)
+        except SpecError as e:
+            raise UserError(f"override {item}: {e}") from None
+    return out["rl"], out["env"]
+
+
+def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = False) -> Path:
+    """Train PPO on ``task``; returns the exported checkpoint folder."""
+    out = Path(out)
+    rl_kw, env_kw = parse_overrides(overrides)
+    run_json = out / "run.json"
+    if resume:
+        if not run_json.is_file():
+            raise UserError(f"--resume: {run_json} does not exist")
+        saved = json.loads(run_json.read_text())
+        if saved.get("task") != task:
+            raise UserError(f"--resume: {out} trained task {saved.get('task')!r}, not {task!r}")
+        rl_kw = {**saved["rl_overrides"], **rl_kw}
+        env_kw = {**saved["env_overrides"], **env_kw}
+    elif run_json.exists():
+        raise UserError(f"{out} already holds a run; pass --resume or choose another --out")
+    try:
+        rcfg = RLConfig(**rl_kw)
+        env = build_env(task, {"seed": rl_kw.get("seed", 0), **env_kw})
+    except SpecError as e:
+        raise UserError(str(e)) from None
+    if rcfg.torch_threads:
+        torch.set_num_threads(rcfg.torch_threads)
+    torch.manual_seed(rcfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    run_json.write_text(json.dumps({
+        "task": task, "command": shlex.join(["rosmind", *sys.argv[1:]]), "rl_overrides": rl_kw,
+        "env_overrides": env_kw, "rl": dataclasses.asdict(rcfg),
+        "env": json.loads(json.dumps(dataclasses.asdict(env.cfg), default=list))}, indent=1))
+    Runner = _runner_class()
+    vec = _vec_env_class()(env)
+    runner = Runner(vec, rcfg.runner_cfg(), log_dir=str(out / "tb"), device="cpu")
+    runner.ckpt_root = out / "checkpoints"
+    runner.keep = rcfg.keep_checkpoints
+    start = time.monotonic()
+    training = {"task": task, "rl": dataclasses.asdict(rcfg)}
+    if resume:
+        latest = out / "checkpoints" / "latest"
+        if not latest.exists():
+            raise UserError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+        runner.load(str(latest.resolve()))
+    remaining = rcfg.iterations - runner.current_learning_iteration
+    if remaining > 0:
+        if not rcfg.progress:
+            os.environ.setdefault("RSL_RL_QUIET", "1")
+        runner.learn(remaining, init_at_random_ep_len=not resume)
+    wall = time.monotonic() - start
+    training |= {"iterations": rcfg.iterations, "env_steps": int(rcfg.iterations * rcfg.num_steps_per_env
+                                                                 * env.num_envs), "wall_s": round(wall, 1)}
+    path = export_locomotion(runner.alg.get_policy(), env, task, out / "checkpoint", training)
+    env.close()
+    return path
