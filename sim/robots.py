@@ -401,17 +401,29 @@ class A1Sim(BulletRobot):
         v1 = np.asarray(p.getBaseVelocity(self.body, physicsClientId=self.world.cid)[0])
         self._accel = (v1 - v0) * self.spec.control_rate_hz
 
+    def base_twist(self) -> tuple[np.ndarray, np.ndarray]:
+        """(linear, angular) velocity of the trunk in its own frame."""
+        lin, ang = p.getBaseVelocity(self.body, physicsClientId=self.world.cid)
+        r = quat_to_matrix(self.base_pose()[1])
+        return r.T @ np.asarray(lin), r.T @ np.asarray(ang)
+
+    def push(self, dv_xy) -> None:
+        """Kick the trunk: add ``dv_xy`` (m/s, world x y) to its velocity."""
+        cid = self.world.cid
+        lin, ang = p.getBaseVelocity(self.body, physicsClientId=cid)
+        p.resetBaseVelocity(self.body, [lin[0] + float(dv_xy[0]), lin[1] + float(dv_xy[1]), lin[2]], ang,
+                            physicsClientId=cid)
+
     def read(self) -> Observation:
         obs = super().read()
-        cid = self.world.cid
         pos, quat = self.base_pose()
-        lin, ang = p.getBaseVelocity(self.body, physicsClientId=cid)
         r = quat_to_matrix(quat)
+        lin, ang = self.base_twist()
         obs["imu_orientation"] = pose7(pos, quat)[3:]
-        obs["imu_angular_velocity"] = r.T @ np.asarray(ang)
+        obs["imu_angular_velocity"] = ang
         obs["imu_linear_acceleration"] = r.T @ (self._accel - np.array([0.0, 0.0, GRAVITY]))
         obs["odom_pose"] = pose7(pos, quat)
-        obs["odom_twist"] = np.concatenate([r.T @ np.asarray(lin), r.T @ np.asarray(ang)])
+        obs["odom_twist"] = np.concatenate([lin, ang])
         return dict(sorted(obs.items()))
 
 

@@ -221,6 +221,10 @@ class QuadrupedTask(Task):
     def load(self, sim: BulletRobot, rng: np.random.Generator) -> None:
         pass
 
+    def observe(self, sim: BulletRobot) -> dict[str, np.ndarray]:
+        """The velocity command a walking policy reads in direct mode: stand still."""
+        return {"cmd_vel": np.zeros(3)}
+
     def standing(self, sim: BulletRobot) -> bool:
         pos, quat = sim.base_pose()
         up = quat_to_matrix(quat)[2, 2]
@@ -241,21 +245,39 @@ class StandTask(QuadrupedTask):
 
 @dataclass
 class WalkConfig:
-    """Walk on the velocity command (``cmd_vel``) for ``time_limit_s`` without falling."""
+    """Walk on a velocity command for ``time_limit_s`` without falling.
+
+    ``command`` (vx, vy, yaw rate) is what the task tells the policy through ``read()["cmd_vel"]``
+    in direct mode; in the ROS graph the policy reads the ``cmd_vel`` topic instead, so give the
+    same value there. ``command_resample_s`` > 0 draws a new command from ``command_ranges`` that
+    often (seeded); ``push_interval_s`` > 0 kicks the trunk by up to ``push_velocity`` m/s (x, y).
+    """
 
     time_limit_s: float = 20.0
     min_height: float = 0.15  # trunk origin above the ground, m, below which it has fallen
     min_upright: float = 0.5  # cosine of the largest tilt that still counts as upright
+    command: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    command_resample_s: float = 0.0
+    command_ranges: tuple[tuple[float, float], ...] = ((0.0, 1.0), (-0.5, 0.5), (-1.0, 1.0))
+    push_interval_s: float = 0.0
+    push_velocity: float = 0.5
 
     def __post_init__(self):
         _check_positive(self, "time_limit_s", "min_height", "min_upright")
         if self.min_upright > 1:
             raise SpecError(f"WalkConfig.min_upright: a cosine, at most 1, got {self.min_upright}")
+        self.command = tuple(float(v) for v in self.command)
+        if len(self.command) != 3 or not all(math.isfinite(v) for v in self.command):
+            raise SpecError(f"WalkConfig.command: (vx, vy, yaw rate), got {self.command}")
+        if self.command_resample_s < 0 or self.push_interval_s < 0 or self.push_velocity < 0:
+            raise SpecError("WalkConfig: command_resample_s, push_interval_s and push_velocity must be >= 0")
 
 
 @TASKS.register("walk", config=WalkConfig, robot="a1")
 class WalkTask(QuadrupedTask):
-    """Starts standing; the episode fails (and ends) on a fall, succeeds at the time limit."""
+    """Starts standing; fails (and ends) on a fall, succeeds at the time limit. ``status()["error"]``
+    is the mean planar velocity tracking error |v_xy - cmd_xy| (m/s, trunk frame) so far, and
+    ``yaw_error`` the mean |yaw rate - cmd| (rad/s)."""
 
     config_cls = WalkConfig
     start_pose = "standing"
@@ -266,14 +288,33 @@ class WalkTask(QuadrupedTask):
 
     def load(self, sim: BulletRobot, rng: np.random.Generator) -> None:
         self.fell_at = None
+        self.rng = rng
+        self.current = np.array(self.config.command)
+        self.errors: list[tuple[float, float]] = []
+
+    def _every(self, sim, period_s: float) -> bool:
+        k = round(period_s * sim.spec.control_rate_hz)
+        return period_s > 0 and k > 0 and sim.tick % k == 0
+
+    def observe(self, sim: BulletRobot) -> dict[str, np.ndarray]:
+        return {"cmd_vel": self.current.copy()}
 
     def update(self, sim: BulletRobot) -> None:
+        c = self.config
+        lin, ang = sim.base_twist()
+        self.errors.append((float(np.hypot(*(lin[:2] - self.current[:2]))), abs(float(ang[2] - self.current[2]))))
         if self.fell_at is None and not self.standing(sim):
             self.fell_at = sim.time
+        if self._every(sim, c.command_resample_s):
+            r = np.asarray(c.command_ranges)
+            self.current = self.rng.uniform(r[:, 0], r[:, 1])
+        if self._every(sim, c.push_interval_s):
+            sim.push(self.rng.uniform(-c.push_velocity, c.push_velocity, 2))
 
     def status(self, sim: BulletRobot) -> dict:
         limit = self.config.time_limit_s
         fell = self.fell_at is not None
         done = fell or sim.time >= limit - 1e-9
-        return {"success": bool(done and not fell), "done": done, "time_limit": limit,
-                "fell": fell}
+        err = np.mean(self.errors, axis=0) if self.errors else (0.0, 0.0)
+        return {"success": bool(done and not fell), "done": done, "time_limit": limit, "fell": fell,
+                "error": float(err[0]), "yaw_error": float(err[1])}

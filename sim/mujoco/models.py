@@ -36,6 +36,9 @@ from .terrain import Terrain, TerrainConfig
 QUADRUPEDS = Registry("quadruped model", ("rosmind.sim.mujoco.models",))
 PHYSICS_DT = 0.005
 LEGS = ("FR", "FL", "RR", "RL")
+# (contype, conaffinity): robot geoms touch the ground's, never each other.
+ROBOT_COLLISION = (2, 1)
+GROUND_COLLISION = (1, 2)
 SENSOR_LAYOUT = ("foot_touch", "trunk_touch", "thigh_touch", "calf_touch", "actuator_force", "gyro",
                  "accelerometer", "orientation")
 
@@ -109,7 +112,8 @@ def add_terrain(spec: mujoco.MjSpec, terrain: Terrain, friction: float = 1.0) ->
     """A plane at the terrain's floor, and a heightfield whose samples sit at the tile cells' centres."""
     spec.worldbody.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05],
                             pos=[0, 0, terrain.floor - 1e-3 if terrain.heights is not None else 0.0],
-                            friction=[friction, 0.005, 0.0001])
+                            friction=[friction, 0.005, 0.0001], contype=GROUND_COLLISION[0],
+                            conaffinity=GROUND_COLLISION[1])
     if terrain.heights is None:
         return
     h = terrain.heights
@@ -121,7 +125,8 @@ def add_terrain(spec: mujoco.MjSpec, terrain: Terrain, friction: float = 1.0) ->
                     size=[ex - res / 2, ey - res / 2, span, 0.1],
                     userdata=((h - lo) / span).astype(np.float32).ravel().tolist())
     spec.worldbody.add_geom(name="terrain", type=mujoco.mjtGeom.mjGEOM_HFIELD, hfieldname="terrain",
-                            pos=[0, 0, lo], friction=[friction, 0.005, 0.0001])
+                            pos=[0, 0, lo], friction=[friction, 0.005, 0.0001], contype=GROUND_COLLISION[0],
+                            conaffinity=GROUND_COLLISION[1])
 
 
 def build_spec(robot: str, terrain: Terrain) -> tuple[mujoco.MjSpec, QuadrupedModel, RobotSpec]:
@@ -132,6 +137,10 @@ def build_spec(robot: str, terrain: Terrain) -> tuple[mujoco.MjSpec, QuadrupedMo
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     trunk = spec.body(qm.trunk)
     trunk.add_freejoint(name="root")
+    # The robot collides with the ground only (as PyBullet loads it, and legged_gym's A1): a leg
+    # brushing the trunk is not a fall.
+    for g in spec.geoms:
+        g.contype, g.conaffinity = ROBOT_COLLISION
     add_terrain(spec, terrain)
     for leg in LEGS:
         for g in spec.body(qm.foot.format(leg=leg)).geoms:

@@ -130,14 +130,21 @@ class MujocoQuadruped(SimRobot):
         q = self.data.qpos
         return tuple(q[:3]), tuple(wxyz_to_xyzw(q[3:7]))
 
+    def base_twist(self) -> tuple[np.ndarray, np.ndarray]:
+        """(linear, angular) velocity of the trunk in its own frame."""
+        rot = np.empty(9)
+        mujoco.mju_quat2Mat(rot, self.data.qpos[3:7])
+        # A free joint's linear velocity is in the world frame, its angular velocity in the body's.
+        return rot.reshape(3, 3).T @ self.data.qvel[:3], self.data.qvel[3:6].copy()
+
+    def push(self, dv_xy) -> None:
+        """Kick the trunk: add ``dv_xy`` (m/s, world x y) to its velocity."""
+        self.data.qvel[:2] += np.asarray(dv_xy, dtype=np.float64)
+
     def read(self) -> Observation:
         if not self._built:
             self.connect()
         d, s = self.data, self.sensors
-        quat = d.qpos[3:7]
-        rot = np.empty(9)
-        mujoco.mju_quat2Mat(rot, quat)
-        r = rot.reshape(3, 3)
         pos, xyzw = self.base_pose()
         obs = {
             "stamp": np.float64(self.time),
@@ -148,8 +155,7 @@ class MujocoQuadruped(SimRobot):
             "imu_angular_velocity": d.sensordata[s["gyro"]].copy(),
             "imu_linear_acceleration": d.sensordata[s["accelerometer"]].copy(),
             "odom_pose": np.array([*pos, *xyzw]),
-            # A free joint's linear velocity is in the world frame, its angular velocity in the body's.
-            "odom_twist": np.concatenate([r.T @ d.qvel[:3], d.qvel[3:6]]),
+            "odom_twist": np.concatenate(self.base_twist()),
         }
         obs.update(self.task.observe(self))
         return dict(sorted(obs.items()))
