@@ -62,7 +62,7 @@ from rosmind.trajectory import brake_step, check_trajectory, limited_step, resam
 
 KINDS = ("nan_rejected", "position_clamped", "velocity_limited", "acceleration_limited",
          "jump_rejected", "workspace_rejected", "joint_names_rejected", "malformed_rejected",
-         "no_joint_states", "watchdog_hold", "watchdog_stop", "estop")
+         "no_joint_states", "watchdog_hold", "watchdog_stop", "estop", "fall_detected")
 _EPS = 1e-9
 
 

@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "recorder": "rosmind.bench.recorder",
     "render": "rosmind.bench.render",
     "camera_graph": "rosmind.bench.camera_graph",
+    "locomotion": "rosmind.bench.locomotion",
 }
 ACCEPTS_EXTRA = True
 
