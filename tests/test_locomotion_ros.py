@@ -121,7 +121,7 @@ def test_cmd_vel_is_clamped_then_stale_means_stand_still(ros_env, repo, tmp_path
     box: dict = {}
     launcher = threading.Thread(target=lambda: box.update(zip(("rc", "out"), _launch(
         repo, ros_env, f"checkpoint:={tiny_checkpoint}", "episodes:=1", "mode:=realtime",
-        "task_options:=time_limit_s=9.0", "command_timeout_s:=0.5", timeout=120))))
+        "task_options:=time_limit_s=9.0", "command_timeout_s:=0.5", timeout=120), strict=True)))
     launcher.start()
     g = _Graph()
     try:
@@ -141,16 +141,14 @@ def test_cmd_vel_is_clamped_then_stale_means_stand_still(ros_env, repo, tmp_path
     assert box.get("rc") == 0, box.get("out", "")[-4000:]
 
 
-def test_tilted_imu_latches_and_folds_into_the_crouch(ros_env):
+def test_tilted_imu_latches_and_folds_into_the_crouch(ros_env, monkeypatch):
     spec = load_spec("a1")
     stand, crouch = np.array(spec.extra["stand_pose"]), np.array(spec.extra["crouch_pose"])
     proc = subprocess.Popen([sys.executable, "-m", "rosmind_ros.safety_node", "--ros-args", "-p", "robot:=a1",
                              "-p", "max_tilt_deg:=50.0", "-p", "crouch_speed:=1.0", "-p", "diagnostics_rate_hz:=5.0"],
                             env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    import os
-
     for k, v in ros_env.items():
-        os.environ[k] = v
+        monkeypatch.setenv(k, v)
     g = _Graph()
     try:
         upright = (0.0, 0.0, 0.0, 1.0)
