@@ -52,7 +52,7 @@ LIMIT_MARGIN = 0.9  # fraction of the spec's velocity / acceleration limits a se
 DEFAULT_REWARD_SCALES = {
     "tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "lin_vel_z": -2.0, "ang_vel_xy": -0.05,
     "orientation": -0.5, "torques": -2e-4, "dof_acc": -2.5e-7, "action_rate": -0.01,
-    "feet_air_time": 1.0, "collision": -1.0, "dof_pos_limits": -10.0, "base_height": -10.0,
+    "feet_air_time": 1.0, "collision": -1.0, "dof_pos_limits": -10.0, "base_height": 0.0,
 }
 
 
