@@ -47,6 +47,7 @@ LOCOMOTION_TASKS = Registry("locomotion task", ("rosmind.sim.locomotion",))
 FRAME_DIM = 45
 OBS_SCALES = {"ang_vel": 0.25, "command": (2.0, 2.0, 0.25), "joint_vel": 0.05}
 CONTACT_N = 1.0  # touch sensor force (N) that counts as contact
+PHYSICS = ("c", "warp")
 LIMIT_MARGIN = 0.9  # fraction of the spec's velocity / acceleration limits a setpoint may use
 
 DEFAULT_REWARD_SCALES = {
@@ -87,6 +88,8 @@ class LocomotionConfig:
     latency_substeps: int = 2  # up to this many substeps of the old target (0-10 ms)
     reward_scales: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_REWARD_SCALES))
     threads: int = 0  # rollout threads; 0 = one per core
+    physics: str = "c"  # "c": mujoco.rollout threads; "warp": mujoco-warp (GPU; CPU for tests)
+    warp_device: str = ""  # "" = cuda:0 when there is one, else cpu
     seed: int = 0
 
     def __post_init__(self):
@@ -104,6 +107,13 @@ class LocomotionConfig:
             lo, hi = getattr(self, name)
             if not lo <= hi:
                 raise SpecError(f"LocomotionConfig.{name}: low {lo} above high {hi}")
+        if self.physics not in PHYSICS:
+            raise SpecError(f"LocomotionConfig.physics: one of {PHYSICS}, got {self.physics!r}")
+        if self.physics == "warp" and self.randomize and any(
+                lo != hi for lo, hi in (self.friction, self.added_mass, self.motor_strength)):
+            raise SpecError("LocomotionConfig: physics='warp' shares one model across worlds; per-world "
+                            "friction / added_mass / motor_strength randomization needs physics='c' "
+                            "(or set those ranges to a single value)")
         if not 0 <= self.latency_substeps < self.decimation:
             raise SpecError(f"LocomotionConfig.latency_substeps: in [0, decimation={self.decimation}), "
                             f"got {self.latency_substeps}")
@@ -262,8 +272,12 @@ class LocomotionEnv:
             raise SpecError(f"LocomotionConfig.decimation {cfg.decimation} x {base.opt.timestep} s is not "
                             f"the {cfg.robot} spec's control period {self.spec.control_period} s")
         self.max_episode_length = int(round(cfg.episode_s / self.dt))
-        self.models = self._randomized_models(base)
-        self.batch = Batch(self.models, cfg.threads)
+        if cfg.physics == "warp":
+            from .mujoco.warp_batch import WarpBatch
+
+            self.batch = WarpBatch(base, n, cfg.warp_device or None)
+        else:
+            self.batch = Batch(self._randomized_models(base), cfg.threads)
         self.sensors = sensor_slices(base)
         self.qadr, self.vadr = joint_addresses(base, self.spec)
         self.default_pose = np.array(self.qm.stand)

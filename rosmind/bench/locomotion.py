@@ -4,7 +4,7 @@ checkpoint's velocity tracking and falls (MuJoCo, and sim-to-sim on PyBullet), i
     rosmind bench locomotion --checkpoint checkpoints/a1_walk --json benchmarks/results/locomotion.json
 
 - ``physics``: one A1 world standing in place, physics steps/s on one core: MuJoCo
-  (``mj_step``, 5 ms) and PyBullet (``stepSimulation``, its own time step), same URDF.
+  (``mj_step``) and PyBullet (``stepSimulation``), same URDF, same 5 ms time step.
 - ``batch``: ``--envs`` MuJoCo worlds stepped by ``mujoco.rollout``, 1 and 2 threads.
 - ``end_to_end``: PPO (rsl-rl) policy steps/s over whole iterations (env step + observations +
   rewards + policy + the PPO update, amortized), 1 and 2 cores.
@@ -52,6 +52,8 @@ def _physics(seconds: float = 3.0) -> dict:
     bullet.connect()
     bullet.reset(0)
     cid = bullet.world.cid
+    # The same 5 ms step as MuJoCo (rosmind's PyBullet world otherwise divides 20 ms into its own).
+    p.setPhysicsEngineParameter(fixedTimeStep=sim.model.opt.timestep, physicsClientId=cid)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for _ in range(100):
