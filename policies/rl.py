@@ -19,9 +19,10 @@ inside, so policy_node hosts it like any other.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
-import os
 import shlex
 import sys
 import time
@@ -294,9 +295,10 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
         runner.load(str(latest.resolve()))
     remaining = rcfg.iterations - runner.current_learning_iteration
     if remaining > 0:
-        if not rcfg.progress:
-            os.environ.setdefault("RSL_RL_QUIET", "1")
-        runner.learn(remaining, init_at_random_ep_len=not resume)
+        # rsl-rl prints a block per iteration; progress=false keeps it out of test output.
+        quiet = contextlib.nullcontext() if rcfg.progress else contextlib.redirect_stdout(io.StringIO())
+        with quiet:
+            runner.learn(remaining, init_at_random_ep_len=not resume)
     wall = time.monotonic() - start
     training |= {"iterations": rcfg.iterations, "env_steps": int(rcfg.iterations * rcfg.num_steps_per_env
                                                                  * env.num_envs), "wall_s": round(wall, 1)}
