@@ -135,6 +135,8 @@ def _runner_class():
     from rsl_rl.runners import OnPolicyRunner
     from safetensors.torch import load_file, save_file
 
+    from rosmind.policies.train import load_optimizer_state, optimizer_state, update_latest
+
     class SafetensorsRunner(OnPolicyRunner):
         """``OnPolicyRunner`` whose saves are safetensors + JSON (no pickle)."""
 
@@ -149,29 +151,12 @@ def _runner_class():
             alg = self.alg
             tensors = {f"actor.{k}": v for k, v in alg._raw_actor.state_dict().items()}
             tensors |= {f"critic.{k}": v for k, v in alg._raw_critic.state_dict().items()}
-            sd = alg.optimizer.state_dict()
-            scalars = {}
-            for pid, st in sd["state"].items():
-                for name, v in st.items():
-                    if torch.is_tensor(v) and v.dim() > 0:
-                        tensors[f"optim.{pid}.{name}"] = v
-                    else:
-                        scalars[f"{pid}.{name}"] = float(v)
-            save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()},
+            opt_tensors, opt_meta = optimizer_state(alg.optimizer)
+            save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()} | opt_tensors,
                       str(folder / "train_state.safetensors"))
             (folder / "train_state.json").write_text(json.dumps({
-                "iteration": it, "learning_rate": alg.learning_rate,
-                "optimizer": {"param_groups": sd["param_groups"], "scalars": scalars}}, indent=1))
-            tmp = self.ckpt_root / ".latest.tmp"
-            if tmp.is_symlink() or tmp.exists():
-                tmp.unlink()
-            tmp.symlink_to(folder.name)
-            tmp.replace(self.ckpt_root / "latest")
-            if self.keep > 0:
-                import shutil
-
-                for old in sorted(p for p in self.ckpt_root.glob("iter_*") if p.is_dir())[:-self.keep]:
-                    shutil.rmtree(old)
+                "iteration": it, "learning_rate": alg.learning_rate, "optimizer": opt_meta}, indent=1))
+            update_latest(self.ckpt_root, folder.name, self.keep, pattern="iter_*")
             if self.on_save is not None:
                 self.on_save(self)
 
@@ -185,15 +170,7 @@ def _runner_class():
             alg = self.alg
             alg._raw_actor.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("actor.")})
             alg._raw_critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic.")})
-            state: dict[int, dict] = {}
-            for k, v in tensors.items():
-                if k.startswith("optim."):
-                    _, pid, name = k.split(".", 2)
-                    state.setdefault(int(pid), {})[name] = v
-            for k, v in meta["optimizer"]["scalars"].items():
-                pid, name = k.split(".", 1)
-                state.setdefault(int(pid), {})[name] = torch.tensor(v)
-            alg.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+            load_optimizer_state(alg.optimizer, tensors, meta["optimizer"])
             alg.learning_rate = meta["learning_rate"]
             self.current_learning_iteration = int(meta["iteration"]) + 1
             return {}

@@ -118,12 +118,11 @@ def _dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def _save_train_state(path: Path, policy: nn.Module, opt: torch.optim.Optimizer, step: int, epoch: int,
-                      ema_state: dict) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in policy.state_dict().items()}
+def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state as safetensors-ready tensors (``optim.<param id>.<name>``) and a JSON
+    part (param groups, scalar state): what ``load_optimizer_state`` puts back. No pickle."""
     sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
     for pid, st in sd["state"].items():
         for name, v in st.items():
@@ -131,10 +130,30 @@ def _save_train_state(path: Path, policy: nn.Module, opt: torch.optim.Optimizer,
                 tensors[f"optim.{pid}.{name}"] = v.detach().contiguous().clone()
             else:
                 scalars[f"{pid}.{name}"] = v
-    save_file(tensors, str(path / "train_state.safetensors"))
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for k, v in meta["scalars"].items():
+        pid, name = k.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _save_train_state(path: Path, policy: nn.Module, opt: torch.optim.Optimizer, step: int, epoch: int,
+                      ema_state: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in policy.state_dict().items()}
+    opt_tensors, opt_meta = optimizer_state(opt)
+    save_file(tensors | opt_tensors, str(path / "train_state.safetensors"))
     (path / "train_state.json").write_text(json.dumps({
-        "step": step, "epoch": epoch, "ema": ema_state,
-        "optimizer": {"param_groups": sd["param_groups"], "scalars": scalars}}, indent=1))
+        "step": step, "epoch": epoch, "ema": ema_state, "optimizer": opt_meta}, indent=1))
 
 
 def _load_train_state(path: Path, policy: nn.Module, opt: torch.optim.Optimizer) -> dict:
@@ -146,15 +165,7 @@ def _load_train_state(path: Path, policy: nn.Module, opt: torch.optim.Optimizer)
     except (OSError, json.JSONDecodeError, ValueError) as e:
         raise UserError(f"{path}: cannot resume, train state unreadable: {e}") from None
     policy.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, Any]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, pid, name = k.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    for k, v in meta["optimizer"]["scalars"].items():
-        pid, name = k.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+    load_optimizer_state(opt, tensors, meta["optimizer"])
     return meta
 
 
@@ -181,7 +192,9 @@ def _init_from(policy: nn.Module, ema, family: str, entry, pcfg, path: Path) -> 
     ema.averaged.load_state_dict(weights)
 
 
-def _update_latest(ckpt_root: Path, name: str, keep: int) -> None:
+def update_latest(ckpt_root: Path, name: str, keep: int, pattern: str = "step_*") -> None:
+    """Point ``ckpt_root/latest`` at ``name`` (atomically) and keep the newest ``keep`` folders
+    matching ``pattern`` (0 keeps all)."""
     tmp = ckpt_root / ".latest.tmp"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
@@ -190,7 +203,7 @@ def _update_latest(ckpt_root: Path, name: str, keep: int) -> None:
     if keep > 0:
         import shutil
 
-        for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())[:-keep]:
+        for old in sorted(p for p in ckpt_root.glob(pattern) if p.is_dir())[:-keep]:
             shutil.rmtree(old)
 
 
@@ -339,7 +352,7 @@ def train(family: str, dataset: str | Path, out: str | Path, preset: str | None 
         save_checkpoint(ema.averaged, folder, training=training)
         if not final:
             _save_train_state(folder, policy, opt, step, epoch, ema.state())
-            _update_latest(ckpt_root, folder.name, tcfg.keep_checkpoints)
+            update_latest(ckpt_root, folder.name, tcfg.keep_checkpoints)
 
     losses: list[float] = []
     while step < tcfg.steps:

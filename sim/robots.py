@@ -25,15 +25,15 @@ import pybullet as p
 import pybullet_data
 
 from rosmind.errors import SpecError, UnknownNameError
-from rosmind.registry import ROBOTS, TASKS
+from rosmind.registry import ROBOTS
 from rosmind.robot import Observation, SimRobot, checked_positions
 from rosmind.spec import RobotSpec, load_spec
 
-from .tasks import Task, build_task_config
+from .tasks import Task, TaskSim
 from .world import GRAVITY, CameraModel, World, pose7, quat_to_matrix
 
 
-class BulletRobot(SimRobot):
+class BulletRobot(TaskSim, SimRobot):
     """What Panda and A1 share: the world, joints by spec name, setpoints, task plumbing.
 
     Subclasses set ``NAME``, ``DEFAULT_TASK`` and implement ``_load_robot()`` (returns the body
@@ -58,21 +58,6 @@ class BulletRobot(SimRobot):
         self.setpoint = np.zeros(self.spec.dof)
         self._tick = 0
         self._built = False
-
-    def _make_task(self, task: str | Task, options: dict) -> Task:
-        if isinstance(task, Task):
-            if options:
-                raise SpecError(f"{self.NAME}: task options {sorted(options)} given with a task object")
-            obj = task
-        else:
-            entry = TASKS.get(task)
-            obj = entry.factory(build_task_config(entry.config, options, task))
-        if obj.robot and obj.robot != self.NAME:
-            raise SpecError(f"task {type(obj).__name__} is for robot {obj.robot!r}, not {self.NAME!r}")
-        kind = getattr(obj, "kind", "")
-        if kind and kind != self.spec.kind:
-            raise SpecError(f"task {type(obj).__name__} is for a {kind}; {self.NAME!r} is of kind {self.spec.kind!r}")
-        return obj
 
     def connect(self) -> None:
         self.world.connect()
@@ -149,23 +134,8 @@ class BulletRobot(SimRobot):
         self._apply(sent)
         return sent.copy()
 
-    def step(self) -> None:
-        if not self._built:
-            self.connect()
+    def _advance(self) -> None:
         self.world.step()
-        self._tick += 1
-        self.task.update(self)
-
-    @property
-    def time(self) -> float:
-        return self._tick / self.spec.control_rate_hz
-
-    @property
-    def tick(self) -> int:
-        return self._tick
-
-    def task_status(self) -> dict:
-        return self.task.status(self)
 
     def base_pose(self) -> tuple[tuple, tuple]:
         """World pose of the base link's frame (PyBullet reports its centre of mass)."""

@@ -76,6 +76,51 @@ class Task:
         raise NotImplementedError
 
 
+class TaskSim:
+    """What every sim robot that runs a task shares, on either backend: the task built by name
+    (and checked against the robot), the tick counter, sim time and the task's status.
+    Needs ``NAME``, ``spec``, ``task`` and ``_tick``; ``_advance()`` is one control period of
+    physics."""
+
+    NAME = ""
+
+    def _make_task(self, task: str | Task, options: dict) -> Task:
+        if isinstance(task, Task):
+            if options:
+                raise SpecError(f"{self.NAME}: task options {sorted(options)} given with a task object")
+            obj = task
+        else:
+            entry = TASKS.get(task)
+            obj = entry.factory(build_task_config(entry.config, options, task))
+        if obj.robot and obj.robot != self.NAME:
+            raise SpecError(f"task {type(obj).__name__} is for robot {obj.robot!r}, not {self.NAME!r}")
+        kind = getattr(obj, "kind", "")
+        if kind and kind != self.spec.kind:
+            raise SpecError(f"task {type(obj).__name__} is for a {kind}; {self.NAME!r} is of kind {self.spec.kind!r}")
+        return obj
+
+    def _advance(self) -> None:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        if not self._built:
+            self.connect()
+        self._advance()
+        self._tick += 1
+        self.task.update(self)
+
+    @property
+    def time(self) -> float:
+        return self._tick / self.spec.control_rate_hz
+
+    @property
+    def tick(self) -> int:
+        return self._tick
+
+    def task_status(self) -> dict:
+        return self.task.status(self)
+
+
 @dataclass
 class PickPlaceConfig(VisualOptions):
     """Pick a cube off the table and put it down on a target marker.

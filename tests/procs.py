@@ -51,3 +51,21 @@ def stopped_cleanly(code: int | None, output: str) -> bool:
     """A node process stopped in order: exit 0, or run_node's stop deadline ended a hang inside
     rclpy's teardown (``rclpy_teardown_hang``)."""
     return code == 0 or (code == 1 and rclpy_teardown_hang(output))
+
+
+def run_to_end(cmd: list[str], env: dict, timeout: float) -> tuple[int, str]:
+    """Run ``cmd`` (a launcher: its own process group) to its end; (exit code, stdout+stderr).
+    Past ``timeout`` it is stopped and the test fails with the output's tail."""
+    import pytest
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        stop_process(proc, group=True)
+        out, _ = proc.communicate()
+        pytest.fail(f"{cmd[2:5]} did not finish within {timeout} s; output:\n{out[-4000:]}")
+    finally:
+        stop_process(proc, group=True)

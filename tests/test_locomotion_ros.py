@@ -20,7 +20,7 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
-from procs import stop_process
+from procs import run_to_end, stop_process
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Imu, JointState
 from trajectory_msgs.msg import JointTrajectory
@@ -46,18 +46,8 @@ def tiny_checkpoint(tmp_path):
 
 
 def _launch(repo, env, *args, timeout=120) -> tuple[int, str]:
-    cmd = [sys.executable, "-m", "rosmind.cli", "launch", str(repo / "launch" / "sim_a1_walk.launch.yaml"), *args]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, out
-    except subprocess.TimeoutExpired:
-        stop_process(proc, group=True)
-        out, _ = proc.communicate()
-        pytest.fail(f"launch did not finish within {timeout} s:\n{out[-4000:]}")
-    finally:
-        stop_process(proc, group=True)
+    return run_to_end([sys.executable, "-m", "rosmind.cli", "launch",
+                       str(repo / "launch" / "sim_a1_walk.launch.yaml"), *args], env, timeout)
 
 
 def test_walk_graph_in_lockstep_equals_the_direct_episode(ros_env, repo, tmp_path, tiny_checkpoint):

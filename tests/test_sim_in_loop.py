@@ -4,11 +4,10 @@ expert) as separate processes over real DDS, started by the sim_pick_place launc
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
-from procs import stop_process
+from procs import run_to_end
 
 from rosmind.registry import POLICIES
 from rosmind.sim.robots import make_sim
@@ -20,23 +19,9 @@ SEED = 1000
 
 
 
-def _run(cmd: list[str], env: dict, timeout: float) -> tuple[int, str]:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, out
-    except subprocess.TimeoutExpired:
-        stop_process(proc, group=True)
-        out, _ = proc.communicate()
-        pytest.fail(f"{cmd[2:5]} did not finish within {timeout} s; output:\n{out[-4000:]}")
-    finally:
-        stop_process(proc, group=True)
-
-
 def test_expert_graph_places_the_cube_like_the_direct_rollout(ros_env, repo, tmp_path):
     results = tmp_path / "results.json"
-    rc, out = _run([sys.executable, "-m", "rosmind.cli", "launch",
+    rc, out = run_to_end([sys.executable, "-m", "rosmind.cli", "launch",
                     str(repo / "launch" / "sim_pick_place.launch.yaml"), "episodes:=1", f"seed:={SEED}",
                     "policy:=expert", "mode:=lockstep", "cameras:=false", f"results:={results}"],
                    ros_env, timeout=90)
@@ -59,7 +44,7 @@ def test_expert_graph_places_the_cube_like_the_direct_rollout(ros_env, repo, tmp
 
 
 def test_policy_node_without_its_topics_exits_naming_them(ros_env):
-    rc, out = _run([sys.executable, "-m", "rosmind_ros.policy_node", "--ros-args",
+    rc, out = run_to_end([sys.executable, "-m", "rosmind_ros.policy_node", "--ros-args",
                     "-p", "policy:=expert", "-p", "startup_timeout_s:=1.5"], ros_env, timeout=30)
     assert rc == 2, out
     assert "no message on topic(s)" in out and "/joint_states" in out and "/ee_pose" in out, out

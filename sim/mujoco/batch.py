@@ -20,6 +20,18 @@ from mujoco import rollout
 STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 
+def full_states(model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+    """``mjSTATE_FULLPHYSICS`` vectors [N, nstate] of a reset ``model`` with ``qpos`` [N, nq] and
+    ``qvel`` [N, nv] (that state starts with time, then qpos, then qvel)."""
+    d = mujoco.MjData(model)
+    base = np.empty(mujoco.mj_stateSize(model, STATE_SPEC))
+    mujoco.mj_getState(model, d, base, STATE_SPEC)
+    out = np.repeat(base[None], len(qpos), axis=0)
+    out[:, 1:1 + model.nq] = qpos
+    out[:, 1 + model.nq:1 + model.nq + model.nv] = qvel
+    return out
+
+
 class Batch:
     def __init__(self, models: list[mujoco.MjModel], nthread: int = 0):
         if not models:
@@ -40,14 +52,7 @@ class Batch:
 
     def initial_state(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
         """Full physics states [N, nstate] with ``qpos`` [N, nq] and ``qvel`` [N, nv], time 0."""
-        d = self.datas[0]
-        mujoco.mj_resetData(self.model, d)
-        base = np.empty(self.nstate)
-        mujoco.mj_getState(self.model, d, base, STATE_SPEC)
-        out = np.repeat(base[None], len(qpos), axis=0)
-        out[:, self.qpos] = qpos
-        out[:, self.qvel] = qvel
-        return out
+        return full_states(self.model, qpos, qvel)
 
     def step(self, state: np.ndarray, control: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Roll every world ``control.shape[1]`` substeps from ``state``.

@@ -79,7 +79,7 @@ class QuadrupedModel:
         return tuple(self.spec().extra["crouch_pose"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _spec(name: str) -> RobotSpec:
     return load_spec(name)
 

@@ -18,10 +18,9 @@ import mujoco
 import numpy as np
 
 from rosmind.errors import SpecError
-from rosmind.registry import TASKS
 from rosmind.robot import Observation, SimRobot, checked_positions
 
-from ..tasks import Task, build_task_config
+from ..tasks import Task, TaskSim
 from .models import PHYSICS_DT, QUADRUPEDS, build_model, joint_addresses, sensor_slices
 from .terrain import TerrainConfig
 
@@ -30,7 +29,7 @@ def wxyz_to_xyzw(q: np.ndarray) -> np.ndarray:
     return np.array([q[1], q[2], q[3], q[0]])
 
 
-class MujocoQuadruped(SimRobot):
+class MujocoQuadruped(TaskSim, SimRobot):
     DEFAULT_TASK = "stand"
     backend = "mujoco"
 
@@ -40,6 +39,9 @@ class MujocoQuadruped(SimRobot):
         self.NAME = robot
         self.spec = self.qm.spec()
         self.task = self._make_task(task or self.DEFAULT_TASK, task_options)
+        if getattr(self.task, "kind", "") != "quadruped":
+            raise SpecError(f"task {type(self.task).__name__} is not a quadruped task; the MuJoCo backend "
+                            f"runs quadruped tasks only (stand, walk)")
         self.model, self.terrain = build_model(robot, TerrainConfig(kind=terrain), seed)
         self.data = mujoco.MjData(self.model)
         self.substeps = int(round(self.spec.control_period / PHYSICS_DT))
@@ -53,19 +55,6 @@ class MujocoQuadruped(SimRobot):
         self.setpoint = np.array(self.qm.stand)
         self._tick = 0
         self._built = False
-
-    def _make_task(self, task: str | Task, options: dict) -> Task:
-        if isinstance(task, Task):
-            if options:
-                raise SpecError(f"{self.NAME}: task options {sorted(options)} given with a task object")
-            obj = task
-        else:
-            entry = TASKS.get(task)
-            obj = entry.factory(build_task_config(entry.config, options, task))
-        if getattr(obj, "kind", "") != "quadruped":
-            raise SpecError(f"task {type(obj).__name__} is not a quadruped task; the MuJoCo backend "
-                            f"runs quadruped tasks only (stand, walk)")
-        return obj
 
     def connect(self) -> None:
         if not self._built:
@@ -107,23 +96,8 @@ class MujocoQuadruped(SimRobot):
         self.data.ctrl[:] = sent
         return sent.copy()
 
-    def step(self) -> None:
-        if not self._built:
-            self.connect()
+    def _advance(self) -> None:
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
-        self._tick += 1
-        self.task.update(self)
-
-    @property
-    def time(self) -> float:
-        return self._tick / self.spec.control_rate_hz
-
-    @property
-    def tick(self) -> int:
-        return self._tick
-
-    def task_status(self) -> dict:
-        return self.task.status(self)
 
     def base_pose(self) -> tuple[tuple, tuple]:
         """World pose of the trunk frame: position, quaternion (x y z w)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from .batch import STATE_SPEC
+from .batch import STATE_SPEC, full_states
 
 
 class WarpBatch:
@@ -44,13 +44,7 @@ class WarpBatch:
         return self.nworld
 
     def initial_state(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
-        d = mujoco.MjData(self.model)
-        base = np.empty(self.nstate)
-        mujoco.mj_getState(self.model, d, base, STATE_SPEC)
-        out = np.repeat(base[None], len(qpos), axis=0)
-        out[:, self.qpos] = qpos
-        out[:, self.qvel] = qvel
-        return out
+        return full_states(self.model, qpos, qvel)
 
     def step(self, state: np.ndarray, control: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, nsub = control.shape[:2]
