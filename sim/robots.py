@@ -320,13 +320,21 @@ class PandaSim(BulletRobot):
         return self.task.look.move_camera(*view) if self.task.look is not None else view
 
 
-A1_STAND = (0.0, 0.8, -1.6) * 4
-A1_LYING = (0.0, 1.2, -2.6) * 4
+
+
+A1_STAND = (0.0, 0.8, -1.6) * 4  # what PyBullet's position motors stand up into
 
 
 @ROBOTS.register("a1")
 class A1Sim(BulletRobot):
-    """Unitree A1, starting folded on the ground; its first setpoint is the standing pose.
+    """Unitree A1, starting folded on the ground (or standing, for tasks that say so); its first
+    setpoint is the spec's ``stand_pose``.
+
+    For tasks with ``actuation = "pd"`` (walk), joints are driven as the MuJoCo backend and the RL
+    env drive them: a PD torque ``kp (q* - q) - kv dq`` (the spec's ``extra.pd_gains``) clipped to
+    the spec's effort at every physics substep, so a walking policy meets the same actuators on
+    both backends. The stand-up task keeps PyBullet's position motors: with that PD the PyBullet
+    A1 stands up with its rear legs still half folded (trunk pitched ~14 deg); MuJoCo's does not.
 
     Extra ``read()`` keys: ``imu_orientation`` [4] (qx qy qz qw, world to trunk),
     ``imu_angular_velocity`` [3] and ``imu_linear_acceleration`` [3] in the trunk frame (the
@@ -337,19 +345,45 @@ class A1Sim(BulletRobot):
 
     NAME = "a1"
     DEFAULT_TASK = "stand"
-    # Soft enough that the step from lying to standing does not throw the robot in the air.
+    # Position motors (stand): soft enough that the step from lying to standing does not throw
+    # the robot in the air.
     POSITION_GAIN = 0.03
     VELOCITY_GAIN = 1.0
+
+    @property
+    def pd(self) -> bool:
+        return getattr(self.task, "actuation", "position") == "pd"
 
     def _load_robot(self) -> int:
         return p.loadURDF("a1/a1.urdf", [0, 0, 0.3], [0, 0, 0, 1],
                           physicsClientId=self.world.cid)
 
     def initial_positions(self) -> np.ndarray:
-        return np.array(A1_STAND if getattr(self.task, "start_pose", "") == "standing" else A1_LYING)
+        standing = getattr(self.task, "start_pose", "") == "standing"
+        return np.array(self.spec.extra["stand_pose" if standing else "crouch_pose"])
 
     def default_setpoint(self) -> np.ndarray:
-        return np.array(A1_STAND)
+        return np.array(self.spec.extra["stand_pose"] if self.pd else A1_STAND)
+
+    def _apply(self, setpoint: np.ndarray) -> None:
+        if not self.pd:
+            return super()._apply(setpoint)
+        self.setpoint = setpoint  # tracked by the PD loop in _advance
+
+    def _advance(self) -> None:
+        if not self.pd:
+            return super()._advance()
+        cid, ids = self.world.cid, self.joint_ids
+        kp, kv = self.spec.extra["pd_gains"]["kp"], self.spec.extra["pd_gains"]["kv"]
+        effort = np.array(self.spec.limits("effort"))
+        for _ in range(self.world.substeps):
+            states = p.getJointStates(self.body, ids, physicsClientId=cid)
+            q = np.array([st[0] for st in states])
+            dq = np.array([st[1] for st in states])
+            self._torque = np.clip(kp * (self.setpoint - q) - kv * dq, -effort, effort)
+            p.setJointMotorControlArray(self.body, ids, p.TORQUE_CONTROL, forces=self._torque.tolist(),
+                                        physicsClientId=cid)
+            p.stepSimulation(physicsClientId=cid)
 
     def _after_load(self) -> None:
         cid = self.world.cid
@@ -362,6 +396,10 @@ class A1Sim(BulletRobot):
         for leg in ("FR", "FL", "RR", "RL"):
             p.changeDynamics(self.body, self.link_index(f"{leg}_toe"), lateralFriction=1.0,
                              physicsClientId=cid)
+        if self.pd:  # torque control: PyBullet's default velocity motors off
+            p.setJointMotorControlArray(self.body, self.joint_ids, p.VELOCITY_CONTROL,
+                                        forces=[0.0] * len(self.joint_ids), physicsClientId=cid)
+        self._torque = np.zeros(len(self.joint_ids))
         self._prev_vel = np.zeros(3)
         self._accel = np.zeros(3)
 
@@ -394,6 +432,8 @@ class A1Sim(BulletRobot):
         obs["imu_linear_acceleration"] = r.T @ (self._accel - np.array([0.0, 0.0, GRAVITY]))
         obs["odom_pose"] = pose7(pos, quat)
         obs["odom_twist"] = np.concatenate([lin, ang])
+        if self.pd:
+            obs["joint_effort"] = self._torque.copy()  # PyBullet reports no torque for TORQUE_CONTROL
         return dict(sorted(obs.items()))
 
 

@@ -262,6 +262,9 @@ class QuadrupedTask(Task):
     robot = ""
     kind = "quadruped"
     start_pose = "lying"  # or "standing": where the robot's joints start (``reset``)
+    # "pd": the RL actuator model on every backend (the spec's pd_gains); "position": the
+    # backend's own position motors where it has them (PyBullet's stand-up demo).
+    actuation = "pd"
 
     def load(self, sim: BulletRobot, rng: np.random.Generator) -> None:
         pass
@@ -281,6 +284,7 @@ class StandTask(QuadrupedTask):
     """Success: at the time limit the trunk is above ``min_height`` and upright."""
 
     config_cls = StandConfig
+    actuation = "position"
 
     def status(self, sim: BulletRobot) -> dict:
         limit = self.config.time_limit_s

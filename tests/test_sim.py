@@ -213,7 +213,7 @@ def test_names_and_options_are_checked():
         make_sim("ur5", "pick_place")
     with pytest.raises(UnknownNameError, match="unknown task 'juggle'"):
         make_sim("panda", "juggle")
-    with pytest.raises(SpecError, match="for robot 'a1'"):
+    with pytest.raises(SpecError, match="StandTask is for a quadruped; 'panda' is of kind 'arm'"):
         make_sim("panda", "stand")
     with pytest.raises(SpecError, match="unknown option"):
         make_sim("panda", "pick_place", cube_colour="red")

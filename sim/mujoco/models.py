@@ -62,8 +62,6 @@ class QuadrupedModel:
     calf: str
     trunk_box: tuple[float, float, float]
     calf_length: float
-    kp: float
-    kv: float
     stand_height: float  # trunk origin above flat ground in the stand pose
     foot_friction: float = 1.0
 
@@ -98,13 +96,13 @@ def register_quadruped(model: QuadrupedModel) -> QuadrupedModel:
 A1 = register_quadruped(QuadrupedModel(
     name="a1", urdf=_pybullet_data("a1/a1.urdf"), trunk="trunk", foot="{leg}_toe", thigh="{leg}_upper",
     calf="{leg}_lower", trunk_box=(0.1335, 0.097, 0.057), calf_length=0.2,
-    # legged_gym's A1 gains (stiffness 20, damping 0.5); its default pose (rear thighs further
-    # forward, under the centre of mass) is the spec's stand_pose.
-    kp=20.0, kv=0.5, stand_height=0.30))
+    # legged_gym's default pose (rear thighs further forward, under the centre of mass) is the
+    # spec's stand_pose, its gains (stiffness 20, damping 0.5) the spec's pd_gains.
+    stand_height=0.30))
 GO2 = register_quadruped(QuadrupedModel(
     name="go2", urdf=str(Path(__file__).with_name("go2.urdf")), trunk="base", foot="{leg}_foot",
     thigh="{leg}_thigh", calf="{leg}_calf", trunk_box=(0.1881, 0.0467, 0.057), calf_length=0.213,
-    kp=20.0, kv=0.5, stand_height=0.32))
+    stand_height=0.32))
 
 
 def _urdf_without_visuals(path: str) -> str:
@@ -160,7 +158,7 @@ def build_spec(robot: str, terrain: Terrain) -> tuple[mujoco.MjSpec, QuadrupedMo
         joint.range = [j.lower, j.upper]
         joint.limited = mujoco.mjtLimited.mjLIMITED_TRUE
         act = spec.add_actuator(name=j.name, target=j.name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
-        act.set_to_position(kp=qm.kp, kv=qm.kv)
+        act.set_to_position(kp=rspec.extra["pd_gains"]["kp"], kv=rspec.extra["pd_gains"]["kv"])
         act.forcerange = [-j.effort, j.effort]
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
     _add_sensors(spec, qm, rspec)
