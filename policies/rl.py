@@ -56,6 +56,9 @@ class RLConfig:
     actor_hidden: tuple[int, ...] = (512, 256, 128)
     critic_hidden: tuple[int, ...] = (512, 256, 128)
     save_every: int = 50
+    # Stop (after the iteration block that crosses it) once training has run this long, and
+    # export what it has: a wall-clock budget for a machine of known speed. 0 = no limit.
+    max_minutes: float = 0.0
     keep_checkpoints: int = 3
     seed: int = 0
     torch_threads: int = 0  # 0 keeps torch's default
@@ -270,15 +273,21 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
         if not latest.exists():
             raise UserError(f"--resume: no checkpoint under {out / 'checkpoints'}")
         runner.load(str(latest.resolve()))
-    remaining = rcfg.iterations - runner.current_learning_iteration
-    if remaining > 0:
-        # rsl-rl prints a block per iteration; progress=false keeps it out of test output.
-        quiet = contextlib.nullcontext() if rcfg.progress else contextlib.redirect_stdout(io.StringIO())
-        with quiet:
-            runner.learn(remaining, init_at_random_ep_len=not resume)
+    # rsl-rl prints a block per iteration; progress=false keeps it out of test output.
+    quiet = contextlib.nullcontext() if rcfg.progress else contextlib.redirect_stdout(io.StringIO())
+    first = not resume
+    with quiet:
+        # Blocks of save_every iterations (each ends with a checkpoint), until done or out of time.
+        while (remaining := rcfg.iterations - runner.current_learning_iteration) > 0:
+            if rcfg.max_minutes and time.monotonic() - start > rcfg.max_minutes * 60:
+                break
+            runner.learn(min(remaining, rcfg.save_every), init_at_random_ep_len=first)
+            runner.current_learning_iteration += 1  # learn() leaves it at its last iteration
+            first = False
     wall = time.monotonic() - start
-    training |= {"iterations": rcfg.iterations, "env_steps": int(rcfg.iterations * rcfg.num_steps_per_env
-                                                                 * env.num_envs), "wall_s": round(wall, 1)}
+    done = runner.current_learning_iteration
+    training |= {"iterations": done, "env_steps": int(done * rcfg.num_steps_per_env * env.num_envs),
+                 "wall_s": round(wall, 1), "stopped_by": "max_minutes" if done < rcfg.iterations else "iterations"}
     path = export_locomotion(runner.alg.get_policy(), env, task, out / "checkpoint", training)
     env.close()
     return path
