@@ -51,15 +51,9 @@ register_preset(Preset(
     "pick_place_rgb", "Panda pick_place from joint state and the wrist + scene RGB cameras (no object poses)",
     # Small CNNs (16-32-64 channels, ~90 k parameters each) at the cameras' own resolution: a
     # training step costs ~0.3 s on 2 cores instead of ~0.7 s with 32-64-128 channels.
-    # joint_vel: the expert lifts once the fingers stall on the cube, which one observation step
-    # of positions and a 10 Hz image cannot show; without it the policy hesitated 2-3 s there.
-    # ee_pose is the arm's forward kinematics (what a real arm reports), not an object pose.
-    # No random crop: the wrist camera does not see the fingers, so a shift of a few pixels moves
-    # the cube relative to the hand by 1-2 cm (the crop run stalled at 25-33 %).
     train=dict(steps=16000, batch_size=64, lr=3e-4, warmup_steps=500, checkpoint_every=2000, val_every=0),
-    policy=dict(obs_keys=["joint_pos", "joint_vel", "ee_pose", "camera/wrist/rgb", "camera/scene/rgb"],
-                n_obs_steps=1, horizon=16, n_action_steps=8, relative_actions=True, image_channels=[16, 32, 64],
-                image_feature_dim=64, image_crop_ratio=1.0),
+    policy=dict(obs_keys=["joint_pos", "camera/wrist/rgb", "camera/scene/rgb"], n_obs_steps=1, horizon=16,
+                n_action_steps=8, relative_actions=True, image_channels=[16, 32, 64], image_feature_dim=64),
     families=("diffusion",)))
 register_preset(Preset(
     "tiny", "seconds-long smoke runs for tests: a few steps of a very small model",
