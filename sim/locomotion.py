@@ -15,7 +15,8 @@
   joint velocity * 0.05, previous action: 45 numbers; ``history`` frames are stacked, newest
   last. The critic also gets the base linear velocity, its height above the ground and the
   foot contacts (asymmetric actor-critic).
-- Rewards: the terms of ``REWARD_TERMS`` times ``reward_scales`` times dt, summed.
+- Rewards: the terms of ``REWARD_TERMS`` times ``reward_scales`` times dt, summed, clipped at
+  zero per step (``only_positive_rewards``, legged_gym's guard against learning to fall).
 - Termination: the trunk touches the ground, or the body tilts past ``max_tilt``; time-outs at
   ``episode_s`` are reported apart (``info["time_outs"]``) so PPO bootstraps them.
 - Domain randomization (seeded, per world): foot/ground friction, added trunk mass, motor
@@ -87,6 +88,9 @@ class LocomotionConfig:
     push_velocity: float = 0.5  # m/s, uniform in +-, x and y
     latency_substeps: int = 2  # up to this many substeps of the old target (0-10 ms)
     reward_scales: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_REWARD_SCALES))
+    # legged_gym: a step's total reward is clipped at zero, or penalties outweigh the tracking
+    # terms early on and falling quickly (ending the episode) becomes the best policy.
+    only_positive_rewards: bool = True
     threads: int = 0  # rollout threads; 0 = one per core
     physics: str = "c"  # "c": mujoco.rollout threads; "warp": mujoco-warp (GPU; CPU for tests)
     warp_device: str = ""  # "" = cuda:0 when there is one, else cpu
@@ -431,6 +435,8 @@ class LocomotionEnv:
                 self.episode_sums[name] += term
                 reward += term
 
+        if cfg.only_positive_rewards:
+            reward = np.maximum(reward, 0.0)
         fallen = trunk_hit | (-r["gravity"][:, 2] < self.cos_max_tilt) | ~np.isfinite(self.state).all(axis=1)
         time_out = self.episode_length >= self.max_episode_length
         done = fallen | time_out
