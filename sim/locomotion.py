@@ -17,7 +17,8 @@
   foot contacts (asymmetric actor-critic).
 - Rewards: the terms of ``REWARD_TERMS`` times ``reward_scales`` times dt, summed, clipped at
   zero per step (``only_positive_rewards``, legged_gym's guard against learning to fall).
-- Termination: the trunk touches the ground, or the body tilts past ``max_tilt``; time-outs at
+- Termination: the trunk touches the ground, sinks below ``min_height`` (the walk task's fall
+  line), or the body tilts past ``max_tilt``; time-outs at
   ``episode_s`` are reported apart (``info["time_outs"]``) so PPO bootstraps them.
 - Domain randomization (seeded, per world): foot/ground friction, added trunk mass, motor
   strength (kp, kv and effort scaled), pushes (base velocity kicks), action latency (the new
@@ -80,6 +81,9 @@ class LocomotionConfig:
     air_time_target: float = 0.5
     soft_limit: float = 0.9  # fraction of the joint range before dof_pos_limits penalizes
     max_tilt_deg: float = 60.0
+    # A trunk this low above the ground ends the episode as a fall: the walk task's own fall
+    # line. Without it a policy can learn to crouch-walk on its knees (the first a1_walk did).
+    min_height: float = 0.15
     randomize: bool = True
     friction: tuple[float, float] = (0.5, 1.25)
     added_mass: tuple[float, float] = (-1.0, 2.0)  # kg on the trunk
@@ -437,7 +441,8 @@ class LocomotionEnv:
 
         if cfg.only_positive_rewards:
             reward = np.maximum(reward, 0.0)
-        fallen = trunk_hit | (-r["gravity"][:, 2] < self.cos_max_tilt) | ~np.isfinite(self.state).all(axis=1)
+        fallen = (trunk_hit | (-r["gravity"][:, 2] < self.cos_max_tilt) | (height < cfg.min_height)
+                  | ~np.isfinite(self.state).all(axis=1))
         time_out = self.episode_length >= self.max_episode_length
         done = fallen | time_out
         info = {"time_outs": time_out.copy(), "log": {}}

@@ -31,6 +31,8 @@ def add_arguments(p):
     p.add_argument("--envs", type=int, default=1024, help="worlds for the batch and end-to-end figures")
     p.add_argument("--iterations", type=int, default=4, help="timed PPO iterations per core count")
     p.add_argument("--skip", default="", help="comma-separated sections to skip")
+    p.add_argument("--min-height", type=float, default=None,
+                   help="the walk task's fall line (trunk height, m; default the task's 0.15)")
     p.add_argument("--json", type=Path, default=None)
 
 
@@ -112,7 +114,7 @@ def _end_to_end(envs: int, iterations: int) -> dict:
     return out
 
 
-def _tracking(checkpoint: str, backend: str, terrain: str, episodes: int) -> dict:
+def _tracking(checkpoint: str, backend: str, terrain: str, episodes: int, min_height: float | None = None) -> dict:
     from rosmind.checkpoint import load_checkpoint
     from rosmind.sim.evaluate import evaluate
     from rosmind.sim.robots import make_sim
@@ -122,6 +124,8 @@ def _tracking(checkpoint: str, backend: str, terrain: str, episodes: int) -> dic
     cfg = policy.config
     ranges = [list(r) for r in cfg.command_ranges]
     options = dict(command_resample_s=5.0, command_ranges=ranges, push_interval_s=8.0, push_velocity=0.5)
+    if min_height is not None:
+        options["min_height"] = min_height
     kw = {"backend": backend, **({"terrain": terrain} if backend == "mujoco" else {})}
     seeds = list(range(50_000, 50_000 + episodes))
 
@@ -152,11 +156,11 @@ def run(args) -> int:
         out["end_to_end"] = _end_to_end(args.envs, args.iterations)
         print("end_to_end", json.dumps(out["end_to_end"]))
     if "tracking" not in skip:
-        out["tracking"] = {t: _tracking(args.checkpoint, "mujoco", t, args.episodes)
+        out["tracking"] = {t: _tracking(args.checkpoint, "mujoco", t, args.episodes, args.min_height)
                            for t in args.terrains.split(",") if t}
         print("tracking", json.dumps(out["tracking"]))
     if "sim_to_sim" not in skip:
-        out["sim_to_sim"] = _tracking(args.checkpoint, "pybullet", "flat", args.sim_to_sim_episodes)
+        out["sim_to_sim"] = _tracking(args.checkpoint, "pybullet", "flat", args.sim_to_sim_episodes, args.min_height)
         print("sim_to_sim", json.dumps(out["sim_to_sim"]))
     if "training" not in skip:
         from rosmind.checkpoint import read_manifest

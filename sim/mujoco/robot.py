@@ -98,6 +98,9 @@ class MujocoQuadruped(TaskSim, SimRobot):
 
     def _advance(self) -> None:
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        # mj_step evaluates sensors before it integrates: without this the IMU would read the
+        # state of one physics step ago (the RL env reads the state itself, so would not).
+        mujoco.mj_forward(self.model, self.data)
 
     def base_pose(self) -> tuple[tuple, tuple]:
         """World pose of the trunk frame: position, quaternion (x y z w)."""
