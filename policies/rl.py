@@ -145,7 +145,6 @@ def _runner_class():
 
         ckpt_root: Path
         keep = 3
-        on_save = None
 
         def save(self, path: str, infos: dict | None = None) -> None:
             it = self.current_learning_iteration
@@ -160,8 +159,6 @@ def _runner_class():
             (folder / "train_state.json").write_text(json.dumps({
                 "iteration": it, "learning_rate": alg.learning_rate, "optimizer": opt_meta}, indent=1))
             update_latest(self.ckpt_root, folder.name, self.keep, pattern="iter_*")
-            if self.on_save is not None:
-                self.on_save(self)
 
         def load(self, path: str, load_cfg=None, strict: bool = True, map_location=None) -> dict:
             folder = Path(path)

@@ -307,8 +307,6 @@ class LocomotionEnv:
         self.latency = np.zeros(n, dtype=np.int64)
         self.origin = np.zeros((n, 3))
         self.episode_sums = {k: np.zeros(n) for k in cfg.reward_scales}
-        self._critic_extra = np.zeros((n, 8))
-        self._steps = 0
 
     def _randomized_models(self, base: mujoco.MjModel) -> list[mujoco.MjModel]:
         cfg = self.cfg
@@ -410,7 +408,6 @@ class LocomotionEnv:
         self.state = states[:, -1].copy()
         self.target, self.action = target, actions
         self.episode_length += 1
-        self._steps += 1
 
         r = self._readout(self.state)
         self.joint_vel = r["joint_vel"]

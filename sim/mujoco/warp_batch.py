@@ -28,7 +28,6 @@ class WarpBatch:
         wp.init()
         self.device = device or ("cuda:0" if wp.is_cuda_available() else "cpu")
         self.model = model
-        self.models = [model] * nworld
         self.nworld = nworld
         m = model
         self.nstate = mujoco.mj_stateSize(m, STATE_SPEC)
