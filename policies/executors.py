@@ -20,8 +20,17 @@ Time is counted in integer control ticks. A chunk inferred from the observation 
   setpoint commanded at the tick before (arm/leg joints): the chunk keeps its shape and the
   reading's noise stays out of the commands.
 
-Threading: ``request``/``add_chunk`` may be called from an inference worker while the
-control thread calls ``action``; all state is behind one lock.
+``SlowFastExecutor`` runs a slow-fast policy (RDP, ``policy.fast``): the slow plan (a chunk
+latent, from ``policy.infer``) every ``n_action_steps`` ticks, and every tick the fast decoder
+(``policy.decoder_step``) with the force observed at that tick (``observe``), so a force change
+at tick ``k`` changes the command of tick ``k``. ``make_executor`` picks the right one.
+
+Both take a policy's output with ``add_output(out, obs, obs_tick, now_tick)`` and the tick's
+observation with ``observe(obs, tick)`` (a no-op for chunks), so hosts (``run_episode``,
+policy_node) need no family-specific code.
+
+Threading: ``request``/``add_chunk``/``add_output`` may be called from an inference worker while
+the control thread calls ``observe``/``action``; all state is behind one lock.
 """
 
 from __future__ import annotations
@@ -127,6 +136,13 @@ class ChunkExecutor:
         with self._lock:
             self._pending = True
 
+    def observe(self, obs: dict[str, np.ndarray], tick: int) -> None:
+        """The observation of ``tick`` (chunks are open loop: nothing to do)."""
+
+    def add_output(self, out: dict, obs: dict[str, np.ndarray], obs_tick: int, now_tick: int | None = None) -> None:
+        """A policy's output for the observation ``obs`` of ``obs_tick``: its chunk, re-anchored."""
+        self.add_chunk(self.reanchor(out["action"], obs, obs_tick), obs_tick, now_tick)
+
     def add_chunk(self, chunk: np.ndarray, obs_tick: int, now_tick: int | None = None) -> None:
         """Add a chunk planned from the observation of ``obs_tick``; ``now_tick`` (if given)
         is the tick at which it became available, for latency accounting."""
@@ -180,8 +196,137 @@ class ChunkExecutor:
         """Synchronous use (direct eval, lockstep): plan if due, then return the tick's action."""
         if self._tick0 is None:
             self._tick0 = tick
+        self.observe(obs, tick)
         if self.wants_inference(tick):
             self.request()
-            chunk = infer_seeded(self.policy, obs, self.noise_seed, tick - self._tick0)["action"]
-            self.add_chunk(self.reanchor(chunk, obs, tick), tick)
+            self.add_output(infer_seeded(self.policy, obs, self.noise_seed, tick - self._tick0), obs, tick)
         return self.action(tick)
+
+
+class SlowFastExecutor(ChunkExecutor):
+    """A slow-fast policy behind the executor API: plans (latents) every ``n_action_steps`` ticks,
+    decodes one row per tick with that tick's fast observation.
+
+    - Latency compensation: a plan that lands ``d`` ticks after its observation first runs its
+      decoder through the ``d`` rows whose time has passed, with the fast values recorded at
+      those ticks (counted in ``dropped_rows``), so row ``d`` is decoded in the state it would
+      have had.
+    - A fast value that is not finite (a NaN force sample) is never decoded: the tick holds the
+      last good command (``held_ticks`` counts them; policy_node reports it) and the decoder
+      later steps through that tick with the last finite value.
+    - ``planned(tick)`` is the command of ``tick`` followed by the rest of the chunk decoded with
+      the newest fast value held (what a published trajectory can promise).
+    """
+
+    HISTORY = 64  # ticks of fast values and commands kept
+
+    def __init__(self, policy, config: ChunkExecutorConfig | None = None):
+        super().__init__(policy, config)
+        if self.config.temporal_ensemble is not None:
+            raise SpecError("SlowFastExecutor: temporal_ensemble does not apply to a slow-fast policy "
+                            "(each tick is decoded once, from the newest plan)")
+        self.fast_keys = tuple(policy.config.fast_keys)
+        self._state = None  # (plan tick, decoder state)
+        self._fast: dict[int, dict[str, np.ndarray]] = {}
+        self._good: dict[str, np.ndarray] | None = None  # newest finite fast values
+        self._rows: dict[int, np.ndarray] = {}
+        self.held_ticks = 0
+        self.fast_stale = False  # the newest fast value was not finite
+
+    def reset(self, noise_seed: int | None = None) -> None:
+        super().reset(noise_seed)
+        with self._lock:
+            self._state, self._good = None, None
+            self._fast.clear()
+            self._rows.clear()
+            self.held_ticks, self.fast_stale = 0, False
+
+    def observe(self, obs: dict[str, np.ndarray], tick: int) -> None:
+        values = {k: np.asarray(obs[k], dtype=np.float64).reshape(-1, *np.shape(obs[k])[1:])[-1]
+                  for k in self.fast_keys}
+        finite = all(np.all(np.isfinite(v)) for v in values.values())
+        with self._lock:
+            self._fast[tick] = values if finite else None
+            self.fast_stale = not finite
+            if finite:
+                self._good = values
+            for old in [t for t in self._fast if t < tick - self.HISTORY]:
+                del self._fast[old]
+
+    def _fast_at(self, tick: int) -> dict[str, np.ndarray] | None:
+        f = self._fast.get(tick)
+        return f if f is not None else self._good
+
+    def wants_inference(self, tick: int) -> bool:
+        with self._lock:
+            if self._pending:
+                return False
+            if self._state is None:
+                return True
+            k, st = self._state
+            return tick >= k + min(self.n_action_steps, st.length) - self.config.prefetch
+
+    def add_output(self, out: dict, obs: dict[str, np.ndarray], obs_tick: int, now_tick: int | None = None) -> None:
+        plan = {"latent": out["latent"], "anchor": out["anchor"]}
+        with self._lock:
+            start = self._fast_at(obs_tick)
+        if start is None:
+            with self._lock:
+                self._pending = False
+            raise ValueError(f"slow-fast executor: no finite {list(self.fast_keys)} value at tick {obs_tick} "
+                             "to start the plan's decoder from")
+        state = self.policy.decoder_start(plan, start)
+        with self._lock:
+            self._pending = False
+            if now_tick is not None:
+                self.dropped_rows += max(0, min(now_tick - obs_tick, state.length))
+            self._state = (obs_tick, state)
+            self._rows = {t: r for t, r in self._rows.items() if t < obs_tick}
+
+    def add_chunk(self, chunk: np.ndarray, obs_tick: int, now_tick: int | None = None) -> None:
+        raise TypeError("SlowFastExecutor takes plans (add_output), not action chunks")
+
+    def action(self, tick: int) -> np.ndarray | None:
+        with self._lock:
+            if tick in self._rows:
+                return self._rows[tick]
+            if self._state is None:
+                return None
+            k, st = self._state
+            if not k <= tick < k + st.length or st.rows > tick - k:
+                return None
+            while st.rows < tick - k:  # rows whose tick passed (a late plan, a held tick)
+                self.policy.decoder_step(st, self._fast_at(k + st.rows))
+            fast = self._fast.get(tick)
+            if fast is None:  # not finite (or never observed): hold the last good command
+                self.held_ticks += 1
+                out = self._sent.get(max(self._sent)) if self._sent else None
+                if out is None:
+                    return None
+            else:
+                out = self.policy.decoder_step(st, fast)
+            self._rows[tick] = out
+            self._sent[tick] = out
+            for old in [t for t in self._rows if t < tick - self.HISTORY]:
+                del self._rows[old]
+            for old in [t for t in self._sent if t < tick - 16]:
+                del self._sent[old]
+            return out
+
+    def planned(self, tick: int) -> np.ndarray:
+        first = self.action(tick)
+        with self._lock:
+            if first is None or self._state is None:
+                return np.zeros((0, 0))
+            k, st = self._state
+            ahead, fast = st.copy(), self._good
+            rows = [first]
+            if ahead.rows == tick - k + 1:  # the decoder is at this tick (not holding)
+                rows += [self.policy.decoder_step(ahead, fast) for _ in range(ahead.rows, ahead.length)]
+            return np.stack(rows)
+
+
+def make_executor(policy, config: ChunkExecutorConfig | None = None) -> ChunkExecutor:
+    """The executor a policy needs: ``SlowFastExecutor`` for slow-fast policies (``policy.fast``),
+    else ``ChunkExecutor``."""
+    return (SlowFastExecutor if getattr(policy, "fast", False) else ChunkExecutor)(policy, config)

@@ -1,4 +1,4 @@
-"""The scripted pick-and-place expert behind the policy contract (``rosmind.policy``).
+"""The scripted experts (pick-and-place; ``wipe_expert``, force control) behind the policy contract (``rosmind.policy``).
 
     policy = POLICIES.get("expert").factory(ExpertConfig())
     policy.reset()
@@ -19,6 +19,7 @@ from rosmind.errors import SpecError
 from rosmind.policy import PolicyConfig
 from rosmind.registry import POLICIES
 from rosmind.sim.experts import PickPlaceExpert, PickPlaceExpertConfig
+from rosmind.sim.experts_contact import WipeExpert, WipeExpertConfig
 from rosmind.spec import load_spec
 
 
@@ -68,3 +69,35 @@ class ExpertPolicy:
 
     def close(self) -> None:
         self.expert.close()
+
+
+@dataclass
+class WipeExpertPolicyConfig(PolicyConfig):
+    """``wipe_expert``: the force-control demonstrator of the ``wipe`` task. It plans every tick
+    (``n_action_steps=1``): its height follows the newest force reading."""
+
+    robot: str = "panda"
+    obs_keys: tuple[str, ...] = ("joint_pos", "ee_pose", "wrench", "goal_pose")
+    n_obs_steps: int = 1
+    horizon: int = 8
+    n_action_steps: int = 1
+    expert: WipeExpertConfig | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.robot != "panda":
+            raise SpecError(f"WipeExpertPolicyConfig.robot: the wipe expert drives the panda, got {self.robot!r}")
+        if self.expert is None:
+            self.expert = WipeExpertConfig(horizon=self.horizon)
+        elif self.expert.horizon != self.horizon:
+            raise SpecError(f"WipeExpertPolicyConfig: expert.horizon {self.expert.horizon} differs from "
+                            f"horizon {self.horizon}")
+
+
+@POLICIES.register("wipe_expert", config=WipeExpertPolicyConfig)
+class WipeExpertPolicy(ExpertPolicy):
+    """``infer(obs: {key: [To, ...]}) -> {"action": [horizon, 8], "phase": str}``."""
+
+    def __init__(self, config: WipeExpertPolicyConfig | None = None):
+        self.config = config or WipeExpertPolicyConfig()
+        self.expert = WipeExpert(load_spec(self.config.robot), self.config.expert)

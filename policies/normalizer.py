@@ -72,6 +72,12 @@ class Normalizer(nn.Module):
         scale, offset = self._scale_offset(key)
         return (y - offset) / scale
 
+    def unnormalize_index(self, key: str, y: torch.Tensor, index: int) -> torch.Tensor:
+        """``unnormalize`` of one entry along the key's first dimension (row ``index`` of a
+        per-row normalized chunk): ``y`` has the shape of ``key``'s shape without its first axis."""
+        scale, offset = self._scale_offset(key)
+        return (y - offset[index]) / scale[index]
+
     def stats(self) -> dict[str, dict[str, list]]:
         """JSON-ready ``{key: {"min": [...], "max": [...]}}`` (for the checkpoint manifest)."""
         return {k: {"min": self.bounds(k)[0].tolist(), "max": self.bounds(k)[1].tolist()} for k in self.keys}

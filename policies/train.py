@@ -278,13 +278,14 @@ def train(family: str, dataset: str | Path, out: str | Path, preset: str | None 
 
     def make_ds(split: str) -> SequenceDataset:
         return SequenceDataset(dataset, pcfg.obs_keys, pcfg.horizon, pcfg.n_obs_steps, pcfg.n_action_steps,
-                               val_ratio=tcfg.val_ratio, split_seed=tcfg.split_seed, split=split)
+                               val_ratio=tcfg.val_ratio, split_seed=tcfg.split_seed, split=split,
+                               future_keys=tuple(getattr(pcfg, "fast_keys", ())))
 
     train_ds = make_ds("train")
     shapes = train_ds.shapes()
     fills = {}
     if any(f.name == "obs_shapes" for f in dataclasses.fields(pcfg)):
-        fills["obs_shapes"] = {k: shapes[k] for k in pcfg.obs_keys}
+        fills["obs_shapes"] = {k: shapes[k] for k in (*pcfg.obs_keys, *getattr(pcfg, "fast_keys", ()))}
     if any(f.name == "action_dim" for f in dataclasses.fields(pcfg)):
         fills["action_dim"] = shapes["action"][0]
     try:

@@ -262,7 +262,9 @@ def sequence_indices(episode_ends: np.ndarray, horizon: int, pad_before: int, pa
 class SequenceDataset:
     """Windows of ``horizon`` steps for training (a ``torch.utils.data.Dataset``).
 
-    Item: ``{obs_key: [n_obs_steps, *shape], "action": [horizon, Da]}`` as torch tensors
+    Item: ``{obs_key: [n_obs_steps, *shape], "action": [horizon, Da]}`` as torch tensors, plus
+    ``future/<key>: [horizon, *shape]`` for each of ``future_keys`` (a per-step input over the
+    whole window, e.g. RDP's force stream)
     (images stay uint8 ``[To, H, W, 3]``; everything else float32). Low-dimensional keys are
     read into memory once; images too while all of them together fit in ``image_cache_bytes``
     (one decompression per frame instead of one per sample: 600 demos of two cameras at
@@ -271,19 +273,21 @@ class SequenceDataset:
 
     def __init__(self, path: str | Path, obs_keys: tuple[str, ...], horizon: int, n_obs_steps: int,
                  n_action_steps: int, action_key: str = "action", val_ratio: float = 0.0,
-                 split_seed: int = 42, split: str = "train", image_cache_bytes: int = 8 << 30):
+                 split_seed: int = 42, split: str = "train", image_cache_bytes: int = 8 << 30,
+                 future_keys: tuple[str, ...] = ()):
         self.buffer = ReplayBuffer.open(path, "r")
         self.path = str(path)
         if self.buffer.n_episodes == 0:
             raise DatasetError(f"{self.path}: dataset has no episodes")
         self.obs_keys = tuple(obs_keys)
+        self.future_keys = tuple(future_keys)
         self.action_key = action_key
         self.horizon, self.n_obs_steps = horizon, n_obs_steps
         self.arrays: dict[str, Any] = {}
         image_bytes = sum(int(np.prod(self.buffer.array(k).shape)) * self.buffer.array(k).dtype.itemsize
                           for k in self.obs_keys if is_image_key(k))
         cache = image_bytes <= image_cache_bytes
-        for key in (*self.obs_keys, action_key):
+        for key in dict.fromkeys((*self.obs_keys, *self.future_keys, action_key)):
             arr = self.buffer.array(key)
             try:
                 if is_image_key(key):
@@ -349,4 +353,6 @@ class SequenceDataset:
         for key in self.obs_keys:
             item[key] = torch.from_numpy(self._window(key, b0, b1, s0, s1, self.n_obs_steps))
         item[self.action_key] = torch.from_numpy(self._window(self.action_key, b0, b1, s0, s1, self.horizon))
+        for key in self.future_keys:  # a per-step input over the whole window (RDP's force stream)
+            item[f"future/{key}"] = torch.from_numpy(self._window(key, b0, b1, s0, s1, self.horizon))
         return item

@@ -99,7 +99,8 @@ class _Worker:
 
         def on_tick(tick, obs, action):
             for k in STATE_KEYS:
-                rows[k].append(np.asarray(obs[k]))
+                if k in obs:  # a task without objects (wipe) has no object_poses
+                    rows[k].append(np.asarray(obs[k]))
             if action is None:  # held: the setpoint did not change
                 action = last[0] if last[0] is not None else obs["joint_pos"]
             last[0] = action
@@ -108,7 +109,7 @@ class _Worker:
                 rows[k].append(depth_mm(obs[k]) if k.endswith("/depth") else obs[k])
 
         res = run_episode(cls.sim, cls.policy, seed, on_tick=on_tick, after_success_ticks=cfg.after_success_ticks)
-        data = {k: np.stack(v) for k, v in rows.items()}
+        data = {k: np.stack(v) for k, v in rows.items() if v}
         return Episode(seed=seed, success=res.success, data=data)
 
 

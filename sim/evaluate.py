@@ -80,6 +80,11 @@ class _Timed:
         self._sink.add(1, time.perf_counter() - t0)
         return out
 
+    def __getattr__(self, name):  # the rest of the policy (a slow-fast policy's decoder, ...)
+        if name == "policy":
+            raise AttributeError(name)
+        return getattr(self.policy, name)
+
 
 class VideoWriter:
     """MP4 (mp4v) of a camera's RGB frames."""

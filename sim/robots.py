@@ -193,6 +193,32 @@ def low_poly_panda_urdf() -> str:
     return str(out)
 
 
+def tool_panda_urdf(tool) -> str:
+    """``low_poly_panda_urdf()`` plus ``tool`` (``sim.tasks_contact.Tool``): a sphere link fixed
+    below ``panda_hand``, so its contact wrench passes the hand joint's F/T sensor."""
+    r, off = float(tool.radius), float(tool.offset)
+    mass = 0.05
+    inertia = 0.4 * mass * r * r
+    link = (f'  <link name="{tool.link}">\n'
+            f'    <inertial><origin xyz="0 0 0"/><mass value="{mass}"/><inertia ixx="{inertia}" ixy="0" ixz="0" '
+            f'iyy="{inertia}" iyz="0" izz="{inertia}"/></inertial>\n'
+            f'    <visual><geometry><sphere radius="{r}"/></geometry>'
+            f'<material name="sponge"><color rgba="0.95 0.8 0.2 1"/></material></visual>\n'
+            f'    <collision><geometry><sphere radius="{r}"/></geometry></collision>\n  </link>\n'
+            f'  <joint name="{tool.link}_joint" type="fixed"><parent link="panda_hand"/>'
+            f'<child link="{tool.link}"/><origin xyz="0 0 {off}" rpy="0 0 0"/></joint>\n</robot>')
+    text = Path(low_poly_panda_urdf()).read_text().replace("</robot>", link)
+    out = Path(tempfile.gettempdir()) / f"rosmind-panda-tool-{hashlib.sha1(text.encode()).hexdigest()[:12]}.urdf"
+    if not out.exists():
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    return str(out)
+
+
+FT_SALT = 0x46545345  # keeps the F/T noise stream apart from the task's rng(seed)
+
+
 @ROBOTS.register("panda")
 class PandaSim(BulletRobot):
     """Franka Panda on the table (the ground plane, z = 0 of ``panda_link0``).
@@ -216,8 +242,23 @@ class PandaSim(BulletRobot):
         super().__init__(task, spec, **kw)
         self.cameras = {s.name: CameraModel(*s.resolution) for s in self.spec.sensors_of("rgb", "rgbd")}
 
+    def reset(self, seed: int | None = None) -> Observation:
+        obs = super().reset(seed)
+        if self.ft is None:
+            return obs
+        # Tare the F/T sensor at rest in the start pose: settle one control period first.
+        cid = self.world.cid
+        self.world.step()
+        tare = p.getJointState(self.body, self.hand_joint, physicsClientId=cid)[2]
+        self.ft.reset(np.random.default_rng(None if seed is None else [int(seed), FT_SALT]), tare)
+        return self.read()
+
     def _load_robot(self) -> int:
-        urdf = low_poly_panda_urdf() if self.LOW_POLY_VISUALS else "franka_panda/panda.urdf"
+        tool = getattr(self.task, "tool", None)
+        if tool is not None:
+            urdf = tool_panda_urdf(tool)
+        else:
+            urdf = low_poly_panda_urdf() if self.LOW_POLY_VISUALS else "franka_panda/panda.urdf"
         return p.loadURDF(urdf, [0, 0, 0], [0, 0, 0, 1], useFixedBase=True,
                           flags=p.URDF_USE_INERTIA_FROM_FILE, physicsClientId=self.world.cid)
 
@@ -239,6 +280,16 @@ class PandaSim(BulletRobot):
         except SpecError:
             self.grasp_link = None
         p.enableJointForceTorqueSensor(self.body, self.hand_joint, True, physicsClientId=cid)
+        tool = getattr(self.task, "tool", None)
+        self.tool_link = self.link_index(tool.link) if tool is not None else None
+        # A task that says how its wrist F/T sensor behaves gets it modelled (tared, filtered,
+        # noisy: sim/ft_sensor.py); otherwise ``wrench`` is the raw joint reaction.
+        ft = getattr(self.task, "ft_sensor", None)
+        self.ft = None
+        if ft is not None:
+            from .ft_sensor import ForceTorqueSensor
+
+            self.ft = ForceTorqueSensor(ft, self.world.dt)
         # The real fingers are coupled by one mechanism; a gear constraint keeps them mirrored
         # so that a grasped cube cannot push one finger open while the other closes.
         gear = p.createConstraint(self.body, self.joint_ids[-1], self.body, self.finger2, p.JOINT_GEAR,
@@ -256,6 +307,15 @@ class PandaSim(BulletRobot):
         g = self.spec.joints[-1]
         self._motor(self.finger2, float(setpoint[-1]), g.effort, g.velocity)
 
+    def _advance(self) -> None:
+        if self.ft is None:
+            return super()._advance()
+        cid = self.world.cid
+        for _ in range(self.world.substeps):
+            p.stepSimulation(physicsClientId=cid)
+            self.ft.update(p.getJointState(self.body, self.hand_joint, physicsClientId=cid)[2])
+        self.ft.sample()
+
     def gripper_width(self) -> float:
         """Opening of finger 1 (m); the spec's gripper joint."""
         return float(p.getJointState(self.body, self.joint_ids[-1], physicsClientId=self.world.cid)[0])
@@ -269,8 +329,11 @@ class PandaSim(BulletRobot):
     def read(self) -> Observation:
         obs = super().read()
         obs["ee_pose"] = pose7(*self.world_to_base(*self.ee_world_pose()))
-        wrench = p.getJointState(self.body, self.hand_joint, physicsClientId=self.world.cid)[2]
-        obs["wrench"] = np.array(wrench, dtype=np.float64)
+        if self.ft is not None:
+            obs["wrench"] = self.ft.read()
+        else:
+            wrench = p.getJointState(self.body, self.hand_joint, physicsClientId=self.world.cid)[2]
+            obs["wrench"] = np.array(wrench, dtype=np.float64)
         return dict(sorted(obs.items()))
 
     def camera_intrinsics(self, name: str) -> dict[str, float]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rosmind.policies.executors import ChunkExecutor
+from rosmind.policies.executors import ChunkExecutor, make_executor
 from rosmind.robot import Observation, SimRobot
 
 
@@ -65,7 +65,7 @@ def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
     ``noise="episode"``: each chunk's sampling noise is seeded from ``seed`` and its tick
     (``rosmind.policy.infer_seeded``), as policy_node does with ``noise:=episode``.
     """
-    ex = executor or ChunkExecutor(policy)
+    ex = executor or make_executor(policy)
     cfg = policy.config
     hist = ObsHistory(cfg.obs_keys, cfg.n_obs_steps)
     t0 = time.perf_counter()
