@@ -73,6 +73,10 @@ _FIXED: dict[str, TopicBinding] = {
 _CAMERA = re.compile(r"^camera/([A-Za-z_][A-Za-z0-9_]*)/(rgb|depth)$")
 
 
+# Topics that only a robot with that kind of sensor publishes (``binding(key, spec)`` checks).
+SENSOR_TOPICS = {"wrench": "wrench", "imu": "imu", "odom": "odom"}
+
+
 def camera_topics(name: str) -> dict[str, str]:
     """Relative topic names of camera ``name``: ``rgb``, ``depth`` and a CameraInfo beside each
     (``info``, ``depth_info``), as RealSense's driver and image_pipeline's nodes expect."""
@@ -83,11 +87,16 @@ def camera_topics(name: str) -> dict[str, str]:
 def binding(key: str, spec: RobotSpec | None = None) -> TopicBinding:
     """The topic of observation ``key``; with ``spec``, also check the robot has that sensor.
 
-    Raises ``UnknownNameError`` for a key nobody publishes, ``SpecError`` for a camera the
-    robot does not have.
+    Raises ``UnknownNameError`` for a key nobody publishes, ``SpecError`` for a camera or a
+    sensor (wrench, imu, odom) the robot does not have.
     """
     if key in _FIXED:
-        return _FIXED[key]
+        b = _FIXED[key]
+        kind = SENSOR_TOPICS.get(b.topic)
+        if spec is not None and kind is not None and not spec.sensors_of(kind):
+            raise SpecError(f"observation key {key!r} needs a {kind} sensor (topic {b.topic!r}); robot "
+                            f"{spec.name!r} has none (its sensors: {[f'{x.name} ({x.kind})' for x in spec.sensors]})")
+        return b
     m = _CAMERA.match(key)
     if m is None:
         known = ", ".join([*_FIXED, "camera/<name>/rgb", "camera/<name>/depth"])

@@ -55,7 +55,9 @@ LIMIT_MARGIN = 0.9  # fraction of the spec's velocity / acceleration limits a se
 DEFAULT_REWARD_SCALES = {
     "tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "lin_vel_z": -2.0, "ang_vel_xy": -0.05,
     "orientation": -0.5, "torques": -2e-4, "dof_acc": -2.5e-7, "action_rate": -0.01,
-    "feet_air_time": 1.0, "collision": -1.0, "dof_pos_limits": -10.0, "base_height": 0.0,
+    "feet_air_time": 1.0, "collision": -1.0, "dof_pos_limits": -10.0,
+    # Not in legged_gym's A1 set: without it the first a1_walk learned a low crouch-walk.
+    "base_height": -10.0,
 }
 
 
@@ -77,7 +79,7 @@ class LocomotionConfig:
     resample_s: float = 10.0
     still_fraction: float = 0.1  # commands set to zero: standing still is a skill too
     tracking_sigma: float = 0.25
-    base_height_target: float = 0.28
+    base_height_target: float = 0.25  # the A1 standing at its stand pose, kp 20
     air_time_target: float = 0.5
     soft_limit: float = 0.9  # fraction of the joint range before dof_pos_limits penalizes
     max_tilt_deg: float = 60.0

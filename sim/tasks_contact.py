@@ -104,7 +104,10 @@ class WipeConfig:
             raise SpecError(f"WipeConfig.surface_height: at least 0.005 m, got {self.surface_height}")
         if not 0 <= self.min_in_window <= 1:
             raise SpecError(f"WipeConfig.min_in_window: a fraction in [0, 1], got {self.min_in_window}")
-        FTSensorConfig(self.ft_cutoff_hz, self.ft_force_noise, self.ft_torque_noise)  # checks them
+        try:
+            FTSensorConfig(self.ft_cutoff_hz, self.ft_force_noise, self.ft_torque_noise)
+        except SpecError as e:
+            raise SpecError(str(e).replace("FTSensorConfig.", "WipeConfig.ft_")) from None
 
 
 @TASKS.register("wipe", config=WipeConfig, robot="panda")

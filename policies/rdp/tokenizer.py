@@ -38,6 +38,8 @@ class AsymmetricTokenizer(nn.Module):
             nn.Conv1d(action_dim, c1, 5, stride=2, padding=2), nn.Mish(),
             nn.Conv1d(c1, c2, 5, stride=2, padding=2), nn.Mish(),
             nn.Conv1d(c2, 2 * latent_dim, 1))
+        with torch.no_grad():  # start nearly deterministic: the tiny KL only slowly widens it
+            self.encoder[-1].bias[latent_dim:].fill_(-8.0)
         self.up = nn.Conv1d(latent_dim, latent_feature, 3, padding=1)
         self.init_h = nn.Linear(self.latent_len * latent_dim, decoder_hidden)
         self.fast = nn.Sequential(nn.Linear(fast_dim, fast_embed), nn.Mish(), nn.Linear(fast_embed, fast_embed))

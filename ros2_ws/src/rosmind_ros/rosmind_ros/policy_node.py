@@ -41,7 +41,7 @@ from trajectory_msgs.msg import JointTrajectory
 from rosmind import schema
 from rosmind.errors import CheckpointError, SpecError, TopicTimeoutError
 from rosmind.observation import STAMP_EPS, ObservationAssembler
-from rosmind.policies.executors import ChunkExecutor, ChunkExecutorConfig
+from rosmind.policies.executors import ChunkExecutorConfig, make_executor
 from rosmind.policy import infer_seeded
 from rosmind.registry import POLICIES
 from rosmind.spec import load_spec
@@ -113,10 +113,12 @@ class PolicyNode(Node):
         self.spec = load_spec(cfg.robot)
         self.dt = self.spec.control_period
         self.policy = load_policy(cfg, self.spec)
-        self.executor_ = ChunkExecutor(self.policy, ex_cfg)
+        self.executor_ = make_executor(self.policy, ex_cfg)
+        self._fast = hasattr(self.executor_, "fast_keys")  # slow-fast: one decode per tick
         self._prefetch0 = ex_cfg.prefetch
         self._recent_infer: deque[float] = deque(maxlen=20)
-        keys = self.policy.config.obs_keys
+        pc = self.policy.config
+        keys = tuple(dict.fromkeys((*pc.obs_keys, *getattr(pc, "fast_keys", ()))))  # + a fast decoder's inputs
         self.topics = self._topics_for(keys)
         self.topics.setdefault("joint_states", (schema.JOINT_STATE, []))  # the tick, always
         self._command_keys = [k for k in keys if schema.binding(k).default is not None]
@@ -138,7 +140,9 @@ class PolicyNode(Node):
         self.skipped_stale = 0
         self._stale_keys: list[str] = []
         self._camera_keys = [k for k in keys if schema.camera_name(k)]
-        stages = ("obs", "inference", "publish", "e2e") + (("decode", "image_age") if self._camera_keys else ())
+        stages = (("obs", "inference", "publish", "e2e") + (("decode", "image_age") if self._camera_keys else ())
+                  + (("fast",) if self._fast else ()))
+        self._rates = {"slow": deque(maxlen=50), "fast": deque(maxlen=200)}  # monotonic times of each loop
         self.lat = {s: deque(maxlen=cfg.latency_window) for s in stages}
         self.timeline = Timeline() if cfg.timeline else None
         self._recv_at: dict[tuple[str, int], float] = {}  # (camera topic, stamp ns) -> arrival (monotonic)
@@ -157,15 +161,15 @@ class PolicyNode(Node):
                                f"topics {sorted(self.topics)}")
 
     def _topics_for(self, keys) -> dict:
-        """Topics of the checkpoint's observation keys; a camera the robot lacks is refused here,
-        at load, naming it and the topic the policy would wait for."""
+        """Topics of the checkpoint's observation keys; a camera or sensor (wrench, imu) the robot
+        lacks is refused here, at load, naming it and the topic the policy would wait for."""
         for k in keys:
             cam = schema.camera_name(k)
-            if cam is None:
-                continue
             try:
                 schema.binding(k, self.spec)
             except SpecError as e:
+                if cam is None:
+                    raise SpecError(f"{self.cfg.checkpoint or self.cfg.policy}: {e}") from None
                 have = [c.name for c in self.spec.sensors_of("rgb", "rgbd")]
                 raise SpecError(f"{self.cfg.checkpoint or self.cfg.policy}: the policy reads {k!r} from camera "
                                 f"{cam!r} (topic {self.resolve_topic_name(schema.binding(k).topic)}), which robot "
@@ -267,9 +271,9 @@ class PolicyNode(Node):
                 self.timeline.mark("used", topic, cv.to_ns(cv.stamp(stamp)), mono_s=start,
                                    value_s=tick * self.dt - stamp)
         seed = self.cfg.seed + self._episode if self.cfg.noise == "episode" and self._episode >= 0 else None
-        chunk = infer_seeded(self.policy, obs, seed, tick - (self._tick0 or 0))["action"]
-        chunk = self.executor_.reanchor(chunk, obs, tick)
+        out = infer_seeded(self.policy, obs, seed, tick - (self._tick0 or 0))
         self.lat["inference"].append(time.perf_counter() - t0)
+        self._rates["slow"].append(time.monotonic())
         if self.cfg.mode == "realtime":
             self._adapt_prefetch(time.perf_counter() - t0)
         if self.timeline is not None:
@@ -278,7 +282,7 @@ class PolicyNode(Node):
         if generation != self._generation:
             return
         now_tick, now_t = self._now
-        self.executor_.add_chunk(chunk, tick, now_tick=now_tick)
+        self.executor_.add_output(out, obs, tick, now_tick=now_tick)
         if self.cfg.mode == "realtime":
             # Send the fresh plan now rather than at the next tick: from the newest tick on
             # (rows whose tick passed are dropped), stamped with that tick's observation.
@@ -298,8 +302,12 @@ class PolicyNode(Node):
 
     def _publish_plan(self, tick: int, t: float, arrived: float | None) -> JointTrajectory | None:
         """Publish the planned actions from ``tick`` on, stamped ``t``; None if none cover it."""
+        t0 = time.perf_counter()
         if self.executor_.action(tick) is None:
             return None
+        if self._fast:  # the fast loop: this tick's row decoded from its force sample
+            self.lat["fast"].append(time.perf_counter() - t0)
+            self._rates["fast"].append(time.monotonic())
         t1 = time.perf_counter()
         msg = cv.joint_trajectory(self.spec.joint_names, self.executor_.planned(tick), t, self.dt)
         sent_at = time.monotonic()  # before publish: the receiver may run before it returns
@@ -323,6 +331,7 @@ class PolicyNode(Node):
             self._tick0 = tick  # the episode's first tick (lockstep: robot_node's tick 0 after reset)
         self._now = (tick, t)
         obs = self.asm.history(t)
+        self.executor_.observe(obs, tick)
         self.lat["obs"].append(time.perf_counter() - t0)
         if self.executor_.wants_inference(tick):
             self.executor_.request()
@@ -359,12 +368,20 @@ class PolicyNode(Node):
                   "command_clamped": str(bool(getattr(self.policy, "last_clamped", False))).lower(),
                   "stale_topics": ",".join(stale_topics),
                   "dropped_late_rows": self.executor_.dropped_rows, "mode": self.cfg.mode}
+        if self._fast:
+            values["fast_held_ticks"] = self.executor_.held_ticks
+            values["fast_input_stale"] = str(self.executor_.fast_stale).lower()
+            for loop, times in self._rates.items():
+                span = times[-1] - times[0] if len(times) > 1 else 0.0
+                values[f"{loop}_loop_hz"] = f"{(len(times) - 1) / span:.2f}" if span > 0 else "0"
         for stage, samples in self.lat.items():
             s = latency_summary(list(samples))
             values[f"{stage}_p50_ms"], values[f"{stage}_p99_ms"] = f"{s['p50']:.3f}", f"{s['p99']:.3f}"
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
-        level = "WARN" if self.skipped_stale or stale_commands or getattr(self.policy, "last_clamped", False) else "OK"
+        held = self._fast and (self.executor_.held_ticks or self.executor_.fast_stale)
+        level = ("WARN" if self.skipped_stale or stale_commands or held or getattr(self.policy, "last_clamped", False)
+                 else "OK")
         msg.status = [cv.diagnostic_status(f"{self.get_name()}: policy", level,
                                            f"{self.cfg.checkpoint or self.cfg.policy}", values, self.spec.name)]
         self.diag_pub.publish(msg)
