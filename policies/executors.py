@@ -259,7 +259,7 @@ class SlowFastExecutor(ChunkExecutor):
 
     def wants_inference(self, tick: int) -> bool:
         with self._lock:
-            if self._pending:
+            if self._pending or self.fast_stale:  # never plan from a NaN force: the tick holds
                 return False
             if self._state is None:
                 return True
