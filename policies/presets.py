@@ -56,6 +56,19 @@ register_preset(Preset(
                 n_action_steps=8, relative_actions=True, image_channels=[16, 32, 64], image_feature_dim=64),
     families=("diffusion",)))
 register_preset(Preset(
+    "wipe_rdp", "Panda wipe: RDP from joint/EE state, the wrist wrench and the path's end (slow), the wrench (fast)",
+    train=dict(steps=20000, batch_size=64, lr=5e-4, warmup_steps=500, checkpoint_every=2000, val_every=0),
+    policy=dict(obs_keys=["joint_pos", "ee_pose", "wrench", "goal_pose"], fast_keys=["wrench"], n_obs_steps=1,
+                horizon=32, n_action_steps=16, tokenizer_steps=4000),
+    families=("rdp",)))
+register_preset(Preset(
+    "wipe_dp", "Panda wipe: Diffusion Policy baseline from joint/EE state and the path's end (add wrench with "
+               "policy.obs_keys)",
+    train=dict(steps=16000, batch_size=64, lr=5e-4, warmup_steps=500, checkpoint_every=2000, val_every=0),
+    policy=dict(obs_keys=["joint_pos", "ee_pose", "goal_pose"], n_obs_steps=1, horizon=16, n_action_steps=8,
+                relative_actions=True),
+    families=("diffusion",)))
+register_preset(Preset(
     "tiny", "seconds-long smoke runs for tests: a few steps of a very small model",
     train=dict(steps=30, batch_size=16, lr=1e-3, warmup_steps=2, checkpoint_every=10, log_every=5,
                val_every=0, progress=False),

@@ -229,6 +229,17 @@ class ReplayBuffer:
         return h.hexdigest()[:16]
 
 
+def tactile_pca(a: np.ndarray) -> dict[str, np.ndarray]:
+    """PCA of taxel readings ``[N, *shape]`` (RDP reduces a tactile pad this way):
+    ``pca_mean [D]``, ``pca_components [D, D]`` (rows by decreasing variance), and the range of
+    each component's projection, ``pca_min``/``pca_max`` ``[D]``."""
+    x = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    proj = (x - mean) @ vt.T
+    return {"pca_mean": mean, "pca_components": vt, "pca_min": proj.min(axis=0), "pca_max": proj.max(axis=0)}
+
+
 def val_mask(n_episodes: int, val_ratio: float, seed: int) -> np.ndarray:
     """Episode-level split: a seeded random choice of ``round(n*val_ratio)`` validation
     episodes (at least one when ``val_ratio > 0`` and there are two or more episodes)."""
@@ -323,6 +334,9 @@ class SequenceDataset:
         each chunk row minus the window's newest joint_pos, over every training window."""
         out = {k: {"min": a.min(axis=0), "max": a.max(axis=0)}
                for k, a in self.arrays.items() if not is_image_key(k)}
+        for k, a in self.arrays.items():
+            if k.startswith("tactile/"):
+                out[k].update(tactile_pca(a))
         q = self.arrays.get("joint_pos")
         act = self.arrays[self.action_key]
         if q is not None and q.shape[1:] == act.shape[1:] and len(self.indices):

@@ -74,6 +74,11 @@ class Policy(Protocol):
     def infer(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
+def input_keys(config) -> tuple[str, ...]:
+    """Every observation key a policy reads: ``obs_keys`` plus a slow-fast policy's ``fast_keys``."""
+    return tuple(dict.fromkeys((*config.obs_keys, *getattr(config, "fast_keys", ()))))
+
+
 NOISE_MODES = ("stream", "episode")
 
 

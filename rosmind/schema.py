@@ -71,6 +71,7 @@ _FIXED: dict[str, TopicBinding] = {
     )
 }
 _CAMERA = re.compile(r"^camera/([A-Za-z_][A-Za-z0-9_]*)/(rgb|depth)$")
+_TACTILE = re.compile(r"^tactile/([A-Za-z_][A-Za-z0-9_]*)$")
 
 
 # Topics that only a robot with that kind of sensor publishes (``binding(key, spec)`` checks).
@@ -97,9 +98,15 @@ def binding(key: str, spec: RobotSpec | None = None) -> TopicBinding:
             raise SpecError(f"observation key {key!r} needs a {kind} sensor (topic {b.topic!r}); robot "
                             f"{spec.name!r} has none (its sensors: {[f'{x.name} ({x.kind})' for x in spec.sensors]})")
         return b
+    t = _TACTILE.match(key)
+    if t is not None:  # a taxel pad: a 32FC3 image every tick, like the wrench
+        if spec is not None and spec.sensor(t.group(1)).kind != "tactile":
+            raise SpecError(f"observation key {key!r}: sensor {t.group(1)!r} of robot {spec.name!r} "
+                            f"is a {spec.sensor(t.group(1)).kind} sensor, not tactile")
+        return TopicBinding(key, key, IMAGE, "data")
     m = _CAMERA.match(key)
     if m is None:
-        known = ", ".join([*_FIXED, "camera/<name>/rgb", "camera/<name>/depth"])
+        known = ", ".join([*_FIXED, "camera/<name>/rgb", "camera/<name>/depth", "tactile/<name>"])
         raise UnknownNameError(f"unknown observation key {key!r}; known keys: {known}")
     cam, channel = m.groups()
     if spec is not None:

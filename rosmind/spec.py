@@ -38,7 +38,7 @@ class SensorSpec:
     name: str
     kind: str
     rate_hz: float
-    resolution: tuple[int, int] | None = None  # (width, height) for images
+    resolution: tuple[int, int] | None = None  # (width, height): image pixels, tactile taxels
     frame_id: str = ""
 
 
@@ -153,13 +153,14 @@ def _sensor(d: Any, src: str, i: int) -> SensorSpec:
         raise SpecError(f"{where}.kind: unknown sensor kind {kind!r}; expected one of {SENSOR_KINDS}")
     rate = _positive(_need(d, "rate_hz", where, (int, float)), f"{where}.rate_hz")
     res = d.get("resolution")
-    if kind in ("rgb", "rgbd"):
+    if kind in ("rgb", "rgbd", "tactile"):
+        unit = "taxels" if kind == "tactile" else "pixels"
         if (not isinstance(res, list) or len(res) != 2
                 or not all(isinstance(x, int) and x > 0 for x in res)):
-            raise SpecError(f"{where}.resolution: a {kind} sensor needs [width, height] in pixels, got {res!r}")
+            raise SpecError(f"{where}.resolution: a {kind} sensor needs [width, height] in {unit}, got {res!r}")
         res = (res[0], res[1])
     elif res is not None:
-        raise SpecError(f"{where}.resolution: only camera sensors have a resolution")
+        raise SpecError(f"{where}.resolution: only camera and tactile sensors have a resolution")
     return SensorSpec(name=name, kind=kind, rate_hz=rate, resolution=res, frame_id=str(d.get("frame_id", "")))
 
 

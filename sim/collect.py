@@ -98,9 +98,9 @@ class _Worker:
         last = [None]
 
         def on_tick(tick, obs, action):
-            for k in STATE_KEYS:
+            for k in (*STATE_KEYS, *(k for k in obs if k.startswith("tactile/"))):
                 if k in obs:  # a task without objects (wipe) has no object_poses
-                    rows[k].append(np.asarray(obs[k]))
+                    rows.setdefault(k, []).append(np.asarray(obs[k]))
             if action is None:  # held: the setpoint did not change
                 action = last[0] if last[0] is not None else obs["joint_pos"]
             last[0] = action

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rosmind.policies.executors import ChunkExecutor, make_executor
+from rosmind.policy import input_keys
 from rosmind.robot import Observation, SimRobot
 
 
@@ -67,7 +68,7 @@ def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
     """
     ex = executor or make_executor(policy)
     cfg = policy.config
-    hist = ObsHistory(cfg.obs_keys, cfg.n_obs_steps)
+    hist = ObsHistory(input_keys(cfg), cfg.n_obs_steps)
     t0 = time.perf_counter()
     obs = sim.reset(seed)
     ex.reset(noise_seed=seed if noise == "episode" else None)

@@ -84,10 +84,17 @@ class WipeConfig:
     ft_cutoff_hz: float = 30.0
     ft_force_noise: float = 0.2
     ft_torque_noise: float = 0.01
+    # The taxel pad (the spec's tactile sensor, e.g. `pad`): read() then has tactile/<name>.
+    tactile: bool = False
+    taxel_pitch: float = 0.008  # m between taxel centres
+    taxel_sigma: float = 0.006  # m: how far a contact spreads over the skin
+    tactile_noise: float = 0.05  # N per taxel and channel
 
     def __post_init__(self):
         _check_positive(self, "time_limit_s", "ramp_length", "stiffness", "damping", "friction", "force_target",
-                        "max_force", "max_path_error", "tool_radius")
+                        "max_force", "max_path_error", "tool_radius", "taxel_pitch", "taxel_sigma")
+        if not (math.isfinite(self.tactile_noise) and self.tactile_noise >= 0):
+            raise SpecError(f"WipeConfig.tactile_noise: must be a finite number >= 0, got {self.tactile_noise!r}")
         for name in ("path_x", "surface_height", "step_height", "step_y", "push_height", "push_y", "force_window"):
             lo, hi = getattr(self, name)
             if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
@@ -165,6 +172,18 @@ class WipeTask(Task):
         centre = top - half_t * np.array([-math.sin(angle), math.cos(angle)])
         self.board.append(self._box(sim, [xc, *centre], [hx, length, half_t], roll=angle))
         self.goal_base = pose7([self.path_x, c.path_y[1], 0.0], [0, 0, 0, 1])
+        self.pad = None
+        if c.tactile:
+            pads = sim.spec.sensors_of("tactile")
+            if not pads:
+                raise SpecError(f"wipe: tactile=true needs a tactile sensor in robot {sim.spec.name!r}'s spec")
+            self.pad = pads[0]
+            cols, rows = self.pad.resolution
+            self.taxels = np.stack(np.meshgrid((np.arange(cols) - (cols - 1) / 2) * c.taxel_pitch,
+                                               (np.arange(rows) - (rows - 1) / 2) * c.taxel_pitch), -1)  # [R, C, 2]
+            # Drawn last: the layout above is the same with or without the pad.
+            self.tactile_rng = np.random.default_rng(rng.integers(2**63))
+            self.tactile_now = np.zeros((rows, cols, 3))
         self.pushed = False
         self.started = self.finished = False
         self.forces: list[float] = []
@@ -197,13 +216,34 @@ class WipeTask(Task):
         return float(sum(cp[9] for b in self.board
                          for cp in p.getContactPoints(sim.body, b, linkIndexA=sim.tool_link, physicsClientId=cid)))
 
+    def tactile(self, sim: BulletRobot) -> np.ndarray:
+        """Taxel readings ``[rows, cols, 3]`` (normal pressure, shear x, shear y in the tool's
+        frame, N): each tool-board contact point spread over the taxels near where it touches
+        (Gaussian, ``taxel_sigma``), plus noise."""
+        c, cid = self.config, sim.world.cid
+        pos, quat = sim.link_world_pose(sim.tool_link)
+        rot = np.asarray(p.getMatrixFromQuaternion(quat)).reshape(3, 3)  # tool frame -> world
+        out = np.zeros((*self.taxels.shape[:2], 3))
+        for b in self.board:
+            for cp in p.getContactPoints(sim.body, b, linkIndexA=sim.tool_link, physicsClientId=cid):
+                at = rot.T @ (np.asarray(cp[5]) - np.asarray(pos))  # on the tool, tool frame
+                shear = rot.T @ (cp[10] * np.asarray(cp[11]) + cp[12] * np.asarray(cp[13]))
+                w = np.exp(-np.sum((self.taxels - at[:2]) ** 2, -1) / (2 * c.taxel_sigma ** 2))
+                out += w[..., None] * np.array([cp[9], shear[0], shear[1]])
+        return out + c.tactile_noise * self.tactile_rng.standard_normal(out.shape)
+
     def observe(self, sim: BulletRobot) -> dict[str, np.ndarray]:
-        return {"goal_pose": self.goal_base.copy()}
+        out = {"goal_pose": self.goal_base.copy()}
+        if self.pad is not None:
+            out[f"tactile/{self.pad.name}"] = self.tactile_now.copy()
+        return out
 
     def update(self, sim: BulletRobot) -> None:
         c = self.config
         tool = self.tool_position(sim)
         self.force_now = self.normal_force(sim)
+        if self.pad is not None:  # once per tick: the same reading however often read() runs
+            self.tactile_now = self.tactile(sim)
         if not self.started and self.force_now >= TOUCH_FORCE and tool[1] <= c.path_y[0] + START_MARGIN:
             self.started = True
         if self.started and not self.finished:

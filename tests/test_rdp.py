@@ -236,3 +236,54 @@ def test_tiny_wipe_collect_train_eval(tmp_path):
     assert int(policy.train_step) == 12 and policy.stage == 2
     out = evaluate(lambda: make_sim("panda", "wipe", time_limit_s=1.0), policy, [5])
     assert len(out.successes) == 1 and out.lengths[0] == 20
+
+
+@pytest.mark.sim
+def test_tactile_pad_reads_the_contact_and_leaves_the_episode_alone():
+    from rosmind.registry import POLICIES
+    from rosmind.sim.robots import make_sim
+    from rosmind.sim.rollout import run_episode
+
+    entry = POLICIES.get("wipe_expert")
+    results = {}
+    for tactile in (False, True):
+        expert = entry.factory(entry.config())
+        pads: list = []
+        with make_sim("panda", "wipe", tactile=tactile) as sim:
+            r = run_episode(sim, expert, 2, on_tick=lambda t, o, a, pads=pads, sim=sim: pads.append(
+                (sim.task.force_now, o.get("tactile/pad"))))
+            results[tactile] = (r.ticks, sim.task_status()["force_rmse"])
+        expert.close()
+    assert results[True] == results[False]  # the pad is drawn last: the same episode
+    touching = [(f, pad) for f, pad in pads if f > 5.0]
+    free = [pad for f, pad in pads if f == 0.0]
+    assert touching and free and all(p.shape == (4, 4, 3) for _, p in touching)
+    # Pressure sums over the pad with the normal force; in free air it is noise only.
+    ratio = np.median([pad[..., 0].sum() / f for f, pad in touching])
+    assert 2.0 < ratio < 10.0 and np.median([abs(p[..., 0].sum()) for p in free]) < 1.0
+
+
+@pytest.mark.sim
+def test_rdp_with_a_tactile_pad_through_its_pca(tmp_path):
+    from rosmind.checkpoint import load_checkpoint
+    from rosmind.dataset import ReplayBuffer
+    from rosmind.policies.train import train
+    from rosmind.sim.collect import CollectConfig, collect
+    from rosmind.sim.evaluate import evaluate
+    from rosmind.sim.robots import make_sim
+
+    data = tmp_path / "wipe_tactile.zarr"
+    collect(CollectConfig(task="wipe", policy="wipe_expert", episodes=2, task_options={"tactile": True}), data,
+            progress=False)
+    assert ReplayBuffer.open(data, "r").array("tactile/pad").shape[1:] == (4, 4, 3)
+    res = train("rdp", data, tmp_path / "run", overrides=[
+        "train.steps=8", "train.batch_size=8", "train.warmup_steps=1", "train.checkpoint_every=8",
+        "train.val_every=0", "train.progress=false", "policy.tokenizer_steps=4", "policy.down_dims=[16,32]",
+        "policy.n_groups=4", "policy.step_embed_dim=16", "policy.num_inference_steps=2",
+        'policy.fast_keys=["tactile/pad"]', "policy.tactile_pca_dim=6"])
+    policy = load_checkpoint(res.checkpoint)
+    comp = policy.pca_components__tactile__pad.numpy()
+    assert comp.shape == (6, 48)
+    np.testing.assert_allclose(comp @ comp.T, np.eye(6), atol=1e-4)  # orthonormal principal axes
+    out = evaluate(lambda: make_sim("panda", "wipe", tactile=True, time_limit_s=1.0), policy, [5])
+    assert out.lengths[0] == 20

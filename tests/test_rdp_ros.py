@@ -133,3 +133,36 @@ def test_an_rdp_checkpoint_on_a_robot_without_a_wrench_sensor_is_refused_at_load
     out = proc.stdout.read()
     assert code == 2, out
     assert "'wrench'" in out and "wrench sensor" in out, out
+
+
+def test_robot_node_publishes_the_wipe_tools_taxel_pad(ros_env):
+    """task_options tactile=true: robot_node publishes tactile/pad (32FC3, the spec's 4x4 taxels)
+    every tick, stamped like joint_states; policy_node decodes it with cv.tactile_to_numpy."""
+    from sensor_msgs.msg import Image
+
+    proc = subprocess.Popen([sys.executable, "-m", "rosmind_ros.robot_node", "--ros-args", "-p", "robot:=panda",
+                             "-p", "task:=wipe", "-p", "task_options:=tactile=true", "-p", "mode:=lockstep",
+                             "-p", "episodes:=1", "-p", "policy_wait_s:=2.0"],
+                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("pad_listener", context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    pads: list[Image] = []
+    stamps: list[float] = []
+    node.create_subscription(Image, "tactile/pad", pads.append, 10)
+    node.create_subscription(JointState, "joint_states", lambda m: stamps.append(cv.to_sec(m.header.stamp)), 10)
+    try:
+        end = time.monotonic() + 60
+        while not pads and time.monotonic() < end and proc.poll() is None:
+            ex.spin_once(timeout_sec=0.1)
+        assert pads, proc.stdout.read() if proc.poll() is not None else "no tactile/pad message"
+    finally:
+        stop_process(proc)
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+    a = cv.tactile_to_numpy(pads[0])
+    assert pads[0].encoding == "32FC3" and a.shape == (4, 4, 3) and np.all(np.isfinite(a))
+    assert pads[0].header.frame_id == "wipe_tool" and cv.to_sec(pads[0].header.stamp) in stamps + [0.0]

@@ -28,7 +28,8 @@ class RDPConfig(PolicyConfig):
     ``horizon`` is the training window (``n_obs_steps - 1`` past steps plus the chunk of
     ``chunk = horizon - n_obs_steps + 1`` steps, divisible by 4); the slow policy plans every
     ``n_action_steps`` ticks. ``obs_keys`` condition the slow policy; ``fast_keys`` (per-step,
-    low-dimensional: ``wrench``, or a PCA-reduced tactile key) feed the decoder. Actions are
+    low-dimensional: ``wrench``, or a taxel pad ``tactile/<name>`` reduced to its first
+    ``tactile_pca_dim`` principal components) feed the decoder. Actions are
     relative to the newest joint_pos (RDP: relative to the current pose).
 
     Training (one loop, two stages): the tokenizer for ``tokenizer_steps`` (L1 + ``kl_weight`` KL),
@@ -54,6 +55,9 @@ class RDPConfig(PolicyConfig):
     latent_feature: int = 32
     kl_weight: float = 1e-6
     tokenizer_steps: int = 3000
+    # A tactile fast key (tactile/<pad>) enters the decoder as its first principal components,
+    # fitted on the dataset and kept in the checkpoint (RDP: marker offsets -> PCA 15-D).
+    tactile_pca_dim: int = 15
     # stage 2: latent diffusion (DiffusionConfig's meaning)
     num_train_timesteps: int = 100
     beta_schedule: str = "squaredcos_cap_v2"
@@ -97,7 +101,7 @@ class RDPConfig(PolicyConfig):
             raise SpecError(f"{name}.n_action_steps: at most the chunk length {self.chunk}, got {self.n_action_steps}")
         if len(self.encoder_channels) != 2:
             raise SpecError(f"{name}.encoder_channels: two entries (one per stride-2 conv), got {self.encoder_channels}")
-        for f in ("latent_dim", "decoder_hidden", "fast_embed", "latent_feature"):
+        for f in ("latent_dim", "decoder_hidden", "fast_embed", "latent_feature", "tactile_pca_dim"):
             if getattr(self, f) < 1:
                 raise SpecError(f"{name}.{f}: must be >= 1, got {getattr(self, f)}")
         if self.kl_weight < 0 or self.tokenizer_steps < 0:

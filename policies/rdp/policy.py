@@ -30,6 +30,14 @@ from .config import RDPConfig
 from .tokenizer import AsymmetricTokenizer
 
 
+def is_tactile(key: str) -> bool:
+    return key.startswith("tactile/")
+
+
+def _pca(key: str, part: str) -> str:
+    return f"pca_{part}__{key.replace('/', '__')}"
+
+
 def future_key(key: str) -> str:
     """The dataset item holding ``key`` over the whole window (``SequenceDataset(future_keys=...)``)."""
     return f"future/{key}"
@@ -63,13 +71,18 @@ class RDPPolicy(nn.Module):
         cfg = config or RDPConfig()
         self.config = cfg
         self.latent_dp = DiffusionPolicy(cfg.latent_config())
-        fast_dim = sum(int(np.prod(cfg.obs_shapes[k])) for k in cfg.fast_keys)
+        fast_dim = sum(self._fast_width(k) for k in cfg.fast_keys)
         self.tokenizer = AsymmetricTokenizer(cfg.action_dim, fast_dim, cfg.chunk, cfg.latent_dim,
                                              tuple(cfg.encoder_channels), cfg.decoder_hidden, cfg.fast_embed,
                                              cfg.latent_feature)
         # Relative chunks normalized per row (as Diffusion Policy's relative_actions); fast keys per element.
         self.normalizer = Normalizer({"action": (cfg.chunk, cfg.action_dim),
-                                      **{k: cfg.obs_shapes[k] for k in cfg.fast_keys}})
+                                      **{k: (self._fast_width(k),) for k in cfg.fast_keys}})
+        for k in cfg.fast_keys:
+            if is_tactile(k):  # the pad's PCA (fitted on the dataset)
+                d = int(np.prod(cfg.obs_shapes[k]))
+                self.register_buffer(_pca(k, "mean"), torch.zeros(d))
+                self.register_buffer(_pca(k, "components"), torch.zeros(cfg.tactile_pca_dim, d))
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
         self.eval()
 
@@ -80,7 +93,23 @@ class RDPPolicy(nn.Module):
         if "action_relative" not in stats:
             raise KeyError("RDP needs 'action_relative' stats (SequenceDataset.stats() with joint_pos)")
         rel = {k: np.asarray(v)[cfg.n_obs_steps - 1:] for k, v in stats["action_relative"].items()}
-        self.normalizer.fit({"action": rel, **{k: stats[k] for k in cfg.fast_keys}})
+        fast = {}
+        for k in cfg.fast_keys:
+            if not is_tactile(k):
+                fast[k] = {"min": np.asarray(stats[k]["min"]).reshape(-1), "max": np.asarray(stats[k]["max"]).reshape(-1)}
+                continue
+            if "pca_components" not in stats[k]:
+                raise KeyError(f"RDP: tactile key {k!r} needs its PCA in the stats (SequenceDataset.stats())")
+            n = cfg.tactile_pca_dim
+            comp = np.zeros((n, int(np.prod(cfg.obs_shapes[k]))))
+            got = np.asarray(stats[k]["pca_components"])[:n]
+            comp[:len(got)] = got
+            getattr(self, _pca(k, "mean")).copy_(torch.as_tensor(np.asarray(stats[k]["pca_mean"]), dtype=torch.float32))
+            getattr(self, _pca(k, "components")).copy_(torch.as_tensor(comp, dtype=torch.float32))
+            lo, hi = np.zeros(n), np.zeros(n)
+            lo[:len(got)], hi[:len(got)] = np.asarray(stats[k]["pca_min"])[:n], np.asarray(stats[k]["pca_max"])[:n]
+            fast[k] = {"min": lo, "max": hi}
+        self.normalizer.fit({"action": rel, **fast})
         ones = np.ones((cfg.latent_dim,))
         # Latents are bounded by the encoder's tanh: the inner policy's action range is [-1, 1].
         self.latent_dp.fit_normalizer({**{k: stats[k] for k in cfg.obs_keys if k in stats},
@@ -102,8 +131,19 @@ class RDPPolicy(nn.Module):
                 raise UserError(f"RDP training needs the dataset's per-step {k!r} over each window ({fk!r}); "
                                 "train it through rosmind train (SequenceDataset future_keys)")
             x = batch[fk][:, cfg.n_obs_steps - 1:].float()
-            parts.append(self.normalizer.normalize(k, x).flatten(2))
+            parts.append(self._reduce(k, x.flatten(2)))
         return torch.cat(parts, dim=-1)
+
+    def _fast_width(self, key: str) -> int:
+        cfg = self.config
+        return cfg.tactile_pca_dim if is_tactile(key) else int(np.prod(cfg.obs_shapes[key]))
+
+    def _reduce(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        """Flattened raw values ``[..., D]`` of a fast key -> its normalized decoder input (a
+        tactile pad through its PCA first)."""
+        if is_tactile(key):
+            x = (x - getattr(self, _pca(key, "mean"))) @ getattr(self, _pca(key, "components")).T
+        return self.normalizer.normalize(key, x)
 
     def _chunk(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The window's chunk relative to its newest joint_pos, normalized ``[B, T, Da]``."""
@@ -153,10 +193,10 @@ class RDPPolicy(nn.Module):
         cfg = self.config
         parts = []
         for k in cfg.fast_keys:
-            v = np.asarray(fast[k], dtype=np.float32).reshape(cfg.obs_shapes[k])
+            v = np.asarray(fast[k], dtype=np.float32).reshape(1, -1)
             if cfg.fast_input == "zero":
                 v = np.zeros_like(v)
-            parts.append(self.normalizer.normalize(k, torch.from_numpy(v)).reshape(1, -1))
+            parts.append(self._reduce(k, torch.from_numpy(v)))
         return torch.cat(parts, dim=-1)
 
     @torch.inference_mode()

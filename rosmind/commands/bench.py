@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "render": "rosmind.bench.render",
     "camera_graph": "rosmind.bench.camera_graph",
     "locomotion": "rosmind.bench.locomotion",
+    "rdp": "rosmind.bench.rdp",
 }
 ACCEPTS_EXTRA = True
 

@@ -125,7 +125,8 @@ def wrench_to_numpy(msg: WrenchStamped) -> np.ndarray:
 
 
 _ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-              "mono8": (np.uint8, 1), "32FC1": (np.float32, 1), "16UC1": (np.uint16, 1)}
+              "mono8": (np.uint8, 1), "32FC1": (np.float32, 1), "16UC1": (np.uint16, 1),
+              "32FC3": (np.float32, 3)}
 COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 DEPTH_ENCODINGS = ("16UC1", "32FC1")  # millimetres (RealSense Z16) / metres, REP 118
 
@@ -182,6 +183,13 @@ def depth_to_metres(msg: Image) -> np.ndarray:
         m[a == 0] = np.nan
         return m
     return a.astype(np.float32, copy=False)
+
+
+def tactile_to_numpy(msg: Image) -> np.ndarray:
+    """A taxel image (32FC3: normal pressure, shear x, shear y per taxel, N) -> ``[rows, cols, 3]`` float32."""
+    if msg.encoding != "32FC3":
+        raise ValueError(f"encoding {msg.encoding!r} is not a taxel image; expected '32FC3'")
+    return image_to_numpy(msg).astype(np.float32, copy=False)
 
 
 def camera_info(width: int, height: int, fx: float, fy: float, cx: float, cy: float, t: float, frame_id: str) -> CameraInfo:

@@ -42,7 +42,7 @@ from rosmind import schema
 from rosmind.errors import CheckpointError, SpecError, TopicTimeoutError
 from rosmind.observation import STAMP_EPS, ObservationAssembler
 from rosmind.policies.executors import ChunkExecutorConfig, make_executor
-from rosmind.policy import infer_seeded
+from rosmind.policy import infer_seeded, input_keys
 from rosmind.registry import POLICIES
 from rosmind.spec import load_spec
 from rosmind.stats import latency_summary
@@ -117,8 +117,7 @@ class PolicyNode(Node):
         self._fast = hasattr(self.executor_, "fast_keys")  # slow-fast: one decode per tick
         self._prefetch0 = ex_cfg.prefetch
         self._recent_infer: deque[float] = deque(maxlen=20)
-        pc = self.policy.config
-        keys = tuple(dict.fromkeys((*pc.obs_keys, *getattr(pc, "fast_keys", ()))))  # + a fast decoder's inputs
+        keys = input_keys(self.policy.config)  # obs_keys + a fast decoder's inputs
         self.topics = self._topics_for(keys)
         self.topics.setdefault("joint_states", (schema.JOINT_STATE, []))  # the tick, always
         self._command_keys = [k for k in keys if schema.binding(k).default is not None]
@@ -188,13 +187,25 @@ class PolicyNode(Node):
 
     def _decode(self, msg_type: str, keys: list[str], msg) -> dict:
         if msg_type == schema.IMAGE:
-            return {k: self._frame(k, msg) for k in keys}
+            return {k: self._taxels(k, msg) if k.startswith("tactile/") else self._frame(k, msg) for k in keys}
         decode = cv.DECODERS[msg_type]
         try:
             d = decode(msg, keys, self.spec.joint_names)
         except KeyError as e:
             raise SpecError(f"joint_states does not match robot {self.spec.name!r}: {e.args[0]}") from None
         return {k: d[k] for k in keys}
+
+    def _taxels(self, key: str, msg) -> np.ndarray:
+        """A taxel pad's reading, of the manifest's shape (else refused naming the topic)."""
+        topic = self.resolve_topic_name(key)
+        try:
+            a = cv.tactile_to_numpy(msg)
+        except ValueError as e:
+            raise SpecError(f"{topic} ({key}): {e}") from None
+        want = tuple(self.policy.config.obs_shapes.get(key, a.shape))
+        if a.shape != want:
+            raise SpecError(f"{topic} ({key}): taxel image {list(a.shape)} differs from the checkpoint's {list(want)}")
+        return a
 
     def _frame(self, key: str, msg) -> np.ndarray:
         """A camera frame as the checkpoint wants it: RGB uint8 or depth in metres, of the
@@ -302,12 +313,8 @@ class PolicyNode(Node):
 
     def _publish_plan(self, tick: int, t: float, arrived: float | None) -> JointTrajectory | None:
         """Publish the planned actions from ``tick`` on, stamped ``t``; None if none cover it."""
-        t0 = time.perf_counter()
         if self.executor_.action(tick) is None:
             return None
-        if self._fast:  # the fast loop: this tick's row decoded from its force sample
-            self.lat["fast"].append(time.perf_counter() - t0)
-            self._rates["fast"].append(time.monotonic())
         t1 = time.perf_counter()
         msg = cv.joint_trajectory(self.spec.joint_names, self.executor_.planned(tick), t, self.dt)
         sent_at = time.monotonic()  # before publish: the receiver may run before it returns
@@ -341,6 +348,14 @@ class PolicyNode(Node):
                 fut.result(timeout=self.cfg.inference_timeout_s)
             else:
                 fut.add_done_callback(self._note_error)
+        if self._fast:  # the fast loop: this tick's row, decoded from the tick's force sample
+            t1 = time.perf_counter()
+            if self.executor_.action(tick) is not None:
+                decode = time.perf_counter() - t1
+                self.lat["fast"].append(decode)
+                self._rates["fast"].append(time.monotonic())
+                if self.timeline is not None:
+                    self.timeline.mark("fast", "fast", cv.to_ns(cv.stamp(t)), value_s=decode)
         self._last = (t, self._publish_plan(tick, t, arrived))
 
     def _note_error(self, fut) -> None:

@@ -133,6 +133,9 @@ class RobotNode(Node):
                                 ("imu_orientation", Imu, "imu"), ("odom_pose", Odometry, "odom")):
             if key in keys:
                 self.pubs[topic] = pub(msg, topic, 10)
+        self.tactile = sorted(k for k in keys if k.startswith("tactile/"))  # taxel pads: topic = key
+        for key in self.tactile:
+            self.pubs[key] = pub(Image, key, 10)
         self.cameras = self._cameras(cfg)
         self.point_clouds = [c for c in cfg.point_clouds.split(",") if c.strip()]
         for c in self.point_clouds:
@@ -341,6 +344,9 @@ class RobotNode(Node):
         if "wrench" in obs:
             frame = self.spec.sensor("wrench").frame_id if self.spec.sensors_of("wrench") else base
             out.append((self.pubs["wrench"], cv.wrench_stamped(obs["wrench"], t, frame)))
+        for key in self.tactile:
+            pad = self.spec.sensor(key.split("/", 1)[1])
+            out.append((self.pubs[key], cv.image(obs[key], "32FC3", t, pad.frame_id)))
         if "object_poses" in obs:
             out.append((self.pubs["object_poses"], cv.pose_array(obs["object_poses"], t, base)))
         if "goal_pose" in obs:
