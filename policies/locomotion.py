@@ -44,7 +44,7 @@ class LocomotionPolicyConfig(PolicyConfig):
     horizon: int = 1
     n_action_steps: int = 1
     history: int = 3
-    hidden_dims: tuple[int, ...] = (512, 256, 128)
+    hidden_dims: tuple[int, ...] = (256, 128, 64)
     activation: str = "elu"
     action_scale: float = 0.25
     action_clip: float = 10.0

@@ -185,7 +185,13 @@ def low_poly_panda_urdf() -> str:
     meshes = (src.parent / "meshes" / "collision").as_posix()
     text = text.replace("package://meshes/visual/", f"{meshes}/").replace(
         "package://meshes/collision/", f"{meshes}/")
-    out = Path(tempfile.gettempdir()) / f"rosmind-panda-{hashlib.sha1(text.encode()).hexdigest()[:12]}.urdf"
+    return _write_once(text, "rosmind-panda")
+
+
+def _write_once(text: str, prefix: str) -> str:
+    """``text`` as a temp file named by its content hash, written atomically once (parallel
+    workers share it); its path."""
+    out = Path(tempfile.gettempdir()) / f"{prefix}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.urdf"
     if not out.exists():
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(text)
@@ -207,13 +213,7 @@ def tool_panda_urdf(tool) -> str:
             f'    <collision><geometry><sphere radius="{r}"/></geometry></collision>\n  </link>\n'
             f'  <joint name="{tool.link}_joint" type="fixed"><parent link="panda_hand"/>'
             f'<child link="{tool.link}"/><origin xyz="0 0 {off}" rpy="0 0 0"/></joint>\n</robot>')
-    text = Path(low_poly_panda_urdf()).read_text().replace("</robot>", link)
-    out = Path(tempfile.gettempdir()) / f"rosmind-panda-tool-{hashlib.sha1(text.encode()).hexdigest()[:12]}.urdf"
-    if not out.exists():
-        tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out)
-    return str(out)
+    return _write_once(Path(low_poly_panda_urdf()).read_text().replace("</robot>", link), "rosmind-panda-tool")
 
 
 FT_SALT = 0x46545345  # keeps the F/T noise stream apart from the task's rng(seed)
