@@ -160,7 +160,7 @@ def test_reward_terms_match_hand_computed_values():
     # (0.7 - 0.5) + (0.3 - 0.5) = 0 for the moving world; no reward when told to stand.
     assert np.allclose(REWARD_TERMS["feet_air_time"](s), [0.0, 0.0])
     s = _state(joint_pos=np.array([[1.5] + [0.0] * 11, [-1.25] + [0.0] * 11]),
-               joint_vel=np.array([[0.2] * 12, [0.0] * 12]), action=np.ones((2, 12)), height=np.array([0.18, 0.28]),
+               joint_vel=np.array([[0.2] * 12, [0.0] * 12]), action=np.ones((2, 12)), height=np.array([0.15, 0.25]),
                gravity=np.array([[0.6, 0.0, -0.8], [0, 0, -1.0]]), torque=np.array([[2.0] * 12, [0.0] * 12]))
     assert np.allclose(REWARD_TERMS["dof_pos_limits"](s), [0.5, 0.25])
     assert np.allclose(REWARD_TERMS["dof_acc"](s), [12 * (0.2 / 0.02) ** 2, 0.0])
@@ -250,7 +250,10 @@ def test_limited_setpoints_pass_safety_unchanged():
     spec = load_spec("a1")
     lim = SetpointLimiter(spec, 0.9)
     now = [0.0]
-    sup = SafetySupervisor(spec, SafetyConfig(robot="a1", max_jump_rad=0.5), lambda: now[0], lambda m: None)
+    # rearm_tolerance_rad as launch/sim_a1_walk.launch.yaml sets it for the A1 (its first step from
+    # rest may change by 0.9 x 1000 rad/s^2 x dt^2 = 0.36 rad).
+    sup = SafetySupervisor(spec, SafetyConfig(robot="a1", max_jump_rad=0.5, rearm_tolerance_rad=0.4),
+                           lambda: now[0], lambda m: None)
     q = np.array(spec.extra["stand_pose"])
     sup.update_measured(q)
     lim.reset(q)

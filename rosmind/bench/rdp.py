@@ -11,10 +11,12 @@ mean force RMSE and max force.
 
 **Reaction latency**: paired episodes per seed, identical until tick ``--bump-tick`` where one
 of them has the board bumped by ``--bump-height`` (the other by 0 m: same random draws, so both
-runs match tick for tick until then). The bump shows in the force read at the next tick; the
-latency is the number of ticks from the bump until the first command that differs between the
-two runs. The default tick puts the first reading mid-chunk for both families (RDP plans every
-16 ticks, DP every 8, from tick 0).
+runs match tick for tick until then). The bump happens at the end of tick K's physics; the
+wrench read at tick K + 1 is the first to show it, so the fastest possible response is the
+command of tick K + 1: a latency of 1 tick. The latency is the number of ticks from K to the
+first command that differs between the two runs, over the pairs whose tool was touching the
+board at the bump. The default K = 99 puts that reading mid-chunk for both families (RDP plans
+every 16 ticks, DP every 8, from tick 0).
 
 **Loop rates**: with ``--graph-episodes`` > 0, the RDP checkpoint runs in the ROS graph
 (launch/sim_wipe.launch.yaml, ``mode:=realtime``) with policy_node's timeline: slow loop
@@ -49,7 +51,7 @@ def add_arguments(p):
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed-start", type=int, default=100000)
     p.add_argument("--latency-episodes", type=int, default=20)
-    p.add_argument("--bump-tick", type=int, default=96)
+    p.add_argument("--bump-tick", type=int, default=99)
     p.add_argument("--bump-height", type=float, default=0.008)
     p.add_argument("--graph-episodes", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
@@ -84,14 +86,20 @@ def _episode(args) -> dict:
     opts = {"push_tick": bump[0], "push_height": (bump[1], bump[1])} if bump is not None else {}
     sim = make_sim("panda", "wipe", **opts)
     cmds: list = []
+    forces: list = []
+
+    def on_tick(t, o, a):
+        cmds.append(None if a is None else np.asarray(a, dtype=np.float64))
+        forces.append(sim.task.force_now)
+
     try:
-        r = run_episode(sim, _CACHE["policy"], seed, noise="episode",
-                        on_tick=lambda t, o, a: cmds.append(None if a is None else np.asarray(a, dtype=np.float64)))
+        r = run_episode(sim, _CACHE["policy"], seed, noise="episode", on_tick=on_tick)
         st = sim.task_status()
     finally:
         sim.disconnect()
     return {"seed": seed, "success": bool(r.success), "ticks": r.ticks, "in_window": st["in_window"],
-            "force_rmse": st["force_rmse"], "max_force": st["max_force"], "commands": cmds if bump else None}
+            "force_rmse": st["force_rmse"], "max_force": st["max_force"], "commands": cmds if bump else None,
+            "forces": forces if bump else None}
 
 
 _CACHE: dict = {}
@@ -121,8 +129,9 @@ def reaction_latency(variant: str, paths: dict, seeds: list[int], tick: int, hei
     jobs = [(variant, paths, s, (tick, h)) for s in seeds for h in (height, 0.0)]
     with _pool(workers) as pool:
         eps = list(pool.map(_episode, jobs))
-    lat = []
+    lat, touching = [], []
     for a, b in zip(eps[::2], eps[1::2], strict=True):
+        touching.append(len(b["forces"]) > tick + 1 and b["forces"][tick + 1] > 1.0)
         first = None
         for t in range(tick + 1, min(len(a["commands"]), len(b["commands"]))):
             ca, cb = a["commands"][t], b["commands"][t]
@@ -130,10 +139,11 @@ def reaction_latency(variant: str, paths: dict, seeds: list[int], tick: int, hei
                 first = t - tick
                 break
         lat.append(first)
-    got = [x for x in lat if x is not None]
-    return {"bump_tick": tick, "bump_height_m": height, "per_seed_ticks": lat,
-            "median_ticks": float(np.median(got)) if got else None, "max_ticks": max(got) if got else None,
-            "never_responded": sum(x is None for x in lat)}
+    got = [x for x, c in zip(lat, touching, strict=True) if c and x is not None]
+    return {"bump_tick": tick, "bump_height_m": height, "per_seed_ticks": lat, "touching_at_bump": touching,
+            "pairs_touching": sum(touching), "median_ticks": float(np.median(got)) if got else None,
+            "max_ticks": max(got) if got else None,
+            "never_responded": sum(1 for x, c in zip(lat, touching, strict=True) if c and x is None)}
 
 
 def loop_rates(checkpoint: Path, episodes: int, seed: int) -> dict:
@@ -192,8 +202,8 @@ def run(args) -> int:
     for v in variants if args.latency_episodes > 0 else ():
         r = reaction_latency(v, paths, lat_seeds, args.bump_tick, args.bump_height, args.workers)
         out["reaction"][v] = r
-        print(f"{v:>15}: reaction median {r['median_ticks']} ticks, max {r['max_ticks']}, "
-              f"never {r['never_responded']}/{len(lat_seeds)}", flush=True)
+        print(f"{v:>15}: reaction median {r['median_ticks']} ticks, max {r['max_ticks']}, never "
+              f"{r['never_responded']} (of {r['pairs_touching']} pairs touching at the bump)", flush=True)
     if args.graph_episodes > 0 and "rdp" in variants:
         out["policy_node_loops"] = r = loop_rates(args.rdp, args.graph_episodes, args.seed_start)
         for loop in ("slow", "fast"):
