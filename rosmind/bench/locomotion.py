@@ -12,6 +12,9 @@ checkpoint's velocity tracking and falls (MuJoCo, and sim-to-sim on PyBullet), i
   every 5 s from the checkpoint's trained ranges) and pushes (every 8 s, up to 0.5 m/s):
   mean |v_xy - cmd_xy| (m/s), mean |yaw rate - cmd|, falls with a Wilson 95 % interval.
 - ``sim_to_sim``: the same on the PyBullet A1 (flat), direct mode.
+- ``sim_to_sim_ros``: the PyBullet A1 through the ROS graph (launch/sim_a1_walk.launch.yaml,
+  ``backend:=pybullet``, lockstep): robot_node, policy_node, safety_node, with a constant
+  ``cmd_vel`` from ``rosmind_ros.constant_cmd_vel`` per command, ``--ros-episodes`` each.
 - ``training``: the checkpoint's own record (iterations, env steps, wall time).
 """
 
@@ -28,6 +31,7 @@ def add_arguments(p):
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--terrains", default="flat,rough", help="MuJoCo terrains for the tracking figures")
     p.add_argument("--sim-to-sim-episodes", type=int, default=20)
+    p.add_argument("--ros-episodes", type=int, default=5, help="per command, through the ROS graph")
     p.add_argument("--envs", type=int, default=1024, help="worlds for the batch and end-to-end figures")
     p.add_argument("--iterations", type=int, default=4, help="timed PPO iterations per core count")
     p.add_argument("--skip", default="", help="comma-separated sections to skip")
@@ -143,6 +147,52 @@ def _tracking(checkpoint: str, backend: str, terrain: str, episodes: int, min_he
             "task_options": options, "wall_s": time.perf_counter() - t0}
 
 
+ROS_COMMANDS = ((0.5, 0.0, 0.0), (1.0, 0.0, 0.0), (0.3, 0.3, 0.5))
+
+
+def _sim_to_sim_ros(checkpoint: str, episodes: int, commands=ROS_COMMANDS) -> dict:
+    """Per constant command: the PyBullet A1 walking in the ROS graph (lockstep) for ``episodes``
+    episodes of 20 s with pushes; the walk task's tracking error and falls from robot_node's results."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from rosmind.errors import UserError
+    from rosmind.stats import wilson_interval
+
+    root = Path(__file__).resolve().parents[2]
+    per, errs, falls, n = [], [], 0, 0
+    for i, cmd in enumerate(commands):
+        with tempfile.TemporaryDirectory(prefix="rosmind-s2s-") as tmp:
+            results = Path(tmp) / "results.json"
+            # Fresh well before policy_node's 0.5 s command timeout even when lockstep runs
+            # several times faster than real time.
+            source = subprocess.Popen([sys.executable, "-m", "rosmind_ros.constant_cmd_vel", *map(str, cmd),
+                                       "--rate", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                options = f"command=[{cmd[0]},{cmd[1]},{cmd[2]}],push_interval_s=8.0,push_velocity=0.5"
+                rc = subprocess.call([sys.executable, "-m", "rosmind.cli", "launch",
+                                      str(root / "launch" / "sim_a1_walk.launch.yaml"), "backend:=pybullet",
+                                      f"checkpoint:={Path(checkpoint).resolve()}", f"episodes:={episodes}",
+                                      f"seed:={60_000 + 100 * i}", f"task_options:={options}",
+                                      f"results:={results}"], stdout=subprocess.DEVNULL)
+            finally:
+                source.terminate()
+                source.wait(timeout=10)
+            if rc != 0 or not results.exists():
+                raise UserError(f"sim_to_sim_ros: the ROS graph exited with code {rc} (command {cmd})")
+            eps = json.loads(results.read_text())["episodes"]
+        e = [float(x["final_error"]) for x in eps]
+        f = sum(not x["success"] for x in eps)
+        per.append({"command": list(cmd), "episodes": len(eps), "falls": f, "tracking_error_mps_mean": sum(e) / len(e)})
+        errs += e
+        falls += f
+        n += len(eps)
+    return {"backend": "pybullet", "graph": "launch/sim_a1_walk.launch.yaml (lockstep)", "episodes": n,
+            "falls": falls, "fall_rate_ci95": list(wilson_interval(falls, n)),
+            "tracking_error_mps_mean": sum(errs) / len(errs), "per_command": per}
+
+
 def run(args) -> int:
     skip = {s for s in args.skip.split(",") if s}
     out: dict = {"benchmark": "locomotion", "cpu_count": os.cpu_count(), "checkpoint": args.checkpoint}
@@ -162,6 +212,9 @@ def run(args) -> int:
     if "sim_to_sim" not in skip:
         out["sim_to_sim"] = _tracking(args.checkpoint, "pybullet", "flat", args.sim_to_sim_episodes, args.min_height)
         print("sim_to_sim", json.dumps(out["sim_to_sim"]))
+    if "sim_to_sim_ros" not in skip and args.ros_episodes > 0:
+        out["sim_to_sim_ros"] = _sim_to_sim_ros(args.checkpoint, args.ros_episodes)
+        print("sim_to_sim_ros", json.dumps(out["sim_to_sim_ros"]))
     if "training" not in skip:
         from rosmind.checkpoint import read_manifest
 
