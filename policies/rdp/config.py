@@ -54,6 +54,10 @@ class RDPConfig(PolicyConfig):
     fast_embed: int = 16
     latent_feature: int = 32
     kl_weight: float = 1e-6
+    # Not in the paper: extra noise on the latent while the tokenizer trains (0 = the paper's
+    # VAE). With it the decoder takes more of a chunk's timing (when the sponge touches, when
+    # the board moves) from the force stream instead of the latent, so it reacts within a chunk.
+    latent_noise: float = 0.0
     tokenizer_steps: int = 3000
     # A tactile fast key (tactile/<pad>) enters the decoder as its first principal components,
     # fitted on the dataset and kept in the checkpoint (RDP: marker offsets -> PCA 15-D).
@@ -104,8 +108,8 @@ class RDPConfig(PolicyConfig):
         for f in ("latent_dim", "decoder_hidden", "fast_embed", "latent_feature", "tactile_pca_dim"):
             if getattr(self, f) < 1:
                 raise SpecError(f"{name}.{f}: must be >= 1, got {getattr(self, f)}")
-        if self.kl_weight < 0 or self.tokenizer_steps < 0:
-            raise SpecError(f"{name}: kl_weight and tokenizer_steps must be >= 0")
+        if self.kl_weight < 0 or self.tokenizer_steps < 0 or self.latent_noise < 0:
+            raise SpecError(f"{name}: kl_weight, latent_noise and tokenizer_steps must be >= 0")
         if self.fast_input not in FAST_INPUTS:
             raise SpecError(f"{name}.fast_input: one of {FAST_INPUTS}, got {self.fast_input!r}")
         self.latent_config()  # the latent diffusion's own checks (UNet depth vs latent length, ...)

@@ -157,7 +157,8 @@ class RDPPolicy(nn.Module):
         if self.training:
             self.train_step += 1
         if stage == 1:
-            loss, logs = self.tokenizer.loss(x, self._fast_stream(batch), self.config.kl_weight)
+            loss, logs = self.tokenizer.loss(x, self._fast_stream(batch), self.config.kl_weight,
+                                             self.config.latent_noise)
             return loss, {**logs, "stage": 1.0}
         # Frozen: no gradient, and an EMA copy takes these weights as they are.
         self.tokenizer.requires_grad_(False)

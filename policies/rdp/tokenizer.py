@@ -70,10 +70,13 @@ class AsymmetricTokenizer(nn.Module):
         out, _ = self.gru(torch.cat([feats, self.fast(fast)], dim=-1), h0)
         return self.head(out)
 
-    def loss(self, x: torch.Tensor, fast: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict]:
-        """Stage-1 objective: L1 reconstruction plus ``kl_weight`` times the KL to N(0, I)."""
+    def loss(self, x: torch.Tensor, fast: torch.Tensor, kl_weight: float,
+             latent_noise: float = 0.0) -> tuple[torch.Tensor, dict]:
+        """Stage-1 objective: L1 reconstruction plus ``kl_weight`` times the KL to N(0, I).
+        ``latent_noise``: extra Gaussian noise on the sampled latent (std, latent units), so the
+        decoder cannot read fine timing from the latent and must take it from the force stream."""
         mean, logvar = self.encode(x)
-        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) + latent_noise * torch.randn_like(mean)
         recon = F.l1_loss(self.decode(z, fast), x)
         kl = 0.5 * torch.mean(mean ** 2 + logvar.exp() - 1.0 - logvar)
         return recon + kl_weight * kl, {"recon_l1": recon.item(), "kl": kl.item()}

@@ -14,8 +14,9 @@ of them has the board bumped by ``--bump-height`` (the other by 0 m: same random
 runs match tick for tick until then). The bump happens at the end of tick K's physics; the
 wrench read at tick K + 1 is the first to show it, so the fastest possible response is the
 command of tick K + 1: a latency of 1 tick. The latency is the number of ticks from K to the
-first command that differs between the two runs, over the pairs whose tool was touching the
-board at the bump. The default K = 99 puts that reading mid-chunk for both families (RDP plans
+first command whose tool height (forward kinematics of the commanded joints) differs between
+the two runs by more than ``--response-mm`` (1 mm: 1 N on this board; any change at all would
+count a negligible twitch as a reaction), over the pairs touching the board at the bump. The default K = 99 puts that reading mid-chunk for both families (RDP plans
 every 16 ticks, DP every 8, from tick 0).
 
 **Loop rates**: with ``--graph-episodes`` > 0, the RDP checkpoint runs in the ROS graph
@@ -53,6 +54,8 @@ def add_arguments(p):
     p.add_argument("--latency-episodes", type=int, default=20)
     p.add_argument("--bump-tick", type=int, default=99)
     p.add_argument("--bump-height", type=float, default=0.008)
+    p.add_argument("--response-mm", type=float, default=1.0,
+                   help="a response: the commanded tool height differs by more than this between the twins")
     p.add_argument("--graph-episodes", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--variants", default="rdp,rdp_zero_force,dp,dp_wrench")
@@ -124,23 +127,33 @@ def evaluate_variant(variant: str, paths: dict, seeds: list[int], workers: int) 
                             for e in eps]}
 
 
-def reaction_latency(variant: str, paths: dict, seeds: list[int], tick: int, height: float, workers: int) -> dict:
-    """Ticks from the bump until the first command that differs from the unbumped twin."""
+def reaction_latency(variant: str, paths: dict, seeds: list[int], tick: int, height: float, workers: int,
+                     response_mm: float = 1.0) -> dict:
+    """Ticks from the bump until the commanded tool height differs from the unbumped twin's by
+    more than ``response_mm``."""
+    from rosmind.sim.experts import PandaKinematics
+    from rosmind.spec import load_spec
+
     jobs = [(variant, paths, s, (tick, h)) for s in seeds for h in (height, 0.0)]
     with _pool(workers) as pool:
         eps = list(pool.map(_episode, jobs))
+    kin = PandaKinematics(load_spec("panda"))
     lat, touching = [], []
     for a, b in zip(eps[::2], eps[1::2], strict=True):
         touching.append(len(b["forces"]) > tick + 1 and b["forces"][tick + 1] > 1.0)
         first = None
         for t in range(tick + 1, min(len(a["commands"]), len(b["commands"]))):
             ca, cb = a["commands"][t], b["commands"][t]
-            if ca is None or cb is None or np.max(np.abs(ca - cb)) > 1e-9:
+            if ca is None or cb is None:
+                continue
+            if abs(kin.fk(ca[:7])[2] - kin.fk(cb[:7])[2]) > response_mm * 1e-3:
                 first = t - tick
                 break
         lat.append(first)
+    kin.close()
     got = [x for x, c in zip(lat, touching, strict=True) if c and x is not None]
-    return {"bump_tick": tick, "bump_height_m": height, "per_seed_ticks": lat, "touching_at_bump": touching,
+    return {"bump_tick": tick, "bump_height_m": height, "response_mm": response_mm, "per_seed_ticks": lat,
+            "touching_at_bump": touching,
             "pairs_touching": sum(touching), "median_ticks": float(np.median(got)) if got else None,
             "max_ticks": max(got) if got else None,
             "never_responded": sum(1 for x, c in zip(lat, touching, strict=True) if c and x is None)}
@@ -200,7 +213,7 @@ def run(args) -> int:
               f"in-window {100 * r['in_window_mean']:.1f} %  force RMSE {r['force_rmse_mean_n']} N", flush=True)
     lat_seeds = seeds[:args.latency_episodes]
     for v in variants if args.latency_episodes > 0 else ():
-        r = reaction_latency(v, paths, lat_seeds, args.bump_tick, args.bump_height, args.workers)
+        r = reaction_latency(v, paths, lat_seeds, args.bump_tick, args.bump_height, args.workers, args.response_mm)
         out["reaction"][v] = r
         print(f"{v:>15}: reaction median {r['median_ticks']} ticks, max {r['max_ticks']}, never "
               f"{r['never_responded']} (of {r['pairs_touching']} pairs touching at the bump)", flush=True)
