@@ -72,6 +72,11 @@ class WipeConfig:
     push_height: tuple[float, float] = (0.005, 0.010)  # the bump: magnitude, up or down
     push_y: tuple[float, float] = (0.03, 0.09)  # tool y at which the board is bumped
     push_tick: int = -1  # >= 0: bump at this control tick instead (reaction measurements)
+    # More bumps at random points of the wipe (drawn after everything else: a seed's layout and
+    # first bump stay the same). For demonstrations: the expert then shows how it recovers
+    # from force errors a cloned policy will make.
+    extra_pushes: int = 0
+    extra_push_height: tuple[float, float] = (0.005, 0.015)
     stiffness: float = 1000.0  # N/m, contact stiffness of the board
     damping: float = 100.0  # N s/m
     friction: float = 0.3
@@ -95,7 +100,10 @@ class WipeConfig:
                         "max_force", "max_path_error", "tool_radius", "taxel_pitch", "taxel_sigma")
         if not (math.isfinite(self.tactile_noise) and self.tactile_noise >= 0):
             raise SpecError(f"WipeConfig.tactile_noise: must be a finite number >= 0, got {self.tactile_noise!r}")
-        for name in ("path_x", "surface_height", "step_height", "step_y", "push_height", "push_y", "force_window"):
+        if self.extra_pushes < 0:
+            raise SpecError(f"WipeConfig.extra_pushes: must be >= 0, got {self.extra_pushes}")
+        for name in ("path_x", "surface_height", "step_height", "step_y", "push_height", "push_y", "force_window",
+                     "extra_push_height"):
             lo, hi = getattr(self, name)
             if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
                 raise SpecError(f"WipeConfig.{name}: expected (low, high) with low <= high, got {(lo, hi)}")
@@ -185,6 +193,11 @@ class WipeTask(Task):
             self.tactile_rng = np.random.default_rng(rng.integers(2**63))
             self.tactile_now = np.zeros((rows, cols, 3))
         self.pushed = False
+        self.offset = 0.0  # the board's displacement by bumps so far
+        n = c.extra_pushes
+        ys = np.sort(rng.uniform(c.path_y[0] + 0.03, c.path_y[1] - 0.02, n)) if n else np.zeros(0)
+        dz = rng.uniform(*c.extra_push_height, n) * rng.choice([-1.0, 1.0], n) if n else np.zeros(0)
+        self.extra = [list(x) for x in zip(ys, dz, strict=True)]  # [y, dz] not yet applied
         self.started = self.finished = False
         self.forces: list[float] = []
         self.path_errors: list[float] = []
@@ -194,15 +207,18 @@ class WipeTask(Task):
         """Top of the board under ``y`` right now (with the step and any bump), m."""
         c = self.config
         ramp = np.clip((y - (self.step_y - c.ramp_length / 2)) / c.ramp_length, 0.0, 1.0)
-        return self.surface + self.step * ramp + (self.push if self.pushed else 0.0)
+        return self.surface + self.step * ramp + self.offset
 
-    def bump(self, sim: BulletRobot) -> None:
-        """Move the whole board by ``push`` in z (someone knocks it), once."""
+    def bump(self, sim: BulletRobot, dz: float | None = None) -> None:
+        """Move the whole board by ``dz`` in z (someone knocks it); the default is the episode's
+        ``push``, once."""
         cid = sim.world.cid
+        if dz is None:
+            dz, self.pushed = self.push, True
         for b in self.board:
             pos, quat = p.getBasePositionAndOrientation(b, physicsClientId=cid)
-            p.resetBasePositionAndOrientation(b, [pos[0], pos[1], pos[2] + self.push], quat, physicsClientId=cid)
-        self.pushed = True
+            p.resetBasePositionAndOrientation(b, [pos[0], pos[1], pos[2] + dz], quat, physicsClientId=cid)
+        self.offset += dz
 
     # -- measurements --------------------------------------------------------------------
 
@@ -254,6 +270,8 @@ class WipeTask(Task):
         bump_now = (sim.tick == c.push_tick) if c.push_tick >= 0 else (self.started and tool[1] >= self.push_y)
         if bump_now and not self.pushed:
             self.bump(sim)
+        while self.started and self.extra and tool[1] >= self.extra[0][0]:
+            self.bump(sim, self.extra.pop(0)[1])
 
     def metrics(self) -> dict:
         c = self.config

@@ -287,3 +287,25 @@ def test_rdp_with_a_tactile_pad_through_its_pca(tmp_path):
     np.testing.assert_allclose(comp @ comp.T, np.eye(6), atol=1e-4)  # orthonormal principal axes
     out = evaluate(lambda: make_sim("panda", "wipe", tactile=True, time_limit_s=1.0), policy, [5])
     assert out.lengths[0] == 20
+
+
+@pytest.mark.sim
+def test_extra_pushes_bump_the_board_during_the_wipe_and_leave_the_layout_alone():
+    from rosmind.registry import POLICIES
+    from rosmind.sim.robots import make_sim
+    from rosmind.sim.rollout import run_episode
+
+    entry = POLICIES.get("wipe_expert")
+    layouts = []
+    for extra in (0, 3):
+        expert = entry.factory(entry.config())
+        with make_sim("panda", "wipe", extra_pushes=extra) as sim:
+            sim.reset(seed=6)
+            t = sim.task
+            layouts.append((t.surface, t.step, t.step_y, t.push, t.push_y))
+            planned = [dz for _, dz in t.extra]
+            run_episode(sim, expert, 6)
+            assert not t.extra and t.pushed  # every bump happened during the wipe
+            assert t.offset == pytest.approx(t.push + sum(planned))
+        expert.close()
+    assert layouts[0] == layouts[1]
