@@ -19,7 +19,8 @@ from procs import rclpy_teardown_hang
 
 from rosmind.cli import main as cli_main
 from rosmind.errors import SpecError
-from rosmind.launch import load_launch, parse_cli_args, ros_literal
+from rosmind.launch import load_launch
+from rosmind.ros_args import parse_cli_args, ros_literal
 from rosmind.supervisor import Supervisor
 
 PKGS = Path(__file__).parent / "launch_pkgs"

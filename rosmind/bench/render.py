@@ -5,7 +5,7 @@
 Variants, each in a fresh process (PyBullet's EGL plugin takes over every render of the client
 that loads it): TinyRenderer and EGL (Mesa llvmpipe here), each with pybullet_data's detailed
 Panda visual meshes (the reference path: ~14 ms per 128x128 frame) and with rosmind's
-low-poly visuals (the collision meshes, ``sim.robots.low_poly_panda_urdf``). Per variant, both
+low-poly visuals (the collision meshes, ``sim.panda_urdf.low_poly_panda_urdf``). Per variant, both
 Panda cameras at each ``--resolutions`` entry, on a seeded pick_place scene with the arm over
 the cube. Then the path rosmind uses, in 1 and ``--workers`` processes at once (the collection
 and eval workers), as frames per second in total.

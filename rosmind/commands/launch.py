@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from rosmind.launch import load_launch, parse_cli_args
+from rosmind.launch import load_launch
+from rosmind.ros_args import parse_cli_args
 from rosmind.ros_env import ros_environ
 from rosmind.supervisor import Supervisor
 
