@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 20.0, group: bool = False) -> int | None:
@@ -69,3 +70,12 @@ def run_to_end(cmd: list[str], env: dict, timeout: float) -> tuple[int, str]:
         pytest.fail(f"{cmd[2:5]} did not finish within {timeout} s; output:\n{out[-4000:]}")
     finally:
         stop_process(proc, group=True)
+
+
+def start_policy_node(env: dict, checkpoint, *extra: str) -> subprocess.Popen:
+    """policy_node hosting ``checkpoint`` in lockstep (a 60 s startup wait, /diagnostics every
+    0.2 s), output captured; ``extra``: more ``--ros-args`` (``"-p", "mode:=realtime"``)."""
+    return subprocess.Popen([sys.executable, "-m", "rosmind_ros.policy_node", "--ros-args", "-p",
+                             f"checkpoint:={checkpoint}", "-p", "mode:=lockstep", "-p", "startup_timeout_s:=60.0",
+                             "-p", "diagnostics_period_s:=0.2", *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from procs import stop_process
+from procs import start_policy_node, stop_process
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
@@ -47,13 +47,6 @@ def _checkpoint(path):
     return save_checkpoint(policy, path, load_spec("panda"))
 
 
-def _start(ros_env, ckpt, *extra):
-    return subprocess.Popen([sys.executable, "-m", "rosmind_ros.policy_node", "--ros-args", "-p",
-                             f"checkpoint:={ckpt}", "-p", "mode:=lockstep", "-p", "startup_timeout_s:=60.0",
-                             "-p", "diagnostics_period_s:=0.2", *extra],
-                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 def _direct(ckpt, ticks: int) -> list[np.ndarray]:
     from rosmind.checkpoint import load_checkpoint
     from rosmind.policies.executors import make_executor
@@ -69,7 +62,7 @@ def test_policy_node_decodes_every_tick_from_the_newest_wrench_and_holds_on_nan(
     from geometry_msgs.msg import PoseStamped, WrenchStamped
 
     ckpt = _checkpoint(tmp_path / "rdp")
-    proc = _start(ros_env, ckpt)
+    proc = start_policy_node(ros_env, ckpt)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("fake_wipe_robot", context=ctx)
@@ -128,7 +121,7 @@ def test_an_rdp_checkpoint_on_a_robot_without_a_wrench_sensor_is_refused_at_load
     text = (repo / "rosmind" / "robots" / "panda.yaml").read_text()
     spec = tmp_path / "panda_no_ft.yaml"
     spec.write_text("\n".join(line for line in text.splitlines() if "kind: wrench" not in line))
-    proc = _start(ros_env, ckpt, "-p", f"robot:={spec}")
+    proc = start_policy_node(ros_env, ckpt, "-p", f"robot:={spec}")
     code = proc.wait(timeout=60)
     out = proc.stdout.read()
     assert code == 2, out

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from procs import stop_process
+from procs import start_policy_node, stop_process
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
@@ -39,13 +39,6 @@ def _checkpoint(path, obs_keys=("joint_pos", "camera/scene/rgb"), **kw):
                            "action": {"min": np.full(8, -3.0), "max": np.full(8, 3.0)},
                            "action_relative": {"min": np.full((8, 8), -1e-3), "max": np.full((8, 8), 1e-3)}})
     return save_checkpoint(policy, path, load_spec("panda"))
-
-
-def _start(ros_env, ckpt, *extra):
-    return subprocess.Popen([sys.executable, "-m", "rosmind_ros.policy_node", "--ros-args", "-p",
-                             f"checkpoint:={ckpt}", "-p", "mode:=lockstep", "-p", "startup_timeout_s:=60.0",
-                             "-p", "diagnostics_period_s:=0.2", *extra],
-                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 class Robot:
@@ -81,7 +74,7 @@ class Robot:
 
 def test_frames_on_schedule_then_a_wrong_size_is_refused(ros_env, tmp_path):
     ckpt = _checkpoint(tmp_path / "vision")
-    proc = _start(ros_env, ckpt)
+    proc = start_policy_node(ros_env, ckpt)
     robot = Robot()
     frame = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
     try:
@@ -104,7 +97,7 @@ def test_frames_on_schedule_then_a_wrong_size_is_refused(ros_env, tmp_path):
 
 def test_a_camera_the_robot_lacks_is_refused_at_load(ros_env, tmp_path):
     ckpt = _checkpoint(tmp_path / "nose", obs_keys=("joint_pos", "camera/nose/rgb"))
-    proc = _start(ros_env, ckpt)
+    proc = start_policy_node(ros_env, ckpt)
     code = proc.wait(timeout=60)
     out = proc.stdout.read()
     assert code == 2, out
@@ -115,7 +108,7 @@ def test_a_silent_camera_pauses_the_policy_and_diagnostics_name_it(ros_env, tmp_
     from diagnostic_msgs.msg import DiagnosticArray
 
     ckpt = _checkpoint(tmp_path / "vision")
-    proc = _start(ros_env, ckpt, "-p", "mode:=realtime")
+    proc = start_policy_node(ros_env, ckpt, "-p", "mode:=realtime")
     robot = Robot()
     diag: dict = {}
     robot.node.create_subscription(

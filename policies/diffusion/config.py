@@ -23,20 +23,11 @@ RELATIVE_OBS_SCALE = 0.2  # metres
 
 
 @dataclass
-class DiffusionConfig(PolicyConfig):
-    """CNN-based Diffusion Policy (Chi et al. 2023) with DDPM training and DDIM sampling.
+class DenoiserConfig:
+    """The denoiser's fields: the conditional UNet, its noise schedule and sampler, the image
+    encoders and training noise. ``DiffusionConfig`` has them; so has any family that samples
+    with these modules (RDP's latent diffusion), which passes them on as they are."""
 
-    ``obs_shapes`` (per-step shape of each obs key) and ``action_dim`` are filled in from the
-    dataset by the training loop; the defaults are the Panda pick_place state keys. Keys named
-    ``camera/<name>/rgb`` (shape ``[H, W, 3]``) go through a CNN encoder.
-    """
-
-    obs_keys: tuple[str, ...] = ("joint_pos", "ee_pose", "object_poses", "goal_pose")
-    n_obs_steps: int = 2
-    horizon: int = 16
-    n_action_steps: int = 8
-    obs_shapes: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(PICK_PLACE_SHAPES))
-    action_dim: int = 8
     num_train_timesteps: int = 100
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
@@ -55,6 +46,26 @@ class DiffusionConfig(PolicyConfig):
     # Run time: a camera frame of another size is resized to obs_shapes (else it is refused).
     image_resize: bool = False
     seed: int = 0
+    # Training only: Gaussian noise per obs key in its own units (rosmind.policies.augment), so
+    # the policy holds up to encoder/perception noise: e.g. {"joint_pos": [0.005]*7 + [0.001]}.
+    state_noise: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class DiffusionConfig(PolicyConfig, DenoiserConfig):
+    """CNN-based Diffusion Policy (Chi et al. 2023) with DDPM training and DDIM sampling.
+
+    ``obs_shapes`` (per-step shape of each obs key) and ``action_dim`` are filled in from the
+    dataset by the training loop; the defaults are the Panda pick_place state keys. Keys named
+    ``camera/<name>/rgb`` (shape ``[H, W, 3]``) go through a CNN encoder.
+    """
+
+    obs_keys: tuple[str, ...] = ("joint_pos", "ee_pose", "object_poses", "goal_pose")
+    n_obs_steps: int = 2
+    horizon: int = 16
+    n_action_steps: int = 8
+    obs_shapes: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(PICK_PLACE_SHAPES))
+    action_dim: int = 8
     # Predict the chunk relative to the newest joint_pos (the motion, not where the arm is):
     # the same normalized error is then a few times smaller in radians (see the closing note
     # of the learning-loop issue: absolute chunks reached 0/16 at 4k steps, off by ~0.2 rad).
@@ -64,9 +75,6 @@ class DiffusionConfig(PolicyConfig):
     # Absolute poses alone leave the UNet to subtract them itself, and a cloned policy then
     # undershoots long carries by centimetres.
     relative_obs: bool = False
-    # Training only: Gaussian noise per obs key in its own units (rosmind.policies.augment), so
-    # the policy holds up to encoder/perception noise: e.g. {"joint_pos": [0.005]*7 + [0.001]}.
-    state_noise: dict[str, tuple[float, ...]] = field(default_factory=dict)
     # Fields that leave the weights' shapes and meaning alone: --resume and train.init_from may
     # change them (the image encoders are convolutions + spatial softmax: any crop size fits).
     resumable_fields: ClassVar[tuple[str, ...]] = ("state_noise", "image_crop_ratio", "image_resize")

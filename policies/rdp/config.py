@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 from rosmind.errors import SpecError
-from rosmind.policies.diffusion.config import DiffusionConfig
+from rosmind.policies.diffusion.config import DenoiserConfig, DiffusionConfig
 from rosmind.policy import PolicyConfig
 
 from .tokenizer import DOWNSAMPLE
 
 WIPE_SHAPES: dict[str, tuple[int, ...]] = {"joint_pos": (8,), "ee_pose": (7,), "wrench": (6,), "goal_pose": (7,)}
 FAST_INPUTS = ("live", "held", "zero")
-# Latent-diffusion fields passed as they are to the inner DiffusionConfig.
-DIFFUSION_FIELDS = ("num_train_timesteps", "beta_schedule", "prediction_type", "clip_sample", "sampler",
-                    "num_inference_steps", "down_dims", "step_embed_dim", "kernel_size", "n_groups",
-                    "image_feature_dim", "image_channels", "image_crop_ratio", "image_resize", "seed",
-                    "state_noise")
 
 
 @dataclass
-class RDPConfig(PolicyConfig):
+class RDPConfig(PolicyConfig, DenoiserConfig):
     """RDP (Xue et al., RSS 2025): a slow latent diffusion policy over chunk latents and a fast
     asymmetric decoder that reads the newest force sample every control tick.
 
@@ -62,23 +57,10 @@ class RDPConfig(PolicyConfig):
     # A tactile fast key (tactile/<pad>) enters the decoder as its first principal components,
     # fitted on the dataset and kept in the checkpoint (RDP: marker offsets -> PCA 15-D).
     tactile_pca_dim: int = 15
-    # stage 2: latent diffusion (DiffusionConfig's meaning)
-    num_train_timesteps: int = 100
-    beta_schedule: str = "squaredcos_cap_v2"
-    prediction_type: str = "epsilon"
-    clip_sample: bool = True
-    sampler: str = "ddim"
+    # stage 2: latent diffusion: DenoiserConfig's fields, with 8 DDIM steps and kernel 3 (over 8
+    # latent steps instead of 16 action steps)
     num_inference_steps: int = 8
-    down_dims: tuple[int, ...] = (64, 128)
-    step_embed_dim: int = 64
     kernel_size: int = 3
-    n_groups: int = 8
-    image_feature_dim: int = 64
-    image_channels: tuple[int, ...] = (32, 64, 128)
-    image_crop_ratio: float = 0.9
-    image_resize: bool = False
-    seed: int = 0
-    state_noise: dict[str, tuple[float, ...]] = field(default_factory=dict)
     fast_input: str = "live"
     resumable_fields: ClassVar[tuple[str, ...]] = ("state_noise", "image_crop_ratio", "image_resize", "fast_input")
 
@@ -121,7 +103,7 @@ class RDPConfig(PolicyConfig):
     def latent_config(self) -> DiffusionConfig:
         """The inner Diffusion Policy over latents ``[chunk / 4, latent_dim]``."""
         length = self.chunk // DOWNSAMPLE
-        kw = {f: getattr(self, f) for f in DIFFUSION_FIELDS}
+        kw = {f.name: getattr(self, f.name) for f in fields(DenoiserConfig)}
         try:
             return DiffusionConfig(robot=self.robot, obs_keys=self.obs_keys, n_obs_steps=self.n_obs_steps,
                                    horizon=length, n_action_steps=max(1, length - self.n_obs_steps + 1),
