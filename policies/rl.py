@@ -43,7 +43,9 @@ class RLConfig:
     iterations: int = 300
     num_steps_per_env: int = 24
     learning_rate: float = 1e-3
-    num_learning_epochs: int = 5
+    # MuJoCo Playground's 4 passes over each batch (legged_gym: 5): on 2 CPU cores the update is
+    # compute-bound, ~45 % of an iteration, and 4 passes are what reach 10k steps/s end to end.
+    num_learning_epochs: int = 4
     num_mini_batches: int = 4
     clip_param: float = 0.2
     gamma: float = 0.99

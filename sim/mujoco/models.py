@@ -64,6 +64,7 @@ class QuadrupedModel:
     calf_length: float
     stand_height: float  # trunk origin above flat ground in the stand pose
     foot_friction: float = 1.0
+    no_collision: tuple[str, ...] = ()  # bodies whose geoms do not collide (above the feet's reach)
 
     def spec(self) -> RobotSpec:
         return _spec(self.name)
@@ -96,13 +97,14 @@ def register_quadruped(model: QuadrupedModel) -> QuadrupedModel:
 A1 = register_quadruped(QuadrupedModel(
     name="a1", urdf=_pybullet_data("a1/a1.urdf"), trunk="trunk", foot="{leg}_toe", thigh="{leg}_upper",
     calf="{leg}_lower", trunk_box=(0.1335, 0.097, 0.057), calf_length=0.2,
+    no_collision=("imu_link", *(f"{leg}_{part}" for leg in LEGS for part in ("hip", "upper_shoulder"))),
     # legged_gym's default pose (rear thighs further forward, under the centre of mass) is the
     # spec's stand_pose, its gains (stiffness 20, damping 0.5) the spec's pd_gains.
     stand_height=0.30))
 GO2 = register_quadruped(QuadrupedModel(
     name="go2", urdf=str(Path(__file__).with_name("go2.urdf")), trunk="base", foot="{leg}_foot",
     thigh="{leg}_thigh", calf="{leg}_calf", trunk_box=(0.1881, 0.0467, 0.057), calf_length=0.213,
-    stand_height=0.32))
+    stand_height=0.32, no_collision=tuple(f"{leg}_hip" for leg in LEGS)))
 
 
 def _urdf_without_visuals(path: str) -> str:
@@ -149,6 +151,11 @@ def build_spec(robot: str, terrain: Terrain) -> tuple[mujoco.MjSpec, QuadrupedMo
     # brushing the trunk is not a fall.
     for g in spec.geoms:
         g.contype, g.conaffinity = ROBOT_COLLISION
+        # Geoms that never meet the ground before the trunk does (hip motors: legged_gym neither
+        # penalizes nor terminates on them; the A1 URDF's 1 mm IMU box) do not collide:
+        # collision detection is a third of a physics step.
+        if g.parent.name in qm.no_collision:
+            g.contype = g.conaffinity = 0
     add_terrain(spec, terrain)
     for leg in LEGS:
         for g in spec.body(qm.foot.format(leg=leg)).geoms:
