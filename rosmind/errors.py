@@ -29,3 +29,8 @@ class DatasetError(UserError):
 
 class TopicTimeoutError(UserError):
     """A topic the graph needs never arrived."""
+
+
+class HardwareError(UserError):
+    """A device that is absent, does not answer, or answers wrongly; the message names the
+    device (port, id) and what to check."""
