@@ -93,3 +93,22 @@ class SimRobot(Robot):
         """``{"success": bool, "done": bool, "time_limit": float}`` for the current episode, plus
         ``"error"`` (float, the task's own distance from done, e.g. cube to target in m) where
         the task defines one."""
+
+
+class HardwareRobot(Robot):
+    """A real robot behind a driver (``rosmind.hardware.drivers``): ``connect`` reaches the device,
+    ``enable`` starts control without moving it (it holds where it is), ``disable`` is the
+    device's own safe stop, ``disconnect`` releases it. Errors are ``HardwareError`` naming the
+    device and what to check."""
+
+    @abc.abstractmethod
+    def enable(self) -> None: ...
+
+    @abc.abstractmethod
+    def disable(self) -> None: ...
+
+    @property
+    def device(self) -> str:
+        """Where the robot is (a port, an address), for messages and diagnostics."""
+        return ""
+

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from rosmind.errors import HardwareError, SpecError
-from rosmind.robot import Robot, checked_positions
+from rosmind.hardware.drivers import DRIVERS
+from rosmind.robot import HardwareRobot, checked_positions
 from rosmind.spec import RobotSpec
 
 from .servo_tables import PROTOCOLS, SERVO_MODELS, ServoModel
@@ -222,7 +223,7 @@ def signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value & (1 << (bits - 1)) else value
 
 
-class ServoArm(Robot):
+class ServoArm(HardwareRobot):
     """A servo-bus arm: one servo per spec joint, one port."""
 
     def __init__(self, spec: RobotSpec, calibration: ServoCalibration, port: str, baudrate: int | None = None):
@@ -244,6 +245,10 @@ class ServoArm(Robot):
         self.hi = np.array([j.max for j in self.joints], dtype=np.float64)
         self.rad_per_tick = np.array([2 * math.pi / SERVO_MODELS[j.model].resolution for j in self.joints])
         self.connected = self.enabled = False
+
+    @property
+    def device(self) -> str:
+        return f"{self.cal.protocol} bus {self.bus.port_name}"
 
     # ticks <-> radians
     def to_rad(self, ticks) -> np.ndarray:
@@ -317,3 +322,14 @@ class ServoArm(Robot):
         ticks = np.clip(np.round(self.to_ticks(q)), self.lo, self.hi)
         self.bus.sync_write(dict(zip(self.ids, ticks.astype(int), strict=True)), self.table, "goal_position")
         return self.to_rad(ticks)
+
+
+@DRIVERS.register("servo_arm")
+def servo_arm(spec: RobotSpec, port: str = "", calibration: str = "", baudrate: int | None = None) -> ServoArm:
+    """The driver registry's factory: ``port`` is required; ``calibration`` a file from
+    ``rosmind calibrate`` ("" = the spec's mid-range zero, for emulators and first power-up)."""
+    if not port:
+        raise SpecError(f"robot {spec.name!r}: the servo-bus driver needs port (e.g. /dev/ttyACM0)")
+    cal = load_calibration(calibration, spec) if calibration else default_calibration(spec)
+    return ServoArm(spec, cal, port, baudrate)
+

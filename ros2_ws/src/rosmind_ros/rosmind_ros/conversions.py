@@ -314,6 +314,33 @@ def joint_trajectory_to_numpy(msg: JointTrajectory, names: Sequence[str]) -> tup
     return pos, times
 
 
+def checked_trajectory(msg: JointTrajectory, names: Sequence[str], robot: str) -> tuple[np.ndarray, np.ndarray]:
+    """A command trajectory as (positions [N, D] in ``names`` order, times [N]); N = 0 is an empty
+    trajectory (hold). Raises ValueError naming the problem: other joints, ragged points,
+    non-finite positions, times not increasing."""
+    if not msg.points:
+        return np.zeros((0, len(names))), np.zeros(0)
+    if sorted(msg.joint_names) != sorted(names):
+        raise ValueError(f"joint_trajectory joint_names {list(msg.joint_names)} do not match robot {robot!r} "
+                         f"joints {list(names)}")
+    try:
+        pos, times = joint_trajectory_to_numpy(msg, names)
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"joint_trajectory: {e}") from None
+    if not np.all(np.isfinite(pos)) or np.any(np.diff(times) < 0):
+        raise ValueError("joint_trajectory: non-finite positions or times not increasing")
+    return pos, times
+
+
+def checked_positions(msg: Float64MultiArray, names: Sequence[str]) -> np.ndarray:
+    """A ``forward_position_controller/commands`` message as [D]; ValueError unless D finite values."""
+    q = float_array_to_numpy(msg)
+    if q.shape != (len(names),) or not np.all(np.isfinite(q)):
+        raise ValueError(f"forward_position_controller/commands: expected {len(names)} finite positions "
+                         f"{list(names)}, got {q.tolist()}")
+    return q
+
+
 _LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
            "ERROR": DiagnosticStatus.ERROR, "STALE": DiagnosticStatus.STALE}
 

@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped, WrenchStamped
 from nav_msgs.msg import Odometry
@@ -206,18 +205,12 @@ class RobotNode(Node):
             self.get_logger().error(f"rejected command: {why}")
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
-        if not msg.points:  # ros2_control convention: an empty trajectory means hold
-            stamp = cv.to_sec(msg.header.stamp)
-            return self.mailbox.put_trajectory(stamp, np.zeros(0), np.zeros((0, self.spec.dof)))
-        if sorted(msg.joint_names) != sorted(self.spec.joint_names):
-            return self._reject(f"joint_trajectory joint_names {list(msg.joint_names)} do not match "
-                                f"robot {self.spec.name!r} joints {self.spec.joint_names}")
-        try:
-            pos, times = cv.joint_trajectory_to_numpy(msg, self.spec.joint_names)
-        except (KeyError, ValueError) as e:
-            return self._reject(f"joint_trajectory: {e}")
-        if not np.all(np.isfinite(pos)) or np.any(np.diff(times) < 0):
-            return self._reject("joint_trajectory: non-finite positions or times not increasing")
+        try:  # empty: hold (the ros2_control convention)
+            pos, times = cv.checked_trajectory(msg, self.spec.joint_names, self.spec.name)
+        except ValueError as e:
+            return self._reject(str(e))
+        if not len(times):
+            return self.mailbox.put_trajectory(cv.to_sec(msg.header.stamp), times, pos)
         if self.timeline is not None:
             self.timeline.mark("command", "joint_trajectory", cv.to_ns(msg.header.stamp))
         with self._sent_lock:
@@ -227,11 +220,10 @@ class RobotNode(Node):
         self.mailbox.put_trajectory(cv.to_sec(msg.header.stamp), times, pos)
 
     def _on_commands(self, msg: Float64MultiArray) -> None:
-        q = cv.float_array_to_numpy(msg)
-        if q.shape != (self.spec.dof,) or not np.all(np.isfinite(q)):
-            return self._reject(f"forward_position_controller/commands: expected {self.spec.dof} "
-                                f"finite positions {self.spec.joint_names}, got {q.tolist()}")
-        self.mailbox.put_position(q)
+        try:
+            self.mailbox.put_position(cv.checked_positions(msg, self.spec.joint_names))
+        except ValueError as e:
+            self._reject(str(e))
 
     def _on_recorder_status(self, msg: String) -> None:
         try:

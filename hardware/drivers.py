@@ -1,0 +1,34 @@
+"""The driver registry: robot name -> the driver that reaches it (imported on first use).
+
+    robot = make_hardware("so100", port="/dev/ttyACM0", calibration="so100.json")
+
+A new robot is a spec YAML (``rosmind/robots/<name>.yaml``) naming its driver in
+``extra.driver`` plus, for a new kind of device, a factory ``(spec, **options) -> HardwareRobot``
+registered here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rosmind.errors import SpecError
+from rosmind.registry import Registry
+from rosmind.robot import HardwareRobot
+from rosmind.spec import load_spec
+
+# name -> the module that registers it (imported on the first lookup of that name)
+DRIVERS = Registry("hardware driver", {"servo_arm": "rosmind.hardware.arms.servo_bus"})
+
+
+def make_hardware(robot: str, driver: str = "", **options: Any) -> HardwareRobot:
+    """The driver for ``robot`` (its spec's ``extra.driver`` unless ``driver`` names one)."""
+    spec = load_spec(robot)
+    name = driver or spec.extra.get("driver", "")
+    if not name:
+        raise SpecError(f"robot {spec.name!r} has no hardware driver (extra.driver in its spec); "
+                        f"drivers: {', '.join(DRIVERS.names())}")
+    factory = DRIVERS.get(name).factory
+    try:
+        return factory(spec, **options)
+    except TypeError as e:
+        raise SpecError(f"driver {name!r} for robot {spec.name!r}: bad options {sorted(options)}: {e}") from None
