@@ -49,12 +49,15 @@ class TeleopCommand:
     gripper: absolute gripper closure in [0, 1] (0 open, 1 closed), or None = unchanged.
     deadman: the operator's enable; without it the robot is not commanded.
     buttons: named edge events since the last poll, e.g. ``gripper_toggle``.
+    joints: absolute joint positions [D] in the robot's spec order (a leader arm), or None.
+        When given, the controller follows them joint by joint (no kinematics, no twist).
     """
 
     twist: np.ndarray = field(default_factory=lambda: np.zeros(6))
     gripper: float | None = None
     deadman: bool = False
     buttons: tuple[str, ...] = ()
+    joints: np.ndarray | None = None
 
     def __post_init__(self):
         t = np.asarray(self.twist, dtype=np.float64).reshape(-1)
@@ -65,6 +68,10 @@ class TeleopCommand:
                                                                 neginf=0.0), -1.0, 1.0))
         if self.gripper is not None and not math.isfinite(self.gripper):
             object.__setattr__(self, "gripper", None)
+        if self.joints is not None:
+            q = np.asarray(self.joints, dtype=np.float64).reshape(-1)
+            # A glitched reading is "no joint command" (the controller then holds), never forwarded.
+            object.__setattr__(self, "joints", q if np.all(np.isfinite(q)) else None)
 
 
 @dataclass
@@ -165,16 +172,21 @@ def scale_twist(twist: np.ndarray, cfg: TeleopConfig) -> np.ndarray:
 class TeleopController:
     """Device commands -> joint position commands [D] in spec order, one call per control tick.
 
-    ``kin`` is injected (tests and other robots); by default ``make_kinematics(spec)``.
+    ``kin`` is injected (tests and other robots); by default ``make_kinematics(spec)``, except
+    with ``joint_mode`` (devices sending ``TeleopCommand.joints``: leader arms).
     The spec's joints with role ``gripper`` (0 or 1 of them) take the gripper state: 0 ->
     the joint's upper limit (open), 1 -> its lower limit (closed).
     """
 
     def __init__(self, spec: RobotSpec, cfg: TeleopConfig | None = None,
-                 kin: Kinematics | None = None, log: Callable[[str], None] | None = None):
+                 kin: Kinematics | None = None, log: Callable[[str], None] | None = None,
+                 joint_mode: bool = False):
         self.spec = spec
         self.cfg = cfg or TeleopConfig()
-        self.kin = kin if kin is not None else make_kinematics(spec)
+        # A joint-mode device (a leader arm) needs no kinematics; any other gets them now, so a
+        # robot without a model fails at start, not at the first twist.
+        self._kin = kin if kin is not None or joint_mode else make_kinematics(spec)
+        self.joint_mode = joint_mode
         self.log = log or (lambda _m: None)
         self.dt = spec.control_period
         roles = [j.role for j in spec.joints]
@@ -196,8 +208,15 @@ class TeleopController:
         self.target_pos = np.zeros(3)
         self.target_quat = np.array([0.0, 0.0, 0.0, 1.0])
 
+    @property
+    def kin(self) -> Kinematics:
+        if self._kin is None:
+            self._kin = make_kinematics(self.spec)
+        return self._kin
+
     def close(self) -> None:
-        self.kin.close()
+        if self._kin is not None:
+            self._kin.close()
 
     def release(self) -> None:
         """Forget the anchor: the next deadman press re-anchors at the measured joints."""
@@ -208,9 +227,13 @@ class TeleopController:
         span = self.upper[j] - self.lower[j]
         return float(np.clip((self.upper[j] - q) / span, 0.0, 1.0)) if span > 0 else 0.0
 
-    def _engage(self, q_measured: np.ndarray) -> None:
+    def _engage(self, q_measured: np.ndarray, joint_mode: bool = False) -> None:
         self.q_cmd = q_measured.copy()
         self.last_step = np.zeros(self.spec.dof)
+        if joint_mode:
+            self.engaged = True
+            self.log("deadman pressed: following the leader's joints from the measured ones")
+            return
         self.target_pos, self.target_quat = self.kin.fk_pose(q_measured[self.arm])
         if self.grip_index is not None:
             self.gripper = self._gripper_from(q_measured[self.grip_index])
@@ -240,6 +263,10 @@ class TeleopController:
         if not np.all(np.isfinite(q_measured)):
             self.engaged = False
             return None
+        if cmd.joints is not None:
+            return self._follow(cmd.joints, q_measured)
+        if self.joint_mode:  # a joint device without a (finite) reading this tick: send nothing
+            return None
         if not self.engaged:
             self._engage(q_measured)
             self._update_gripper(cmd)
@@ -266,6 +293,19 @@ class TeleopController:
         self.target_pos, self.target_quat = pos, quat
         self.q_cmd = q
         return q.copy()
+
+    def _follow(self, joints: np.ndarray, q_measured: np.ndarray) -> np.ndarray:
+        """Joint mode: step from the last command toward the leader's joints within the limits
+        (the first tick after engaging starts at the measured joints, so nothing jumps)."""
+        if joints.shape != (self.spec.dof,):
+            raise SpecError(f"teleop: the device sent {joints.shape[0]} joints, robot {self.spec.name!r} "
+                            f"has {self.spec.dof} {self.spec.joint_names}")
+        if not self.engaged:
+            self._engage(q_measured, joint_mode=True)
+            return self.q_cmd.copy()
+        want = np.clip(joints, self.lower, self.upper)
+        self.q_cmd = np.clip(self.q_cmd + self._limited_step(want - self.q_cmd), self.lower, self.upper)
+        return self.q_cmd.copy()
 
     def _limited_step(self, delta: np.ndarray) -> np.ndarray:
         """Per-joint step toward ``delta`` within the velocity and acceleration limits, braking

@@ -160,3 +160,35 @@ def test_absent_device_exits_with_a_message(ros_env, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
     assert "ttyACM9" in err and "cannot open the servo bus" in err
+
+
+def test_leader_follower_graph_moves_the_follower_through_safety(ros_env, repo, probe, tmp_path):
+    """launch/hw_leader_follower.launch.yaml on two emulated SO-100 buses: the leader moved by
+    hand moves the follower (hardware_node <- safety_node <- teleop_node); a leader that stops
+    answering releases the deadman and the follower holds."""
+    with _emulator("so100") as follower, _emulator("so100") as leader:
+        proc = subprocess.Popen([sys.executable, "-m", "rosmind.cli", "launch",
+                                 str(repo / "launch" / "hw_leader_follower.launch.yaml"), f"port:={follower.port}",
+                                 f"leader_port:={leader.port}", f"out_dir:={tmp_path / 'episodes'}"],
+                                env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            probe.wait(lambda: len(probe.states) > 10, timeout=60, what="follower joint_states")
+            leader.move_by_hand(2, 2048 + 400)  # shoulder_lift +0.614 rad
+            leader.move_by_hand(5, 2048 - 300)  # wrist_roll -0.460 rad
+            want = np.zeros(6)
+            want[1], want[4] = 400 * 2 * np.pi / 4096, -300 * 2 * np.pi / 4096
+            probe.wait(lambda: np.allclose(probe.states[-1].position, want, atol=0.02), timeout=30,
+                       what=f"follower at the leader's pose {want}")
+            for i in range(1, 7):
+                leader.silence(i)
+            time.sleep(1.0)
+            goals = [follower.servo(i).goal for i in range(1, 7)]
+            leader.move_by_hand(2, 2048)
+            time.sleep(1.5)
+            assert [follower.servo(i).goal for i in range(1, 7)] == goals  # holds: nothing follows
+            assert proc.poll() is None
+        finally:
+            stop_process(proc, group=True)
+            out, _ = proc.communicate()
+        assert "deadman_released" in out or "device_lost" in out, out[-3000:]

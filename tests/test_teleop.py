@@ -180,3 +180,26 @@ def test_shipped_teleop_launch_file_parses(repo):
     assert robot["mode"] == "realtime" and robot["cameras"] is True
     rec = {k: v for _, k, v in nodes["recorder_node"].params}
     assert rec["out_dir"] == "/tmp/x" and {"teleop/events", "safety/commands"} <= set(rec["topics"])
+
+
+def test_joint_mode_follows_a_leader_within_the_limits():
+    """A leader arm's joints (TeleopCommand.joints): no kinematics needed, the first command is
+    the measured pose, then per-tick steps toward the leader within the velocity limit; a
+    non-finite reading sends nothing."""
+    spec = load_spec("so100")
+    ctl = TeleopController(spec, joint_mode=True)
+    measured = np.array([0.1, 0.0, 0.0, 0.0, 0.0, 0.5])
+    leader = np.array([1.0, -0.5, 0.0, 0.0, 0.0, 0.5])
+    first = ctl.step(TeleopCommand(deadman=True, joints=leader), measured)
+    np.testing.assert_allclose(first, measured)
+    vmax = np.array(spec.limits("velocity")) * spec.control_period
+    prev, q = first, first
+    for _ in range(200):
+        q = ctl.step(TeleopCommand(deadman=True, joints=leader), measured)
+        assert np.all(np.abs(q - prev) <= vmax + 1e-9)
+        prev = q
+    np.testing.assert_allclose(q, leader, atol=1e-6)
+    assert ctl.step(TeleopCommand(deadman=True, joints=[np.nan] * 6), measured) is None
+    assert ctl.step(TeleopCommand(deadman=False, joints=leader), measured) is None and not ctl.engaged
+    with pytest.raises(SpecError, match="sent 3 joints"):
+        ctl.step(TeleopCommand(deadman=True, joints=[0.0, 0.0, 0.0]), measured)

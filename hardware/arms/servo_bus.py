@@ -146,10 +146,19 @@ class SdkBus:
             return self.packets.getTxRxResult(result).strip() or f"result {result}"
         return self.packets.getRxPacketError(error).strip() or f"status error 0x{error:02x}"
 
+    def _flush(self) -> None:
+        """Drop unread input: a reply that came after the SDK's timeout must not be taken as
+        the answer to the next request (both SDKs' clearPort flushes output only)."""
+        try:
+            self.port.ser.reset_input_buffer()
+        except Exception:  # a vanished port: the transaction that follows reports it
+            pass
+
     def _transact(self, fn, what: str):
         """Run an SDK call returning ``(..., result, error)``; retry once; raise with ``what``."""
         last = ""
         for _ in range(1 + RETRIES):
+            self._flush()
             try:
                 out = fn()
             except Exception as e:  # the SDKs index missing data on error replies, etc.
@@ -185,6 +194,7 @@ class SdkBus:
             group.addParam(sid)
         last = ""
         for _ in range(1 + RETRIES):
+            self._flush()
             try:
                 result = group.txRxPacket()
             except Exception as e:

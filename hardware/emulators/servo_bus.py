@@ -411,3 +411,31 @@ class ServoBusEmulator:
         for s in targets if reply else []:  # an instruction this servo does not know
             out += self._status(s, error=ERR2_INSTRUCTION if dyn else 0x40)
         return bytes(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve an emulated arm's bus until Ctrl-C: ``--robot so100`` takes the spec's bus layout."""
+    import argparse
+    import signal
+
+    from rosmind.spec import load_spec
+
+    ap = argparse.ArgumentParser(prog="python -m rosmind.hardware.emulators.servo_bus", description=main.__doc__)
+    ap.add_argument("--robot", default="so100", help="robot spec with an extra.bus section (so100, koch)")
+    args = ap.parse_args(argv)
+    bus = load_spec(args.robot).extra.get("bus")
+    if not bus:
+        print(f"robot {args.robot!r} has no servo bus (extra.bus in its spec)", flush=True)
+        return 2
+    emu = ServoBusEmulator(bus["protocol"], dict(zip(bus["ids"], bus["models"], strict=True)))
+    print(f"{args.robot} {bus['protocol']} bus emulator on {emu.port}", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    done.wait()
+    emu.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

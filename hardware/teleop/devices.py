@@ -32,6 +32,7 @@ class Device(ABC):
     """A teleop input device; see the module doc for the contract."""
 
     name: str = "device"
+    joint_commands: bool = False  # True: poll() fills TeleopCommand.joints (a leader arm)
 
     def __init__(self) -> None:
         self._connected = False
@@ -77,7 +78,7 @@ def make_device(name: str, options: dict[str, Any] | None = None) -> Device:
 
 def _register() -> None:
     """Each device module registers itself; importing them here fills ``DEVICES``."""
-    from rosmind.hardware.teleop import gamepad, keyboard, spacemouse, web  # noqa: F401
+    from rosmind.hardware.teleop import gamepad, keyboard, leader_arm, spacemouse, web  # noqa: F401
 
 
 _register()

@@ -74,8 +74,9 @@ class TeleopNode(Node):
         vel_cfg = declare_from_dataclass(self, VelocityTeleopConfig)
         self.spec = spec = load_spec(cfg.robot)
         log = self.get_logger()
-        self.core = _VelocityCore(vel_cfg) if cfg.output == "cmd_vel" else TeleopController(spec, core_cfg, log=log.info)
         self.device = make_device(cfg.device, cfg.device_options)
+        self.core = _VelocityCore(vel_cfg) if cfg.output == "cmd_vel" else TeleopController(
+            spec, core_cfg, log=log.info, joint_mode=self.device.joint_commands)
         self.device.open()
         self.q_measured: np.ndarray | None = None
         self.wrench = np.zeros(6)
