@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("rosmind.commands.eval", "evaluate a checkpoint in sim, directly or through ROS 2"),
     "convert": ("rosmind.commands.convert", "recorded MCAP episodes -> a zarr dataset (explicit time sync)"),
     "replay": ("rosmind.commands.replay", "send a recorded episode's commands back through safety"),
+    "calibrate": ("rosmind.commands.calibrate", "measure a servo arm's zero pose and joint ranges"),
 }
 
 

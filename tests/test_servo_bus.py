@@ -139,3 +139,64 @@ def test_calibration_file_round_trip_and_mismatch(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SpecError, match="not a servo calibration file"):
         load_calibration(tmp_path / "bad.json", so100)
+
+
+def test_calibrate_measures_zero_and_ranges_on_the_arm(tmp_path):
+    from rosmind.hardware.arms.calibrate import calibrate
+
+    spec = load_spec("so100")
+    with emulator_for("so100") as emu:
+        arm = ServoArm(spec, default_calibration(spec), emu.port)
+        arm.connect()
+        zero = {i: 1500 + 100 * i for i in arm.ids}
+        steps = []
+
+        def operator(text):
+            steps.append(text)
+            if "zero pose" in text:
+                for i, z in zero.items():
+                    emu.move_by_hand(i, z)
+            else:  # sweep each joint +-600 ticks around its zero, slowly enough to be sampled
+                for k in range(21):
+                    for i, z in zero.items():
+                        emu.move_by_hand(i, z + 600 * np.sin(2 * np.pi * k / 20))
+                    time.sleep(0.03)
+
+        cal = calibrate(arm, operator, invert=["elbow_flex"])
+        arm.disconnect()
+        assert len(steps) == 2
+        j = cal.joints["elbow_flex"]
+        assert (j.zero, j.direction) == (zero[3], -1)
+        assert zero[3] - 600 + 20 <= j.min <= zero[3] - 500 and zero[3] + 500 <= j.max <= zero[3] + 600 - 20
+        path = tmp_path / "so100.json"
+        cal.save(path)
+        # The calibrated arm reads 0 rad at the zero pose and the inverted joint turns the other way.
+        arm = ServoArm(spec, load_calibration(path, spec), emu.port)
+        arm.connect()
+        for i, z in zero.items():
+            emu.move_by_hand(i, z)
+        emu.move_by_hand(3, zero[3] + 100)
+        q = arm.read()["joint_pos"]
+        np.testing.assert_allclose(q, [0, 0, -100 * 2 * math.pi / 4096, 0, 0, 0], atol=1e-9)
+        arm.enable()
+        sent = arm.write([0, 0, 3.0, 0, 0, 0])  # beyond the measured range: clipped to it
+        assert sent[2] == pytest.approx(-(j.min - zero[3]) * 2 * math.pi / 4096)
+        arm.disconnect()
+
+        # A joint nobody moved: an error naming it, nothing saved.
+        arm = ServoArm(spec, default_calibration(spec), emu.port)
+        arm.connect()
+        with pytest.raises(SpecError, match="joint shoulder_pan .* moved only 0 ticks"):
+            calibrate(arm, lambda text: None)
+        arm.disconnect()
+
+
+def test_calibrate_command_refuses_to_overwrite(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "so100.json"
+    out.write_text("{}")
+    r = subprocess.run([sys.executable, "-m", "rosmind.cli", "calibrate", "--robot", "so100", "--port", "/dev/null",
+                        "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "exists" in r.stderr and out.read_text() == "{}"
