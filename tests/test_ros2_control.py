@@ -1,0 +1,105 @@
+"""rosmind on a ros2_control robot with no driver code (launch/ros2_control.launch.yaml):
+safety_node remapped onto joint_trajectory_controller's topics, against a process that behaves
+as joint_state_broadcaster, joint_trajectory_controller and forward_position_controller do."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from procs import stop_process
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from rosmind.sim.experts import REST_POSE
+from rosmind.spec import load_spec
+from rosmind_ros import conversions as cv
+
+pytestmark = pytest.mark.ros
+
+CONTROLLER_TOPICS = ("/joint_trajectory_controller/joint_trajectory", "/forward_position_controller/commands")
+
+
+def test_safety_is_the_only_path_to_the_controllers(ros_env, repo):
+    spec = load_spec("panda")
+    rest = ",".join(str(v) for v in (*REST_POSE, 0.04))  # inside the workspace box safety_node enforces
+    emu = subprocess.Popen([sys.executable, "-m", "rosmind.hardware.emulators.ros2_control", "--robot", "panda",
+                            "--initial", rest],
+                           env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    graph = subprocess.Popen([sys.executable, "-m", "rosmind.cli", "launch", str(repo / "launch" / "ros2_control.launch.yaml"),
+                              "robot:=panda"], env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("r2c_probe", context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    states: list[JointState] = []
+    node.create_subscription(JointState, "/joint_states", states.append, 10)
+    chunk_pub = node.create_publisher(JointTrajectory, "safety/joint_trajectory", 10)
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ex.spin_once(timeout_sec=0.05)
+
+    th = threading.Thread(target=spin, daemon=True)
+    th.start()
+
+    def wait(cond, timeout, what):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out: {what}")
+
+    def measured() -> np.ndarray:
+        return cv.joint_state_to_numpy(states[-1], spec.joint_names)["joint_pos"]
+
+    try:
+        wait(lambda: len(states) > 5, 60, "the controllers' joint_states")
+        assert states[-1].name[-1] == "tool_changer_joint"  # the hardware's order, plus a joint we ignore
+        wait(lambda: all(node.count_subscribers(t) >= 1 for t in CONTROLLER_TOPICS)
+             and chunk_pub.get_subscription_count() >= 1, 60, "safety_node on the controller topics")
+        for topic in CONTROLLER_TOPICS:  # safety_node publishes there, nobody else
+            pubs = node.get_publishers_info_by_topic(topic)
+            assert [p.node_name for p in pubs] == ["safety_node"], (topic, [p.node_name for p in pubs])
+        # A policy-style chunk from the measured pose: joint 1 to +0.3 rad over 1.6 s (32 points at 20 Hz).
+        q0 = measured()
+        n = 32
+        pts = np.repeat(q0[None], n, axis=0)
+        pts[:, 0] = q0[0] + np.linspace(0.3 / n, 0.3, n)
+        t = time.time()
+        chunk_pub.publish(cv.joint_trajectory(spec.joint_names, pts, t, spec.control_period))
+        wait(lambda: abs(measured()[0] - (q0[0] + 0.3)) < 1e-3, 20, "the robot at the chunk's end")
+        # A slow chunk back (3.2 s), then a NaN chunk: safety refuses it and answers with an
+        # empty trajectory, which the controller takes as "hold here": the motion stops part way.
+        q1 = measured()
+        slow = np.repeat(q1[None], 64, axis=0)
+        slow[:, 0] = q1[0] - np.linspace(0.3 / 64, 0.3, 64)
+        chunk_pub.publish(cv.joint_trajectory(spec.joint_names, slow, time.time(), spec.control_period))
+        wait(lambda: measured()[0] < q1[0] - 0.03, 10, "the slow chunk under way")
+        bad = slow.copy()
+        bad[:, 0] = np.nan
+        chunk_pub.publish(cv.joint_trajectory(spec.joint_names, bad, time.time(), spec.control_period))
+        time.sleep(0.5)
+        here = measured()
+        time.sleep(1.0)
+        assert q1[0] - 0.25 < here[0] < q1[0] - 0.03  # stopped part way, not at the chunk's end
+        np.testing.assert_allclose(measured(), here, atol=1e-3)  # and holds there
+    finally:
+        stop.set()
+        th.join(timeout=2)
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+        stop_process(graph, group=True)
+        stop_process(emu)
+        graph.communicate()
+        emu.communicate()
