@@ -11,8 +11,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(CONSTRAINTS) Makefile
+$(STAMP): pyproject.toml setup.py $(CONSTRAINTS) Makefile scripts/ensure_debs.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# System libraries wheels load: libusb for pyrealsense2.
+	sh scripts/ensure_debs.sh libusb-1.0-0
 	# torch first: the CPU wheel on disk. Every later call is pinned by the constraints file.
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[dev]"

@@ -14,7 +14,7 @@ from setuptools import find_packages, setup
 PACKAGE = "rosmind_ros"
 # Relative to this file's folder (colcon runs setup.py from it); data_files wants relative paths.
 LAUNCH = "../../../launch"
-NODES = ("robot_node", "hardware_node", "ft_sensor_node", "policy_node", "safety_node", "teleop_node", "recorder_node", "replay")
+NODES = ("robot_node", "hardware_node", "ft_sensor_node", "camera_node", "policy_node", "safety_node", "teleop_node", "recorder_node", "replay")
 
 data_files = [
     ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
