@@ -4,6 +4,11 @@
 policy trained in sim reads a real camera unchanged.
 
 Drivers (``rosmind.hardware.sensors.cameras``): ``realsense`` (pyrealsense2), ``uvc`` (OpenCV).
+
+``tactile_grid:=[rows, cols]`` makes it a camera-based tactile sensor (DIGIT, GelSight): the
+first frame is the untouched reference, and each frame's marker offsets and normal proxy
+(``rosmind.hardware.sensors.tactile``) go out on ``tactile/<name>`` as a 32FC3 image, the
+layout of the sim's taxel pad, instead of the camera topics.
 A camera that stops delivering is never republished stale: nothing goes out, ``/diagnostics``
 says ERROR naming it, and the node keeps trying (a policy then pauses on its own staleness
 check, as the camera issue specifies).
@@ -25,6 +30,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from rosmind.errors import HardwareError, SpecError
 from rosmind.hardware.sensors.cameras import make_camera
+from rosmind.hardware.sensors.tactile import MarkerTracker
 from rosmind.schema import camera_topics
 from rosmind_ros import conversions as cv
 from rosmind_ros.params import declare_from_dataclass, run_node
@@ -36,11 +42,14 @@ class CameraNodeConfig:
     driver: str = "realsense"
     options: dict = field(default_factory=dict)  # the driver's options
     frame_id: str = ""
+    tactile_grid: list[int] = field(default_factory=list)  # [rows, cols] of gel markers: tactile mode
     diagnostics_period_s: float = 1.0
 
     def __post_init__(self):
         if not self.name:
             raise SpecError("camera_node: name is required (the camera's name in the robot spec)")
+        if self.tactile_grid and (len(self.tactile_grid) != 2 or min(self.tactile_grid) < 1):
+            raise SpecError(f"camera_node.tactile_grid: [rows, cols] of markers, got {self.tactile_grid}")
 
 
 class CameraNode(Node):
@@ -51,8 +60,12 @@ class CameraNode(Node):
         self.cam.start()
         self.topics = camera_topics(cfg.name)
         self.frame_id = cfg.frame_id or f"{cfg.name}_optical"
-        self.pubs = {k: self.create_publisher(Image if k in ("rgb", "depth") else CameraInfo, t, 5)
-                     for k, t in self.topics.items()}
+        self.tracker = MarkerTracker(*cfg.tactile_grid) if cfg.tactile_grid else None
+        if self.tracker is not None:
+            self.pubs = {"tactile": self.create_publisher(Image, f"tactile/{cfg.name}", 5)}
+        else:
+            self.pubs = {k: self.create_publisher(Image if k in ("rgb", "depth") else CameraInfo, t, 5)
+                         for k, t in self.topics.items()}
         self.diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.fault = ""
         self.frames = 0
@@ -76,6 +89,9 @@ class CameraNode(Node):
                 self._stop.wait(0.2)
                 continue
             self.fault = ""
+            if self.tracker is not None:
+                self._tactile(f)
+                continue
             k = f.intrinsics
             info = cv.camera_info(k["width"], k["height"], k["fx"], k["fy"], k["cx"], k["cy"], f.stamp, self.frame_id)
             self.pubs["rgb"].publish(cv.image(f.rgb, "rgb8", f.stamp, self.frame_id))
@@ -84,6 +100,17 @@ class CameraNode(Node):
                 self.pubs["depth"].publish(cv.image(f.depth, "32FC1", f.stamp, self.frame_id))
                 self.pubs["depth_info"].publish(info)
             self.frames += 1
+
+    def _tactile(self, f) -> None:
+        try:
+            if self.tracker.ref is None:
+                self.tracker.reference(f.rgb)
+            out = self.tracker(f.rgb)
+        except HardwareError as e:
+            self.fault = str(e)
+            return
+        self.pubs["tactile"].publish(cv.image(out, "32FC3", f.stamp, self.frame_id))
+        self.frames += 1
 
     def _diagnostics(self) -> None:
         start, frames = self._window
