@@ -11,13 +11,18 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(CONSTRAINTS) Makefile scripts/ensure_debs.sh
+$(STAMP): pyproject.toml setup.py $(CONSTRAINTS) Makefile scripts/ensure_debs.sh scripts/cyclonedds_home.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# System libraries wheels load: libusb for pyrealsense2.
-	sh scripts/ensure_debs.sh libusb-1.0-0
+	# System libraries: libusb for pyrealsense2, CycloneDDS 0.10.2 for unitree-sdk2's DDS binding.
+	sh scripts/ensure_debs.sh libusb-1.0-0 cyclonedds-dev
 	# torch first: the CPU wheel on disk. Every later call is pinned by the constraints file.
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[dev]"
+	# unitree-sdk2 (Go2 low level): its cyclonedds binding builds against Debian's C library; the
+	# wheel's own requirements would add opencv-python beside our headless OpenCV, hence --no-deps.
+	CYCLONEDDS_HOME=$$(sh scripts/cyclonedds_home.sh $(abspath $(VENV))/cyclonedds-home) \
+	    $(BIN)/pip install -q -c $(CONSTRAINTS) "cyclonedds==0.10.2"
+	$(BIN)/pip install -q --no-deps "unitree-sdk2==1.0.1"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -17,7 +17,8 @@ from rosmind.robot import HardwareRobot
 from rosmind.spec import load_spec
 
 # name -> the module that registers it (imported on the first lookup of that name)
-DRIVERS = Registry("hardware driver", {"servo_arm": "rosmind.hardware.arms.servo_bus"})
+DRIVERS = Registry("hardware driver", {"servo_arm": "rosmind.hardware.arms.servo_bus",
+                                       "unitree_go2": "rosmind.hardware.quadrupeds.unitree"})
 
 
 def make_hardware(robot: str, driver: str = "", **options: Any) -> HardwareRobot:

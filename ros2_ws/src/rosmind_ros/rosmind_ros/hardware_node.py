@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
@@ -52,6 +52,8 @@ class HardwareNodeConfig:
     robot: str = "so100"
     driver: str = ""  # "" = the spec's extra.driver
     port: str = ""  # serial port / device path (servo buses)
+    interface: str = ""  # network interface (Unitree: the robot's Ethernet, e.g. eth0)
+    domain: int = -1  # DDS domain of the robot's own middleware (Unitree: 0); -1 = the driver's default
     calibration: str = ""  # driver calibration file ("" = the driver's default)
     autostart: bool = True  # configure + activate at start
     diagnostics_period_s: float = 1.0
@@ -65,12 +67,18 @@ class HardwareNode(LifecycleNode):
     def __init__(self):
         super().__init__("robot_node")
         self.cfg = cfg = declare_from_dataclass(self, HardwareNodeConfig)
-        options = {k: v for k, v in (("port", cfg.port), ("calibration", cfg.calibration)) if v}
+        options = {k: v for k, v in (("port", cfg.port), ("calibration", cfg.calibration),
+                                     ("interface", cfg.interface)) if v}
+        if cfg.domain >= 0:
+            options["domain"] = cfg.domain
         self.robot = make_hardware(cfg.robot, cfg.driver, **options)  # no device contact yet
         self.spec = self.robot.spec
         self.exit_code: int | None = None
         self.mailbox = CommandMailbox(self.spec.dof)
         self.js = self.create_publisher(JointState, "joint_states", 10)
+        imus = self.spec.sensors_of("imu")  # quadrupeds: the IMU, as the sim publishes it
+        self.imu = self.create_publisher(Imu, "imu", 10) if imus else None
+        self.imu_frame = imus[0].frame_id if imus else ""
         self.diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, 10)
         self.create_subscription(Float64MultiArray, "forward_position_controller/commands", self._on_commands, 10)
@@ -192,6 +200,9 @@ class HardwareNode(LifecycleNode):
             self.fault = ""
         self.js.publish(cv.joint_state(self.spec.joint_names, obs["joint_pos"], obs.get("joint_vel"),
                                        obs.get("joint_effort"), t))
+        if self.imu is not None and "imu_orientation" in obs:
+            self.imu.publish(cv.imu(obs["imu_orientation"], obs["imu_angular_velocity"],
+                                    obs["imu_linear_acceleration"], t, self.imu_frame))
         self.counts["ticks"] += 1
 
     def _loop(self) -> None:
