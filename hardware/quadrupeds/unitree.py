@@ -128,6 +128,10 @@ def init_lowcmd(sdk):
 
 
 class UnitreeGo2(HardwareRobot):
+    # Spec sensors this driver cannot offer, and why (the sim/real parity test reads this).
+    unavailable = {"odom": "the Go2's low-level state (rt/lowstate) has no odometry; sport mode's "
+                           "estimate is not available in low-level mode"}
+
     def __init__(self, spec: RobotSpec, interface: str = "eth0", domain: int = 0, rate_hz: float = 500.0,
                  max_error_rad: float = 0.3, damping_kd: float = 2.0, stale_s: float = 0.1,
                  connect_timeout_s: float = 3.0):

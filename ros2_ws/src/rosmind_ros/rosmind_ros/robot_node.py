@@ -58,7 +58,9 @@ from rosmind_ros.params import declare_from_dataclass, run_node
 class RobotNodeConfig:
     robot: str = "panda"
     task: str = ""  # "" = the robot's default task
-    backend: str = "pybullet"  # or "mujoco" (quadrupeds: the model the RL env trains on)
+    # or "mujoco" (quadrupeds: the model the RL env trains on); "hardware" runs hardware_node
+    # (a real robot through its driver, rosmind.hardware.drivers) in this node's place.
+    backend: str = "pybullet"
     terrain: str = ""  # mujoco: flat (default), rough, slopes, stairs, mixed
     # Perturbations (rosmind eval --task-option/--obs-noise): "key=value,key=value" task config
     # overrides, and "selector=std,..." Gaussian noise on what is published (rosmind.sim.perturb).
@@ -438,7 +440,23 @@ class RobotNode(Node):
         return super().destroy_node()
 
 
+def requested_backend(argv: list[str]) -> str:
+    """The ``backend`` parameter given on the command line (``-p backend:=X``), or ""."""
+    for i, a in enumerate(argv):
+        text = a if a.startswith("backend:=") else (argv[i + 1] if a in ("-p", "--param") and i + 1 < len(argv)
+                                                     else "")
+        if text.startswith("backend:="):
+            return text.split(":=", 1)[1].strip().strip("'\"")
+    return ""
+
+
 def main(argv: list[str] | None = None) -> None:
+    """``backend:=hardware`` hosts a real robot (``hardware_node``) under the same node name and
+    topics, so one launch file serves the sim and the robot."""
+    if requested_backend(sys.argv if argv is None else argv) == "hardware":
+        from rosmind_ros.hardware_node import HardwareNode
+
+        sys.exit(run_node(HardwareNode, argv))
     sys.exit(run_node(RobotNode, argv))
 
 
