@@ -18,7 +18,9 @@ from rosmind.spec import load_spec
 
 # name -> the module that registers it (imported on the first lookup of that name)
 DRIVERS = Registry("hardware driver", {"servo_arm": "rosmind.hardware.arms.servo_bus",
-                                       "unitree_go2": "rosmind.hardware.quadrupeds.unitree"})
+                                       "unitree_go2": "rosmind.hardware.quadrupeds.unitree",
+                                       "ur_rtde": "rosmind.hardware.arms.ur",
+                                       "franka": "rosmind.hardware.arms.franka"})
 
 
 def make_hardware(robot: str, driver: str = "", **options: Any) -> HardwareRobot:

@@ -144,8 +144,8 @@ class SetpointLimiter:
     ``margin`` scales the spec's velocity and acceleration limits: below 1, what comes out is
     inside what safety_node enforces, so it passes unchanged."""
 
-    def __init__(self, spec, margin: float = 0.9):
-        dt = spec.control_period
+    def __init__(self, spec, margin: float = 0.9, dt: float | None = None):
+        dt = spec.control_period if dt is None else dt  # another period: e.g. a 1 kHz inner loop
         self.vmax = margin * np.array(spec.limits("velocity")) * dt
         self.a = margin * np.array(spec.limits("acceleration")) * dt * dt
         self.lower = np.array(spec.limits("lower"))
