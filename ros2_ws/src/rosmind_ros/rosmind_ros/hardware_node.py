@@ -53,6 +53,7 @@ class HardwareNodeConfig:
     driver: str = ""  # "" = the spec's extra.driver
     port: str = ""  # serial port / device path (servo buses)
     interface: str = ""  # network interface (Unitree: the robot's Ethernet, e.g. eth0)
+    host: str = ""  # controller address (UR: RTDE, Franka: FCI)
     domain: int = -1  # DDS domain of the robot's own middleware (Unitree: 0); -1 = the driver's default
     calibration: str = ""  # driver calibration file ("" = the driver's default)
     autostart: bool = True  # configure + activate at start
@@ -68,7 +69,7 @@ class HardwareNode(LifecycleNode):
         super().__init__("robot_node")
         self.cfg = cfg = declare_from_dataclass(self, HardwareNodeConfig)
         options = {k: v for k, v in (("port", cfg.port), ("calibration", cfg.calibration),
-                                     ("interface", cfg.interface)) if v}
+                                     ("interface", cfg.interface), ("host", cfg.host)) if v}
         if cfg.domain >= 0:
             options["domain"] = cfg.domain
         self.robot = make_hardware(cfg.robot, cfg.driver, **options)  # no device contact yet
