@@ -79,3 +79,66 @@ def start_policy_node(env: dict, checkpoint, *extra: str) -> subprocess.Popen:
                              f"checkpoint:={checkpoint}", "-p", "mode:=lockstep", "-p", "startup_timeout_s:=60.0",
                              "-p", "diagnostics_period_s:=0.2", *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    """Poll ``cond`` every 50 ms until it holds; AssertionError naming ``what`` after ``timeout`` s."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Probe:
+    """A test-side rclpy node in its own context, spun by a background thread.
+
+        with Probe("hw_probe") as p:
+            states = p.collect(JointState, "joint_states")     # a list that fills as messages arrive
+            cmd = p.node.create_publisher(...)
+            p.wait(lambda: len(states) > 5, 30, "joint_states")
+    """
+
+    def __init__(self, name: str):
+        import threading
+
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self._rclpy = rclpy
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node(name, context=self.ctx)
+        self.exec = SingleThreadedExecutor(context=self.ctx)
+        self.exec.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.exec.spin_once(timeout_sec=0.05)
+
+    def collect(self, msg_type, topic: str, keep=None) -> list:
+        """Messages of ``topic`` as they arrive (``keep``: a function msg -> iterable of items to store instead)."""
+        got: list = []
+        self.node.create_subscription(msg_type, topic, got.append if keep is None else (lambda m: got.extend(keep(m))),
+                                      10)
+        return got
+
+    wait = staticmethod(wait_for)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.node.destroy_node()
+        self._rclpy.shutdown(context=self.ctx)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -123,13 +123,10 @@ def test_uvc_reads_frames_then_reports_the_end(tmp_path):
 def test_camera_node_publishes_the_sim_topics_and_reports_a_dead_camera(ros_env, tmp_path):
     import subprocess
     import sys
-    import time
 
     import cv2
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from procs import stop_process, stopped_cleanly
-    from rclpy.executors import SingleThreadedExecutor
+    from procs import Probe, stop_process, stopped_cleanly
     from sensor_msgs.msg import CameraInfo, Image
 
     from rosmind.ros_args import ros_literal
@@ -142,27 +139,19 @@ def test_camera_node_publishes_the_sim_topics_and_reports_a_dead_camera(ros_env,
                              "driver:=uvc", "-p", f"options:={ros_literal(f'{{device: {path}, width: {W}, height: {H}}}')}", "-p",
                              "diagnostics_period_s:=0.2"], env=ros_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("cam_probe", context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    images, infos, diags = [], [], []
-    node.create_subscription(Image, "camera/scene/image_raw", images.append, 10)
-    node.create_subscription(CameraInfo, "camera/scene/camera_info", infos.append, 10)
-    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(m.status), 10)
+    probe = Probe("cam_probe")
+    images = probe.collect(Image, "camera/scene/image_raw")
+    infos = probe.collect(CameraInfo, "camera/scene/camera_info")
+    diags = probe.collect(DiagnosticArray, "/diagnostics", lambda m: m.status)
     try:
-        end = time.monotonic() + 60
         # The file runs out after 3 s: then the camera is "dead" and must say so.
-        while time.monotonic() < end and not (diags and int.from_bytes(diags[-1].level) == 2 and images):
-            ex.spin_once(timeout_sec=0.05)
+        probe.wait(lambda: diags and int.from_bytes(diags[-1].level) == 2 and images, 60, "ERROR after the frames")
         assert images and infos, "no camera messages"
         assert images[0].encoding == "rgb8" and (images[0].width, images[0].height) == (W, H)
         assert images[0].header.stamp == infos[0].header.stamp and images[0].header.frame_id == "scene_optical"
         assert "no frame" in diags[-1].message and proc.poll() is None
     finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+        probe.close()
         code = stop_process(proc)
         _, err = proc.communicate()
     assert stopped_cleanly(code, err), err[-2000:]

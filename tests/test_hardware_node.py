@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
-from procs import stop_process, stopped_cleanly
-from rclpy.executors import SingleThreadedExecutor
+from procs import Probe, stop_process, stopped_cleanly, wait_for
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
@@ -37,35 +34,17 @@ def _start(env, robot, port, *extra) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-class _Probe:
+class _Probe(Probe):
     def __init__(self):
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
-        self.node = rclpy.create_node("hw_probe", context=self.ctx)
-        self.exec = SingleThreadedExecutor(context=self.ctx)
-        self.exec.add_node(self.node)
-        self.states: list[JointState] = []
-        self.diags: list = []
-        self.node.create_subscription(JointState, "joint_states", self.states.append, 10)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics",
-                                      lambda m: self.diags.extend(s for s in m.status if "hardware" in s.name), 10)
+        super().__init__("hw_probe")
+        self.states: list[JointState] = self.collect(JointState, "joint_states")
+        self.diags: list = self.collect(DiagnosticArray, "/diagnostics",
+                                        lambda m: [s for s in m.status if "hardware" in s.name])
         self.cmd = self.node.create_publisher(Float64MultiArray, "forward_position_controller/commands", 10)
         self.change = self.node.create_client(ChangeState, "robot_node/change_state")
-        self._stop = threading.Event()
-        self._spin = threading.Thread(target=self._run, daemon=True)
-        self._spin.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.exec.spin_once(timeout_sec=0.05)
 
     def wait(self, cond, timeout=30.0, what=""):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
+        wait_for(cond, timeout, what)
 
     def values(self, status) -> dict:
         return {kv.key: kv.value for kv in status.values}
@@ -76,11 +55,6 @@ class _Probe:
         self.wait(fut.done, what="change_state")
         return fut.result().success
 
-    def close(self):
-        self._stop.set()
-        self._spin.join(timeout=2)
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
 
 
 @pytest.fixture

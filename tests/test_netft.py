@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
-from procs import stop_process, stopped_cleanly
-from rclpy.executors import SingleThreadedExecutor
+from procs import Probe, stop_process, stopped_cleanly, wait_for
 from std_srvs.srv import Trigger
 
 from rosmind.errors import HardwareError
@@ -23,12 +20,7 @@ from rosmind.hardware.sensors.netft import CMD_BIAS, CMD_START, RECORD, NetFT, r
 
 
 def _wait(cond, timeout=10.0, what=""):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out: {what}")
+    wait_for(cond, timeout, what)
 
 
 @pytest.mark.unit
@@ -74,24 +66,10 @@ def test_ft_sensor_node_publishes_wrench_and_stops_when_stale(ros_env):
                                  "address:=127.0.0.1", "-p", f"port:={box.port}", "-p", "frame_id:=tool0", "-p",
                                  "diagnostics_period_s:=0.2"], env=ros_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        ctx = rclpy.Context()
-        rclpy.init(context=ctx)
-        node = rclpy.create_node("ft_probe", context=ctx)
-        ex = SingleThreadedExecutor(context=ctx)
-        ex.add_node(node)
-        got: list[WrenchStamped] = []
-        diags: list = []
-        node.create_subscription(WrenchStamped, "wrench", got.append, 10)
-        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(m.status), 10)
-        tare = node.create_client(Trigger, "wrench/tare")
-        stop = threading.Event()
-
-        def spin():
-            while not stop.is_set():
-                ex.spin_once(timeout_sec=0.05)
-
-        th = threading.Thread(target=spin, daemon=True)
-        th.start()
+        probe = Probe("ft_probe")
+        got: list[WrenchStamped] = probe.collect(WrenchStamped, "wrench")
+        diags = probe.collect(DiagnosticArray, "/diagnostics", lambda m: m.status)
+        tare = probe.node.create_client(Trigger, "wrench/tare")
         try:
             _wait(lambda: len(got) > 20, 60, "wrench messages")
             assert got[-1].header.frame_id == "tool0" and abs(got[-1].wrench.force.z - 8.0) < 0.1
@@ -109,10 +87,7 @@ def test_ft_sensor_node_publishes_wrench_and_stops_when_stale(ros_env):
             box.mute(False)
             _wait(lambda: len(got) > n + 10 and int.from_bytes(diags[-1].level) == 0, what="streaming again")
         finally:
-            stop.set()
-            th.join(timeout=2)
-            node.destroy_node()
-            rclpy.shutdown(context=ctx)
+            probe.close()
             code = stop_process(proc)
             _, err = proc.communicate()
         assert stopped_cleanly(code, err), err[-2000:]

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
-import rclpy
-from procs import stop_process
-from rclpy.executors import SingleThreadedExecutor
+from procs import Probe, stop_process
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
@@ -35,30 +32,10 @@ def test_safety_is_the_only_path_to_the_controllers(ros_env, repo):
     graph = subprocess.Popen([sys.executable, "-m", "rosmind.cli", "launch", str(repo / "launch" / "ros2_control.launch.yaml"),
                               "robot:=panda"], env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, start_new_session=True)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("r2c_probe", context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    states: list[JointState] = []
-    node.create_subscription(JointState, "/joint_states", states.append, 10)
+    probe = Probe("r2c_probe")
+    node, wait = probe.node, probe.wait
+    states: list[JointState] = probe.collect(JointState, "/joint_states")
     chunk_pub = node.create_publisher(JointTrajectory, "safety/joint_trajectory", 10)
-    stop = threading.Event()
-
-    def spin():
-        while not stop.is_set():
-            ex.spin_once(timeout_sec=0.05)
-
-    th = threading.Thread(target=spin, daemon=True)
-    th.start()
-
-    def wait(cond, timeout, what):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out: {what}")
 
     def measured() -> np.ndarray:
         return cv.joint_state_to_numpy(states[-1], spec.joint_names)["joint_pos"]
@@ -95,10 +72,7 @@ def test_safety_is_the_only_path_to_the_controllers(ros_env, repo):
         assert q1[0] - 0.25 < here[0] < q1[0] - 0.03  # stopped part way, not at the chunk's end
         np.testing.assert_allclose(measured(), here, atol=1e-3)  # and holds there
     finally:
-        stop.set()
-        th.join(timeout=2)
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+        probe.close()
         stop_process(graph, group=True)
         stop_process(emu)
         graph.communicate()

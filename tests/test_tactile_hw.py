@@ -60,11 +60,8 @@ def test_lost_markers_and_a_bad_reference():
 def test_camera_node_in_tactile_mode_publishes_marker_offsets(ros_env, tmp_path):
     import subprocess
     import sys
-    import time
 
-    import rclpy
-    from procs import stop_process
-    from rclpy.executors import SingleThreadedExecutor
+    from procs import Probe, stop_process
     from sensor_msgs.msg import Image
 
     from rosmind.ros_args import ros_literal
@@ -82,22 +79,14 @@ def test_camera_node_in_tactile_mode_publishes_marker_offsets(ros_env, tmp_path)
                              "driver:=uvc", "-p", f"options:={ros_literal(f'{{device: {path}}}')}", "-p",
                              f"tactile_grid:=[{ROWS}, {COLS}]"], env=ros_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("tactile_probe", context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    got: list = []
-    node.create_subscription(Image, "tactile/pad", got.append, 10)
+    probe = Probe("tactile_probe")
+    got = probe.collect(Image, "tactile/pad")
     try:
-        end = time.monotonic() + 60
-        while time.monotonic() < end and not (got and cv.image_to_numpy(got[-1])[2, 3, 1] > 2):
-            ex.spin_once(timeout_sec=0.05)
+        probe.wait(lambda: got and cv.image_to_numpy(got[-1])[2, 3, 1] > 2, 60, "the press in the offsets")
         assert got and got[-1].encoding == "32FC3" and (got[-1].height, got[-1].width) == (ROWS, COLS)
         a = cv.image_to_numpy(got[-1])
         np.testing.assert_allclose(a[2, 3, 1:], [3.0, -2.0], atol=0.7)  # MJPG: a little blur
     finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+        probe.close()
         stop_process(proc)
         proc.communicate()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
-import threading
 import time
 from unittest import mock
 
@@ -95,52 +94,29 @@ def test_driver_holds_moves_within_its_power_limit_and_damps(emulator, dds_domai
 
 
 def test_no_robot_is_a_clear_error(dds_domain):
-    from rosmind.errors import HardwareError
-    from rosmind.hardware.drivers import make_hardware
-
-    go2 = make_hardware("go2", interface="lo", domain=dds_domain, connect_timeout_s=1.0)
-    with pytest.raises(HardwareError, match="no rt/lowstate within 1 s.*Ethernet cable"):
-        go2.connect()
+    # Its own process: the SDK joins one DDS domain per process.
+    code = ("from rosmind.hardware.drivers import make_hardware\n"
+            f"go2 = make_hardware('go2', interface='lo', domain={dds_domain}, connect_timeout_s=1.0)\n"
+            "go2.connect()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "HardwareError" in r.stderr
+    assert "no rt/lowstate within 1 s" in r.stderr and "Ethernet cable" in r.stderr
 
 
 def test_hardware_node_runs_the_go2_and_reports_a_lost_robot(emulator, dds_domain, ros_env):
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from procs import stop_process, stopped_cleanly
-    from rclpy.executors import SingleThreadedExecutor
+    from procs import Probe, stop_process, stopped_cleanly
     from sensor_msgs.msg import Imu, JointState
     from std_msgs.msg import Float64MultiArray
 
     proc = subprocess.Popen([sys.executable, "-m", "rosmind_ros.hardware_node", "--ros-args", "-p", "robot:=go2",
                              "-p", "interface:=lo", "-p", f"domain:={dds_domain}", "-p", "diagnostics_period_s:=0.2"],
                             env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("go2_probe", context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    states, imus, diags = [], [], []
-    node.create_subscription(JointState, "joint_states", states.append, 10)
-    node.create_subscription(Imu, "imu", imus.append, 10)
-    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(
-        s for s in m.status if "hardware" in s.name), 10)
-    cmd = node.create_publisher(Float64MultiArray, "forward_position_controller/commands", 10)
-    stop = threading.Event()
-
-    def spin():
-        while not stop.is_set():
-            ex.spin_once(timeout_sec=0.05)
-
-    th = threading.Thread(target=spin, daemon=True)
-    th.start()
-
-    def wait(cond, timeout, what):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out: {what}")
+    probe = Probe("go2_probe")
+    wait = probe.wait
+    states, imus = probe.collect(JointState, "joint_states"), probe.collect(Imu, "imu")
+    diags = probe.collect(DiagnosticArray, "/diagnostics", lambda m: [s for s in m.status if "hardware" in s.name])
+    cmd = probe.node.create_publisher(Float64MultiArray, "forward_position_controller/commands", 10)
 
     try:
         wait(lambda: len(states) > 10 and imus, 60, "joint_states and imu from the Go2")
@@ -159,10 +135,7 @@ def test_hardware_node_runs_the_go2_and_reports_a_lost_robot(emulator, dds_domai
              "ERROR naming rt/lowstate")
         assert proc.poll() is None
     finally:
-        stop.set()
-        th.join(timeout=2)
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+        probe.close()
         code = stop_process(proc)
         _, err = proc.communicate()
     assert stopped_cleanly(code, err), err[-2000:]

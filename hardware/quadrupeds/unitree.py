@@ -127,6 +127,9 @@ def init_lowcmd(sdk):
     return cmd
 
 
+_DDS: tuple[int, str] | None = None  # (domain, interface) this process's SDK channels use
+
+
 class UnitreeGo2(HardwareRobot):
     # Spec sensors this driver cannot offer, and why (the sim/real parity test reads this).
     unavailable = {"odom": "the Go2's low-level state (rt/lowstate) has no odometry; sport mode's "
@@ -165,7 +168,13 @@ class UnitreeGo2(HardwareRobot):
             self._state, self._state_at = msg, time.monotonic()
 
     def connect(self) -> None:
+        global _DDS
         self.sdk = sdk = _sdk()
+        # The SDK's channel factory is per process and ignores a second init: one robot network.
+        if _DDS is not None and _DDS != (self.domain, self.interface):
+            raise HardwareError(f"{self.device}: this process already joined DDS domain {_DDS[0]} on "
+                                f"{_DDS[1]}; the SDK allows one per process")
+        _DDS = (self.domain, self.interface)
         try:
             sdk.init(self.domain, self.interface)
         except Exception as e:  # the SDK raises a bare Exception on a bad interface or domain
