@@ -200,3 +200,11 @@ def test_calibrate_command_refuses_to_overwrite(tmp_path):
     r = subprocess.run([sys.executable, "-m", "rosmind.cli", "calibrate", "--robot", "so100", "--port", "/dev/null",
                         "--out", str(out)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "exists" in r.stderr and out.read_text() == "{}"
+
+
+def test_a_servo_error_bit_is_reported(rig):
+    spec, emu, arm = rig
+    arm.connect()
+    emu.set_error(arm.ids[0], 0x20 if arm.cal.protocol == "feetech" else 0x80)  # overload / hardware alert
+    with pytest.raises(HardwareError, match=rf"servo {arm.ids[0]}: reading model_number: .*(Overload|error)"):
+        arm.bus.read(arm.ids[0], arm.table, "model_number")

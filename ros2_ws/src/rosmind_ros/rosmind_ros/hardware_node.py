@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import WrenchStamped
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
@@ -77,6 +78,9 @@ class HardwareNode(LifecycleNode):
         self.exit_code: int | None = None
         self.mailbox = CommandMailbox(self.spec.dof)
         self.js = self.create_publisher(JointState, "joint_states", 10)
+        wrenches = self.spec.sensors_of("wrench")  # arms with a wrist F/T (UR's TCP force, Franka's estimate)
+        self.wrench = self.create_publisher(WrenchStamped, "wrench", 10) if wrenches else None
+        self.wrench_frame = wrenches[0].frame_id if wrenches else ""
         imus = self.spec.sensors_of("imu")  # quadrupeds: the IMU, as the sim publishes it
         self.imu = self.create_publisher(Imu, "imu", 10) if imus else None
         self.imu_frame = imus[0].frame_id if imus else ""
@@ -201,6 +205,8 @@ class HardwareNode(LifecycleNode):
             self.fault = ""
         self.js.publish(cv.joint_state(self.spec.joint_names, obs["joint_pos"], obs.get("joint_vel"),
                                        obs.get("joint_effort"), t))
+        if self.wrench is not None and "wrench" in obs:
+            self.wrench.publish(cv.wrench_stamped(obs["wrench"], t, self.wrench_frame))
         if self.imu is not None and "imu_orientation" in obs:
             self.imu.publish(cv.imu(obs["imu_orientation"], obs["imu_angular_velocity"],
                                     obs["imu_linear_acceleration"], t, self.imu_frame))
