@@ -26,7 +26,7 @@ CONTROLLER_TOPICS = ("/joint_trajectory_controller/joint_trajectory", "/forward_
 def test_safety_is_the_only_path_to_the_controllers(ros_env, repo):
     spec = load_spec("panda")
     rest = ",".join(str(v) for v in (*REST_POSE, 0.04))  # inside the workspace box safety_node enforces
-    emu = subprocess.Popen([sys.executable, "-m", "rosmind.hardware.emulators.ros2_control", "--robot", "panda",
+    emu = subprocess.Popen([sys.executable, "-m", "rosmind_ros.ros2_control_emulator", "--robot", "panda",
                             "--initial", rest],
                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     graph = subprocess.Popen([sys.executable, "-m", "rosmind.cli", "launch", str(repo / "launch" / "ros2_control.launch.yaml"),

@@ -85,6 +85,7 @@ def test_nan_command_sends_nothing(rig):
     spec, emu, arm = rig
     arm.connect()
     arm.enable()
+    emu.settle()  # enable's own sync writes have no reply: let them land first
     before = len(emu.log)
     with pytest.raises(SpecError, match="non-finite"):
         arm.write([0.0, float("nan"), 0, 0, 0, 0])

@@ -18,7 +18,7 @@ for testing (and dry-running) rosmind on "any ros2_control robot" with no driver
 The joints follow the reference with a first-order lag (``tau_s``). What was received and
 rejected is counted on ``/diagnostics``.
 
-    python -m rosmind.hardware.emulators.ros2_control --robot panda
+    python -m rosmind_ros.ros2_control_emulator --robot panda
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rosmind.spec import load_spec
 
-    ap = argparse.ArgumentParser(prog="python -m rosmind.hardware.emulators.ros2_control", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m rosmind_ros.ros2_control_emulator", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--robot", default="panda")
     ap.add_argument("--rate-hz", type=float, default=100.0)
