@@ -93,3 +93,19 @@ def test_corrupt_spec_yaml(tmp_path, robot, flips, cut):
     p = tmp_path / f"{robot}.yaml"
     p.write_bytes(bytes(data[:cut] if cut is not None else data))
     _loads_or_user_error(lambda: load_spec(p))
+
+
+def test_no_pickle_on_any_path():
+    """No source file can deserialize pickle: no pickle/dill/joblib import, no torch.load, no
+    numpy allow_pickle (rsl-rl's own torch.save/load is replaced in policies/rl.py)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(r"^\s*(import|from)\s+(pickle|cPickle|dill|joblib)\b|torch\.load\(|allow_pickle\s*=\s*True"
+                         r"|pickle\.loads?\(", re.M)
+    offenders = []
+    for folder in ("rosmind", "policies", "sim", "hardware", "ros2_ws", "benchmarks", "scripts"):
+        for f in (root / folder).rglob("*.py"):
+            if pattern.search(f.read_text(errors="replace")):
+                offenders.append(str(f.relative_to(root)))
+    assert not offenders, f"pickle-capable code: {offenders}"
