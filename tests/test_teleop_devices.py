@@ -230,3 +230,48 @@ def test_web_port_in_use_is_a_clear_error():
             WebDevice(WebConfig(port=a.port)).open()
     finally:
         a.close()
+
+
+def test_web_input_flood_is_rate_limited_and_bounded():
+    """A page that floods input messages: beyond max_input_hz they are dropped (counted), and the
+    button events kept between two polls are bounded."""
+    from websockets.sync.client import connect
+
+    dev = WebDevice(WebConfig(port=0, max_input_hz=50.0))
+    dev.open()
+    try:
+        with connect(f"ws://127.0.0.1:{dev.port}/ws") as ws:
+            json.loads(ws.recv())
+            msg = json.dumps({"type": "input", "twist": [0.5, 0, 0, 0, 0, 0], "deadman": True,
+                              "buttons": ["gripper_toggle"] * 40})
+            for _ in range(500):
+                ws.send(msg)
+            end = time.monotonic() + 10
+            while time.monotonic() < end and dev.rate_limited < 400:
+                time.sleep(0.05)
+            assert dev.rate_limited >= 400  # ~50 of 500 sent within a second get through
+            cmd = _poll_until(dev, lambda c: c.deadman)
+            assert cmd.twist[0] == 0.5 and len(cmd.buttons) <= 16
+    finally:
+        dev.close()
+
+
+def test_web_input_parser_never_raises():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                          lambda c: st.lists(c, max_size=8) | st.dictionaries(st.text(max_size=8), c, max_size=6),
+                          max_leaves=20)
+    inputs = st.fixed_dictionaries({"type": st.just("input")}, optional={
+        "twist": values | st.lists(st.integers(-10**400, 10**400) | st.floats(), min_size=6, max_size=6),
+        "deadman": values, "buttons": values, "gripper": values | st.integers(-10**400, 10**400)})
+
+    @settings(max_examples=300, deadline=None)
+    @given(msg=inputs | values, raw=st.binary(max_size=64))
+    def check(msg, raw):
+        for text in (json.dumps(msg), raw):
+            out = parse_input(text)
+            assert out is None or (out["twist"].shape == (6,) and isinstance(out["deadman"], bool))
+
+    check()

@@ -65,6 +65,7 @@ class WebConfig:
     token: str = ""  # required unless host is loopback; e.g. python -c "import secrets; print(secrets.token_urlsafe())"
     input_timeout_s: float = 0.5
     max_clients: int = 4
+    max_input_hz: float = 200.0  # input messages accepted per second from the controlling page; more are dropped
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:
@@ -78,6 +79,11 @@ class WebConfig:
             raise SpecError(f"WebConfig.input_timeout_s: must be > 0, got {self.input_timeout_s!r}")
         if self.max_clients < 1:
             raise SpecError("WebConfig.max_clients: must be >= 1")
+        if not self.max_input_hz > 0:
+            raise SpecError(f"WebConfig.max_input_hz: must be > 0, got {self.max_input_hz!r}")
+
+
+MAX_BUTTONS = 16  # button events kept per message and between two polls
 
 
 def parse_input(text: str | bytes) -> dict | None:
@@ -98,9 +104,14 @@ def parse_input(text: str | bytes) -> dict | None:
     gripper = m.get("gripper")
     if gripper is not None and not isinstance(gripper, int | float):
         return None
-    return {"twist": np.asarray(twist, dtype=np.float64), "deadman": m.get("deadman") is True,
-            "buttons": tuple(b for b in buttons if b in GRIPPER_BUTTONS),
-            "gripper": None if gripper is None else float(gripper)}
+    try:  # a JSON integer may be too large for a float
+        twist_a = np.asarray(twist, dtype=np.float64)
+        grip = None if gripper is None else float(gripper)
+    except OverflowError:
+        return None
+    return {"twist": twist_a, "deadman": m.get("deadman") is True,
+            "buttons": tuple(b for b in buttons[:MAX_BUTTONS] if isinstance(b, str) and b in GRIPPER_BUTTONS),
+            "gripper": grip}
 
 
 @DEVICES.register("web", config=WebConfig)
@@ -123,6 +134,7 @@ class WebDevice(Device):
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.refused = 0  # requests refused for a missing/wrong token or a foreign origin
+        self.rate_limited = 0  # input messages dropped above max_input_hz
 
     @property
     def url(self) -> str:
@@ -201,15 +213,24 @@ class WebDevice(Device):
         try:
             await ws.send(json.dumps({"type": "hello",
                                       "role": "controller" if controller else "viewer"}))
+            allowance, last = self.cfg.max_input_hz, time.monotonic()  # token bucket: max_input_hz, bursts of 1 s
             async for message in ws:
                 if not (self._clients and self._clients[0] is ws):
                     continue  # viewers don't drive
+                now = time.monotonic()
+                rate = self.cfg.max_input_hz
+                allowance = min(rate, allowance + (now - last) * rate)
+                last = now
+                if allowance < 1.0:
+                    self.rate_limited += 1
+                    continue
+                allowance -= 1.0
                 m = parse_input(message)
                 if m is None:
                     continue
                 with self._lock:
-                    self._last, self._last_at = m, time.monotonic()
-                    self._buttons.extend(m["buttons"])
+                    self._last, self._last_at = m, now
+                    self._buttons = (self._buttons + list(m["buttons"]))[-MAX_BUTTONS:]
         except Exception:  # noqa: BLE001 - a broken connection ends like a closed one
             pass
         finally:
