@@ -31,7 +31,19 @@ def make_hardware(robot: str, driver: str = "", **options: Any) -> HardwareRobot
         raise SpecError(f"robot {spec.name!r} has no hardware driver (extra.driver in its spec); "
                         f"drivers: {', '.join(DRIVERS.names())}")
     factory = DRIVERS.get(name).factory
+    return factory(spec, **checked_options(factory, options, f"driver {name!r} for robot {spec.name!r}", spec))
+
+
+def checked_options(factory, options: dict[str, Any], where: str, *args: Any) -> dict[str, Any]:
+    """``options`` if ``factory(*args, **options)`` accepts them, else SpecError listing the valid
+    ones (checked against the signature, so a TypeError raised inside a driver is not mistaken
+    for a bad option)."""
+    import inspect
+
+    sig = inspect.signature(factory)
     try:
-        return factory(spec, **options)
+        sig.bind(*args, **options)
     except TypeError as e:
-        raise SpecError(f"driver {name!r} for robot {spec.name!r}: bad options {sorted(options)}: {e}") from None
+        valid = [p for p in sig.parameters if p not in ("self", "spec")]
+        raise SpecError(f"{where}: bad options {sorted(options)} ({e}); valid: {valid}") from None
+    return options

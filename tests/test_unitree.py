@@ -40,13 +40,13 @@ def test_crc_and_layout_match_the_sdks_own():
     from rosmind.hardware.quadrupeds.unitree import (
         LOWCMD_FORMAT,
         LOWSTATE_FORMAT,
-        _sdk,
         init_lowcmd,
         lowcmd_crc,
         lowstate_crc,
+        sdk_modules,
     )
 
-    sdk = _sdk()
+    sdk = sdk_modules()
     assert struct.calcsize(LOWCMD_FORMAT) == 812 and struct.calcsize(LOWSTATE_FORMAT) == 1180
     from unitree_sdk2py.utils import crc as crcmod
 

@@ -21,6 +21,7 @@ loop itself needs a robot (docs/hardware/franka.md).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -42,7 +43,7 @@ class FrankaArm(HardwareRobot):
         if not host:
             raise SpecError(f"robot {spec.name!r}: the Franka driver needs host (the robot's FCI address)")
         self.spec, self.host, self.realtime = spec, host, realtime
-        arm = RobotSpec(**{**spec.__dict__, "joints": spec.joints[:7]})  # the 1 kHz loop drives the 7 joints
+        arm = dataclasses.replace(spec, joints=spec.joints[:7])  # the 1 kHz loop drives the 7 joints
         self.limiter = SetpointLimiter(arm, margin, dt=FCI_PERIOD)
         self.robot = self.gripper = None
         self._lock = threading.Lock()
@@ -149,6 +150,4 @@ class FrankaArm(HardwareRobot):
         return q
 
 
-@DRIVERS.register("franka")
-def franka(spec: RobotSpec, host: str = "", **kw) -> FrankaArm:
-    return FrankaArm(spec, host=host, **kw)
+DRIVERS.register("franka")(FrankaArm)

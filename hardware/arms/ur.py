@@ -121,6 +121,4 @@ class URArm(HardwareRobot):
             self.rx = None
 
 
-@DRIVERS.register("ur_rtde")
-def ur_rtde(spec: RobotSpec, host: str = "", **kw) -> URArm:
-    return URArm(spec, host=host, **kw)
+DRIVERS.register("ur_rtde")(URArm)

@@ -107,6 +107,7 @@ class EmulatedServo:
         self.silent = False
         self.error = 0  # status packet error bits
         self.pending: tuple[int, bytes] | None = None  # REG_WRITE, applied by ACTION
+        self._speed = 0.0  # ticks/s, signed
         self._sync_registers()
 
     def get(self, name: str) -> int:
@@ -152,7 +153,7 @@ class EmulatedServo:
     def _sync_registers(self) -> None:
         self.put("present_position", int(round(self.position)) % self.model.resolution
                  if self.model.protocol == "feetech" else int(round(self.position)))
-        speed = int(round(getattr(self, "_speed", 0.0)))
+        speed = int(round(self._speed))
         if self.model.protocol == "feetech":  # sign-magnitude, bit 15
             self.put("present_speed", abs(speed) | (0x8000 if speed < 0 else 0))
         else:

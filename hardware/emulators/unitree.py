@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     from rosmind.hardware.quadrupeds.unitree import (
         LOWLEVEL,
         POS_STOP,
-        _sdk,
         lowcmd_crc,
         lowstate_crc,
+        sdk_modules,
     )
     from rosmind.sim.mujoco.models import QUADRUPEDS, build_model, joint_addresses, sensor_slices
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     mujoco.mj_forward(model, data)
     base = data.qpos[:7].copy()
 
-    sdk = _sdk()
+    sdk = sdk_modules()
     sdk.init(args.domain, args.interface)
     pub = sdk.Publisher("rt/lowstate", sdk.LowState)
     pub.Init()

@@ -15,7 +15,7 @@
   initial 0xFFFFFFFF, over the packed C struct as little-endian 32-bit words, the crc field
   excluded). The PyPI wheel ``unitree-sdk2`` 1.0.1 ships without its CRC shared library and its
   package ``__init__`` imports a subpackage the wheel lacks, so this module computes the CRC
-  itself and imports the SDK's modules without that ``__init__`` (``_sdk()``).
+  itself and imports the SDK's modules without that ``__init__`` (``sdk_modules()``).
 - A conservative default power limit: a target is held within ``max_error_rad`` of the measured
   joint (so the motor torque stays near ``kp * max_error_rad``), in the spec's limits, with the
   spec's PD gains (legged_gym's kp 20, kd 0.5 that the walking policy was trained with).
@@ -91,7 +91,7 @@ def lowstate_crc(state) -> int:
     return crc32_words(_pack_lowstate(state)[:-4])
 
 
-def _sdk() -> types.SimpleNamespace:
+def sdk_modules() -> types.SimpleNamespace:
     """The SDK's channel and IDL modules, imported without the package ``__init__`` (broken in
     the PyPI wheel: it imports ``b2``, which the wheel does not contain)."""
     if "unitree_sdk2py" not in sys.modules:
@@ -169,7 +169,7 @@ class UnitreeGo2(HardwareRobot):
 
     def connect(self) -> None:
         global _DDS
-        self.sdk = sdk = _sdk()
+        self.sdk = sdk = sdk_modules()
         # The SDK's channel factory is per process and ignores a second init: one robot network.
         if _DDS is not None and _DDS != (self.domain, self.interface):
             raise HardwareError(f"{self.device}: this process already joined DDS domain {_DDS[0]} on "
@@ -275,6 +275,4 @@ class UnitreeGo2(HardwareRobot):
         return q.copy()
 
 
-@DRIVERS.register("unitree_go2")
-def unitree_go2(spec: RobotSpec, interface: str = "eth0", domain: int = 0, **kw) -> UnitreeGo2:
-    return UnitreeGo2(spec, interface=interface, domain=domain, **kw)
+DRIVERS.register("unitree_go2")(UnitreeGo2)

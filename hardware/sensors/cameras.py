@@ -133,6 +133,7 @@ class UVCCamera:
         self.width, self.height, self.fps = width, height, fps
         self.k = (fx, fy, cx, cy)
         self.cap = None
+        self._next: float | None = None  # when the next frame of a video file is due (monotonic s)
 
     @property
     def name(self) -> str:
@@ -153,7 +154,7 @@ class UVCCamera:
 
         if isinstance(self.source, str):  # a video file: paced at fps, as a camera paces itself
             now = time.monotonic()
-            self._next = max(getattr(self, "_next", now), now - 1.0 / self.fps)
+            self._next = max(now if self._next is None else self._next, now - 1.0 / self.fps)
             time.sleep(max(0.0, self._next - now))
             self._next += 1.0 / self.fps
         ok, bgr = self.cap.read()
@@ -179,7 +180,6 @@ CAMERAS = {"realsense": RealSenseCamera, "uvc": UVCCamera}
 def make_camera(driver: str, **options):
     if driver not in CAMERAS:
         raise UnknownNameError(f"unknown camera driver {driver!r}; valid: {', '.join(CAMERAS)}")
-    try:
-        return CAMERAS[driver](**options)
-    except TypeError as e:
-        raise HardwareError(f"camera driver {driver!r}: bad options {sorted(options)}: {e}") from None
+    from rosmind.hardware.drivers import checked_options
+
+    return CAMERAS[driver](**checked_options(CAMERAS[driver], options, f"camera driver {driver!r}"))

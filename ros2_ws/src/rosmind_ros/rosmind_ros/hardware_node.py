@@ -31,6 +31,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -90,7 +91,7 @@ class HardwareNode(LifecycleNode):
         self.state = "unconfigured"
         self.fault = ""
         self.counts = {"ticks": 0, "late_ticks": 0, "faults": 0, "commands_sent": 0, "rejected_commands": 0}
-        self._lateness: list[float] = []
+        self._lateness: deque[float] = deque(maxlen=2000)
         self._logged: dict[str, float] = {}
         self._window = (time.monotonic(), 0)
         self._active = threading.Event()
@@ -228,7 +229,6 @@ class HardwareNode(LifecycleNode):
                 self._stop.wait(-late)
             if self._active.is_set():
                 self._lateness.append(max(late, 0.0))
-                del self._lateness[:-2000]
 
     def _publish_diagnostics(self, force: bool = False) -> None:
         start, ticks = self._window
