@@ -15,6 +15,7 @@ import pytest
 import rclpy
 from procs import stop_process
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import NodeNameNonExistentError
 from sensor_msgs.msg import Imu, JointState
 
 from rosmind.ros_env import claim_domain
@@ -42,9 +43,12 @@ def conformance(spec) -> dict:
             ex.spin_once(timeout_sec=0.05)
         assert js and imu, "robot_node published no joint_states / imu"
         topics = {}
-        for _ in range(20):  # discovery of every publisher
-            topics = dict(node.get_publisher_names_and_types_by_node("robot_node", "/"))
-            if "/joint_states" in topics:
+        for _ in range(50):  # discovery of the node and every publisher
+            try:
+                topics = dict(node.get_publisher_names_and_types_by_node("robot_node", "/"))
+            except NodeNameNonExistentError:  # its messages arrived before its graph entry
+                topics = {}
+            if "/joint_states" in topics and "/imu" in topics:
                 break
             ex.spin_once(timeout_sec=0.1)
         assert list(js[-1].name) == list(spec.joint_names)  # the spec's joint order
