@@ -107,7 +107,9 @@ def test_every_reader_reads_every_message_of_every_episode(ros_env, repo, tmp_pa
         # Only such a prefix of a few ticks is tolerated; every later tick must be exact.
         prefix = bool(unmatched) and len(off) <= 10 and np.array_equal(off, np.arange(len(off)))
         assert len(off) == 0 or prefix, (f"episode {i}: converted actions differ from the executed setpoints "
-                                         f"at ticks {off.tolist()[:20]} (unmatched at start: {sorted(unmatched)})")
+                                         f"at ticks {off.tolist()[:20]} (unmatched at start: {sorted(unmatched)}; "
+                                         f"counts {dict(want)}; convert's action report {r['action']}; "
+                                         f"largest difference {np.abs(data['action'] - a).max():.4g})")
 
 
 def _direct_episode(seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -185,25 +185,29 @@ class RecorderNode(Node):
     def _discover(self) -> None:
         """Subscribe new matching topics; adapt known ones to what their publishers offer."""
         for name, types in self.get_topic_names_and_types():
-            if not types or name in self._confirmed:
-                continue
-            if not any(p.match(name) for p in self.patterns):
-                continue
-            pubs = self.get_publishers_info_by_topic(name)
-            if not pubs:
-                continue
-            offered = [qos_dict(_policy_name(p.qos_profile.reliability),
-                                _policy_name(p.qos_profile.durability), p.qos_profile.depth,
-                                _policy_name(p.qos_profile.history)) for p in pubs]
-            reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
-            latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in pubs)
-            type_hash = str(pubs[0].topic_type_hash)
+            if types and name not in self._confirmed and any(p.match(name) for p in self.patterns):
+                self._confirm(name, types[0])
+
+    def _confirm(self, name: str, msg_type: str, resubscribe: bool = True) -> None:
+        """Record what ``name``'s publishers offer once the graph shows them; subscribe anew
+        when they offer other QoS (or another type) than the subscription has, unless
+        ``resubscribe`` is false (from inside that subscription's own callback)."""
+        pubs = self.get_publishers_info_by_topic(name)
+        if not pubs:
+            return
+        offered = [qos_dict(_policy_name(p.qos_profile.reliability),
+                            _policy_name(p.qos_profile.durability), p.qos_profile.depth,
+                            _policy_name(p.qos_profile.history)) for p in pubs]
+        reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
+        latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in pubs)
+        type_hash = str(pubs[0].topic_type_hash)
+        if self._qos.get(name) == (msg_type, reliable, latched):
+            # Subscribed in advance and it matches: the episode may now write its channel.
             self._confirmed.add(name)
-            if self._qos.get(name) == (types[0], reliable, latched):
-                # Subscribed in advance and it matches: the episode may now write its channel.
-                self.core.add_topic(TopicInfo(name, types[0], offered, type_hash, True))
-                continue
-            self._subscribe(name, types[0], reliable, latched, offered, type_hash)
+            self.core.add_topic(TopicInfo(name, msg_type, offered, type_hash, True))
+        elif resubscribe:
+            self._confirmed.add(name)
+            self._subscribe(name, msg_type, reliable, latched, offered, type_hash)
 
     def _raw_callback(self, topic: str):
         submit = self.core.submit
@@ -212,9 +216,30 @@ class RecorderNode(Node):
                 submit(topic, data, time.time_ns())
                 self._on_outcome(deserialize_message(data, String))
             return outcome
+        confirmed, last_try = self._confirmed, [0.0]
+
+        def confirm() -> None:
+            # A message from a topic whose publishers' QoS is not confirmed yet: look at the
+            # graph now (at most every 50 ms) rather than at the next discovery scan, which a
+            # backlog of queued messages (lockstep at full speed, cameras) can delay by seconds
+            # while the episode holds this topic's messages back.
+            now = time.monotonic()
+            if now - last_try[0] >= 0.05:
+                last_try[0] = now
+                self._confirm(topic, self._qos[topic][0], resubscribe=False)
+
         if self.cfg.executor == "events":  # callbacks run in arrival order (no message info there)
-            return lambda data: submit(topic, data, time.time_ns())
-        return lambda data, info: submit(topic, data, info["received_timestamp"])
+            def on_message(data: bytes) -> None:
+                submit(topic, data, time.time_ns())
+                if topic not in confirmed:
+                    confirm()
+            return on_message
+
+        def on_message_info(data: bytes, info) -> None:
+            submit(topic, data, info["received_timestamp"])
+            if topic not in confirmed:
+                confirm()
+        return on_message_info
 
     def _on_metadata(self, msg: String) -> None:
         try:
@@ -264,7 +289,12 @@ class RecorderNode(Node):
         return sorted(out)
 
     def _publish_status(self) -> None:
-        self.pub_status.publish(String(data=json.dumps({**self.core.status(), "unmatched": self.unmatched()})))
+        """The core's status, ``unmatched`` (see there) and ``matched``: per subscribed topic,
+        how many publishers this node receives from (what robot_node's ``wait_for_recorder``
+        compares with the publishers it receives from itself)."""
+        matched = {name: sub.get_publisher_count() for name, sub in self._subs.items()}
+        self.pub_status.publish(String(data=json.dumps({**self.core.status(), "unmatched": self.unmatched(),
+                                                         "matched": matched})))
 
     def destroy_node(self):
         self.core.close()

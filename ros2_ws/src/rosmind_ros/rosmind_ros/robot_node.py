@@ -151,12 +151,14 @@ class RobotNode(Node):
             if s.kind == "rgbd":
                 self.pubs[names["depth"]] = pub(Image, names["depth"], 5)
                 self.pubs[names["depth_info"]] = pub(CameraInfo, names["depth_info"], 5)
-        self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, 10)
-        self.create_subscription(Float64MultiArray, "forward_position_controller/commands",
-                                 self._on_commands, 10)
+        self._command_subs = [
+            self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, 10),
+            self.create_subscription(Float64MultiArray, "forward_position_controller/commands",
+                                     self._on_commands, 10)]
         if cfg.mode == "lockstep" and cfg.lockstep_upstream:
-            self.create_subscription(JointTrajectory, cfg.lockstep_upstream,
-                                     lambda m: self.mailbox.note_upstream(cv.to_sec(m.header.stamp)), 10)
+            self._command_subs.append(self.create_subscription(
+                JointTrajectory, cfg.lockstep_upstream,
+                lambda m: self.mailbox.note_upstream(cv.to_sec(m.header.stamp)), 10))
         self.create_service(Trigger, "reset", self._on_reset)
         self._recorder: dict = {}
         if cfg.wait_for_recorder:
@@ -234,7 +236,19 @@ class RobotNode(Node):
             pass
 
     def _recorder_ready(self) -> bool:
-        return bool(self._recorder.get("recording")) and not self._recorder.get("unmatched", [""])
+        """Recording, no topic it knows publishers of unmatched, and every command publisher this
+        node receives from matched there too: the recorder's graph can lag this node's by
+        seconds (a missed DDS participant announcement), and then it does not know the
+        policy's and safety's publishers at all, so its "unmatched" alone says nothing of them."""
+        rec = self._recorder
+        if not rec.get("recording") or rec.get("unmatched", [""]):
+            return False
+        matched = rec.get("matched", {})
+        for sub in self._command_subs:
+            name = sub.topic_name
+            if name in matched and matched[name] < sub.get_publisher_count():
+                return False
+        return True
 
     def _on_reset(self, _req, resp):
         self.loop.reset_requested.set()
