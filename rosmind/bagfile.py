@@ -32,7 +32,7 @@ class EpisodeInfo:
     interventions: int = 0
     start_ns: int = 0
     stop_ns: int = 0
-    status: Literal["recording", "stopped"] = "recording"
+    status: Literal["recording", "stopped", "storage_failed"] = "recording"
     message_counts: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -211,6 +211,14 @@ class EpisodeWriter:
         self.info.message_counts = dict(self.counts)
         _atomic_write(self.dir / METADATA_YAML, yaml.safe_dump(self.metadata(), sort_keys=False))
         _atomic_write(self.dir / EPISODE_JSON, json.dumps(asdict(self.info), indent=1))
+
+    def abandon(self) -> None:
+        """Close the file as it stands (storage failed: finishing it would fail too); readers
+        read it up to its last complete chunk, like a file cut short by a crash."""
+        try:
+            self._fh.close()
+        except OSError:
+            pass
 
     def close(self) -> None:
         for name in list(self._held):

@@ -142,6 +142,7 @@ class EpisodeRecorder:
         self._interventions_base: int | None = None
         self._interventions_last = 0
         self.last_dir: Path | None = None
+        self.error = ""  # the last storage failure, shown in status()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="episode_writer", daemon=True)
         self._thread.start()
@@ -214,6 +215,7 @@ class EpisodeRecorder:
             self._dropped = {}
             self._interventions_base = self._interventions_last if self._interventions_base is not None else None
             self._recording = True
+            self.error = ""
             self.last_dir = self._episode.dir
             return True, str(self._episode.dir)
 
@@ -271,7 +273,7 @@ class EpisodeRecorder:
         ep = self._episode
         return {"recording": self._recording, "episode": str(ep.dir) if ep else "",
                 "messages": sum(ep.counts.values()) if ep else 0,
-                "dropped": sum(self._dropped.values()), "topics": sorted(self.topics)}
+                "dropped": sum(self._dropped.values()), "topics": sorted(self.topics), "error": self.error}
 
     def _run(self) -> None:
         last_flush = last_meta = time.monotonic()
@@ -307,8 +309,33 @@ class EpisodeRecorder:
                         ep.info.dropped = dict(self._dropped)
                         ep.write_metadata()
                     last_meta = now
+            except OSError as e:  # disk full, file too large, I/O error: end the episode
+                if ep is not None:
+                    self._storage_failed(ep, e)
+                else:
+                    self.log(f"episode writer: {type(e).__name__}: {e}")
             except Exception as e:  # noqa: BLE001 - the writer must report, not die silently
                 self.log(f"episode writer: {type(e).__name__}: {e}")
+
+    def _storage_failed(self, ep: EpisodeWriter, e: OSError) -> None:
+        """Writer thread: the episode's storage failed. Recording stops at once (no retry that
+        would fail the same way on every message); what reached the disk stays readable."""
+        with self._lock:
+            if self._episode is ep:
+                self._episode = None
+                self._recording = False
+            ep.info.stop_ns = self.clock()
+            ep.info.status = "storage_failed"
+            ep.info.dropped = dict(self._dropped)
+        ep.abandon()
+        try:
+            ep.write_metadata()
+        except OSError:
+            pass
+        written = sum(ep.counts.values())
+        self.error = (f"{ep.dir}: storage failed ({e.strerror or e}): recording stopped after {written} "
+                      "messages; the episode is kept and reads up to its last flushed chunk")
+        self.log(self.error)
 
     def close(self) -> None:
         if self._recording:

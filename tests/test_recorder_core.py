@@ -127,3 +127,56 @@ def test_replay_commands_choose_the_source_and_keep_timing(tmp_path):
     assert isinstance(DatasetError("x"), UserError)
     assert cli(["replay", str(tmp_path / "ep"), "speed=2"]) == 2  # not name:=value
     assert cli(["replay", str(tmp_path)]) == 2  # two episodes: which one?
+
+
+_FULL_DISK_CHILD = r"""
+import json, resource, signal, sys, time
+from rosmind.recording import EpisodeRecorder, RecorderConfig, TopicInfo, qos_dict, typestore
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
+T = typestore()
+cfg = RecorderConfig(out_dir=sys.argv[1], robot="panda", flush_period_s=0.05, chunk_size_mb=0.05)
+logs = []
+rec = EpisodeRecorder(cfg, time.time_ns, log=logs.append)
+rec.add_topic(TopicInfo("/chatter", "std_msgs/msg/String", [qos_dict()], "RIHS01_x"))
+ok, where = rec.start()
+flushed = []  # messages submitted before a flush period had passed since them: on disk
+sent = 0
+while rec.recording and sent < 5000:
+    rec.submit("/chatter", bytes(T.serialize_cdr(T.types["std_msgs/msg/String"](data=f"{sent:06d}" + "x" * 2000),
+                                                 "std_msgs/msg/String")), sent)
+    sent += 1
+    time.sleep(0.001)
+time.sleep(0.5)
+status = rec.status()
+print(json.dumps({"dir": where, "sent": sent, "recording": rec.recording, "status": status, "logs": logs,
+                  "stop": list(rec.stop())}))
+rec.close()
+"""
+
+
+def test_a_full_disk_ends_the_episode_cleanly_and_keeps_what_was_written(tmp_path):
+    """Storage failing mid-episode (emulated with RLIMIT_FSIZE: the episode file cannot grow past
+    400 kB, so writes fail with EFBIG as they would with ENOSPC): the recorder stops recording at
+    once with one clear message, stays up, marks the episode, and everything written before the
+    failure reads back as a prefix of what was sent."""
+    import subprocess
+    import sys
+
+    limit = 400_000
+    r = subprocess.run([sys.executable, "-c", _FULL_DISK_CHILD.replace("FILE_LIMIT", str(limit)), str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert not out["recording"] and out["sent"] < 5000  # stopped by the failure, not by the loop's end
+    assert len(out["logs"]) == 1 and "storage failed (File too large)" in out["logs"][0], out["logs"]
+    assert out["status"]["error"] == out["logs"][0] and out["stop"][0] is False  # already ended
+    info = json.loads((tmp_path / out["dir"].split("/")[-1] / "episode.json").read_text())
+    assert info["status"] == "storage_failed"
+    ep = read_episode(out["dir"])
+    assert not ep.complete
+    got = [bytes(b)[8:14].decode() for b in ep.topics["/chatter"].data]  # CDR header + length, then the text
+    assert got == [f"{k:06d}" for k in range(len(got))]  # a prefix, in order, nothing skipped
+    size = sum(len(b) for b in ep.topics["/chatter"].data)
+    print(f"full disk: {len(got)} of {out['sent']} messages readable, {size} bytes of a {limit}-byte file limit")
+    assert size > 0.7 * limit, (size, limit)  # at most the last chunk (50 kB) and the footer lost

@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "camera_graph": "rosmind.bench.camera_graph",
     "locomotion": "rosmind.bench.locomotion",
     "rdp": "rosmind.bench.rdp",
+    "faults": "rosmind.bench.faults",
 }
 ACCEPTS_EXTRA = True
 
