@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rosmind.policies.executors import ChunkExecutor
+from rosmind.policies.executors import ChunkExecutor, ChunkExecutorConfig, make_executor
 from rosmind.sim.rollout import ObsHistory, run_episode
 from rosmind.stats import latency_summary, wilson_interval
 
@@ -110,8 +110,10 @@ class VideoWriter:
 
 def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
              video: str | Path | None = None, video_camera: str = "scene",
-             progress: bool = False, noise: str = "stream") -> EvalResult:
-    """Run one episode per seed. ``make_sim()`` builds a fresh SimRobot.
+             progress: bool = False, noise: str = "stream",
+             executor: ChunkExecutorConfig | None = None) -> EvalResult:
+    """Run one episode per seed. ``make_sim()`` builds a fresh SimRobot. ``executor``: how
+    chunks are executed (``n_action_steps``, temporal ensembling), default the policy's own.
 
     ``noise="episode"``: every chunk's sampling noise comes from its episode's seed and tick
     (``rosmind.policy.infer_seeded``), so results do not depend on ``n_envs`` or on the order of
@@ -133,7 +135,7 @@ def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
     bar = tqdm(total=len(seeds), desc="eval", unit="ep", disable=not progress)
     if n_envs > 1 and hasattr(policy, "infer_batch"):
         for i in range(0, len(seeds), n_envs):
-            _vector_batch(make_sim, policy, seeds[i:i + n_envs], res, lat, noise)
+            _vector_batch(make_sim, policy, seeds[i:i + n_envs], res, lat, noise, executor)
             bar.update(len(seeds[i:i + n_envs]))
         bar.close()
         if video:
@@ -150,7 +152,7 @@ def evaluate(make_sim: Callable, policy, seeds: list[int], n_envs: int = 1,
                 hook = (lambda w: lambda t, o, a: w.add(sim.render(video_camera)[0]))(writer)
             else:
                 hook = None
-            r = run_episode(sim, timed, seed, on_tick=hook, noise=noise)
+            r = run_episode(sim, timed, seed, on_tick=hook, noise=noise, executor=make_executor(timed, executor))
             if writer:
                 writer.close()
             res.seeds.append(seed)
@@ -194,7 +196,8 @@ class _BatchSlot:
         pass
 
 
-def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: _LatencySink, noise: str = "stream") -> None:
+def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: _LatencySink, noise: str = "stream",
+                  executor: ChunkExecutorConfig | None = None) -> None:
     from rosmind.policy import infer_seeded
 
     cfg = policy.config
@@ -206,7 +209,7 @@ def _vector_batch(make_sim, policy, seeds, res: EvalResult, lat: _LatencySink, n
             sim.connect()
             obs.append(sim.reset(seed))
             hists.append(ObsHistory(cfg.obs_keys, cfg.n_obs_steps))
-            exs.append(ChunkExecutor(_BatchSlot(cfg)))
+            exs.append(ChunkExecutor(_BatchSlot(cfg), executor))
             done.append(False)
             ticks.append(0)
         success = [False] * len(sims)

@@ -12,6 +12,7 @@ noise on what the policy reads, seeded per episode; selectors in ``rosmind.sim.p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -41,6 +42,12 @@ def add_arguments(p):
     p.add_argument("--anchor", choices=["measured", "command"],
                    help="relative-action policies: override action_anchor (what a chunk is added to)")
     add_perturbation_arguments(p)
+    p.add_argument("--n-action-steps", type=int,
+                   help="chunk policies, direct mode: execute this many rows of each chunk (default: the checkpoint's)")
+    p.add_argument("--temporal-ensemble", type=float, metavar="M",
+                   help="chunk policies, direct mode: plan every --replan-every ticks and average the chunks "
+                        "covering a tick with weights exp(-M * i) (ACT)")
+    p.add_argument("--replan-every", type=int, default=1, help="with --temporal-ensemble (default: %(default)s)")
     p.add_argument("--noise", choices=["stream", "episode"], default="stream",
                    help="sampling noise: one stream per run (default), or seeded per chunk from the "
                         "episode seed and tick, identical in direct and --ros mode")
@@ -96,16 +103,22 @@ def _direct(args, spec) -> dict:
     options, noise = perturbations(args, spec, args.task)
     policy = load_policy(args, spec)
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
+    from rosmind.policies.executors import ChunkExecutorConfig
+
+    executor = ChunkExecutorConfig(n_action_steps=args.n_action_steps, temporal_ensemble=args.temporal_ensemble,
+                                   replan_every=args.replan_every)
     res = evaluate(perturbed_sim_factory(spec.name, args.task, options, noise), policy, seeds,
-                   n_envs=args.n_envs, video=args.video, progress=True, noise=args.noise)
-    return res.to_dict(mode="direct", noise=args.noise)
+                   n_envs=args.n_envs, video=args.video, progress=True, noise=args.noise, executor=executor)
+    return res.to_dict(mode="direct", noise=args.noise, executor=dataclasses.asdict(executor))
 
 
 def _ros(args, spec) -> dict:
     from rosmind.stats import wilson_interval
 
-    if args.sampler or args.steps or args.sampling or args.top_k is not None or args.anchor:
-        raise UserError("--sampler/--steps/--sampling/--top-k/--anchor apply to direct mode only")
+    if (args.sampler or args.steps or args.sampling or args.top_k is not None or args.anchor
+            or args.n_action_steps or args.temporal_ensemble is not None):
+        raise UserError("--sampler/--steps/--sampling/--top-k/--anchor/--n-action-steps/--temporal-ensemble "
+                        "apply to direct mode only")
     perturbations(args, spec, args.task)  # bad options fail here, before a graph starts
     with tempfile.TemporaryDirectory(prefix="rosmind-eval-") as tmp:
         out = Path(tmp) / "results.json"
