@@ -12,10 +12,12 @@ proxy's output) and, while ``active``, does one ``kind`` of harm to what passes:
   (a frozen camera: same pixels, same stamp);
 - ``nan`` / ``inf``: one value of the message becomes NaN / +inf (probability ``rate``);
 - ``out_of_limits``: one joint is set 0.5 rad beyond its upper limit at every point;
-- ``jump``: one joint is offset by 0.5 rad at every point (a step no joint can follow).
+- ``jump``: one joint is offset by 0.5 rad at every point (a step no joint can follow);
+- ``stamp_offset``: the message's time (``header.stamp``, or a ``/clock`` message's clock) is
+  moved by ``offset_s`` (a clock that jumps, a sensor whose stamps lag or lead).
 
-The value faults change positions (``corrupt_positions``); how a message's positions are read
-and written is the proxy's business. Inactive, everything passes at once and unchanged.
+The value faults change positions (``corrupt_positions``) or stamps; how a message's positions
+and stamps are read and written is the proxy's business. Inactive, everything passes at once and unchanged.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from rosmind.errors import SpecError
 
 TIMING_KINDS = ("drop", "delay", "reorder", "duplicate", "freeze")
 VALUE_KINDS = ("nan", "inf", "out_of_limits", "jump")
-KINDS = ("none", *TIMING_KINDS, *VALUE_KINDS)
+STAMP_KINDS = ("stamp_offset",)
+KINDS = ("none", *TIMING_KINDS, *VALUE_KINDS, *STAMP_KINDS)
 LIMIT_EXCESS_RAD = 0.5  # out_of_limits: this far past the upper limit; jump: this big a step
 
 
@@ -43,6 +46,7 @@ class FaultConfig:
     rate: float = 1.0  # probability per message (drop, reorder, duplicate and the value faults)
     delay_s: float = 0.0  # delay: added latency
     jitter_s: float = 0.0  # delay: plus uniform [0, jitter_s]
+    offset_s: float = 0.0  # stamp_offset: seconds added to each message's time (negative: back)
     seed: int = 0
 
     def __post_init__(self):
@@ -54,6 +58,8 @@ class FaultConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and 0.0 <= v <= 60.0):
                 raise SpecError(f"FaultConfig.{name}: seconds in [0, 60], got {v}")
+        if not (math.isfinite(self.offset_s) and abs(self.offset_s) <= 3600.0):
+            raise SpecError(f"FaultConfig.offset_s: seconds in [-3600, 3600], got {self.offset_s}")
 
 
 def corrupt_positions(points: np.ndarray, kind: str, upper: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -137,9 +143,9 @@ class FaultInjector:
             else:
                 hit = True
             self._queue_out(self._frozen, now)
-        else:  # value faults
+        else:  # value and stamp faults
             if self.corrupt is None:
-                raise SpecError(f"fault {kind!r} needs a message with positions to corrupt")
+                raise SpecError(f"fault {kind!r} needs a message with positions or a stamp to change")
             hit = self._hit()
             self._queue_out(self.corrupt(msg, kind, self.rng) if hit else msg, now)
         self.counts["injected"] += int(hit)

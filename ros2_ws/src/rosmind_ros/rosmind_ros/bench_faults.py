@@ -13,6 +13,8 @@ Each trial asserts nothing itself; it measures, per fault kind:
 - ``hold_after_plan_end_periods`` (policy killed): control periods from the end of the last
   accepted plan to safety's watchdog hold; ``stopped_after_plan_end_periods`` (safety killed):
   from the end of the last plan the robot received to its joints standing still (< 0.05 rad/s);
+- ``holds_in_window`` / ``chunks_in_window`` (the sim clock of policy_node and safety_node
+  jumped or stalled): what reached the robot meanwhile;
 - ``recovered``: an accepted chunk reached the robot after the fault ended (restart included);
 - the task's successes (mild faults: success rate vs nominal).
 
@@ -52,8 +54,9 @@ class Trial:
     kill: str = ""  # "policy_node" / "safety_node": SIGKILLed at the onset
     restart: bool = False
     window_s: float = 1.0
-    sensor: str = ""  # a sensor topic to proxy on its way to policy_node ("" = the policy's output)
+    sensor: str = ""  # an input topic to proxy on its way to ``consumers`` ("" = the policy's output)
     msg_type: str = "trajectory_msgs/msg/JointTrajectory"
+    consumers: tuple[str, ...] = ("policy_node",)
 
 
 TRIALS = {t.name: t for t in (
@@ -73,6 +76,11 @@ TRIALS = {t.name: t for t in (
     # Stale inputs: the policy must pause (safety's watchdog holds) and name the topic, then resume.
     Trial("object_poses_frozen", {"kind": "freeze"}, sensor="object_poses", msg_type="geometry_msgs/msg/PoseArray"),
     Trial("joint_states_lost", {"kind": "drop"}, sensor="joint_states", msg_type="sensor_msgs/msg/JointState"),
+    # The sim clock as policy_node and safety_node see it: 1 s ahead, 1 s behind, or stopped.
+    *(Trial(name, fault, sensor="/clock", msg_type="rosgraph_msgs/msg/Clock", consumers=("policy_node", "safety_node"))
+      for name, fault in (("clock_jump_forward_1s", {"kind": "stamp_offset", "offset_s": 1.0}),
+                          ("clock_jump_back_1s", {"kind": "stamp_offset", "offset_s": -1.0}),
+                          ("clock_stall", {"kind": "freeze"}))),
     Trial("policy_killed_restarted", kill="policy_node", restart=True),
     Trial("safety_killed", kill="safety_node"),
 )}
@@ -210,9 +218,11 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
                      "startup_timeout_s": 60.0}
     # As in launch/sim_pick_place.launch.yaml: the policy's output goes to safety (here through the proxy).
     remap = {"joint_trajectory": f"fault/{ACTION_TOPIC}" if trial.fault and not trial.sensor else ACTION_TOPIC}
+    safety_remap: dict[str, str] = {}
     if trial.sensor:
-        remap[trial.sensor] = f"fault/{trial.sensor}"
-        proxy_in, proxy_out = trial.sensor, f"fault/{trial.sensor}"
+        proxy_in, proxy_out = trial.sensor, "/fault/" + trial.sensor.lstrip("/")
+        for consumer in trial.consumers:
+            (remap if consumer == "policy_node" else safety_remap)[trial.sensor] = proxy_out
     else:
         proxy_in, proxy_out = f"fault/{ACTION_TOPIC}", ACTION_TOPIC
     procs: dict[str, _Proc] = {}
@@ -224,7 +234,7 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
             start("fault_proxy", "fault_proxy", {"topic_in": proxy_in, "topic_out": proxy_out, "msg_type": trial.msg_type,
                                                  "robot": spec.name, "active": trial.mild, "seed": seed, **trial.fault})
             client = node.create_client(SetBool, "fault_proxy/enable")
-        start("safety_node", "safety_node", {"robot": spec.name, "use_sim_time": True})
+        start("safety_node", "safety_node", {"robot": spec.name, "use_sim_time": True}, safety_remap)
         start("policy_node", "policy_node", policy_params, remap)
         start("robot_node", "robot_node", {"robot": spec.name, "task": "pick_place", "mode": "realtime",
                                            "episodes": episodes, "seed": seed, "results": str(results),
@@ -254,7 +264,8 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
                 if trial.kill and trial.restart:
                     procs[trial.kill].log.close()
                     start(trial.kill, trial.kill, policy_params if trial.kill == "policy_node"
-                          else {"robot": spec.name, "use_sim_time": True}, remap)
+                          else {"robot": spec.name, "use_sim_time": True},
+                          remap if trial.kill == "policy_node" else safety_remap)
                 elif not trial.kill:
                     client.call_async(SetBool.Request(data=False))
         finished = procs["robot_node"].popen.poll() == 0
@@ -275,7 +286,11 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
            "commands_to_robot": len(commands), "unsafe": len(mon.unsafe), "unsafe_kinds": sorted(set(mon.unsafe)),
            "injected": sum(1 for e in events if "injected" in e)}
     dt = spec.control_period
-    if trial.sensor and onset is not None:
+    if trial.sensor == "/clock" and onset is not None:
+        during = [c for c in commands if onset < c[0] < onset + trial.window_s + 0.5]
+        out["holds_in_window"] = sum(1 for c in during if c[2] <= 1)
+        out["chunks_in_window"] = sum(1 for c in during if c[2] > 1)
+    elif trial.sensor and onset is not None:
         hold = next((c for c in commands if onset < c[0] < onset + trial.window_s and c[2] == 1), None)
         plan_end = None if hold is None else _plan_end_before(commands, hold[0], dt)
         out["hold_after_plan_end_periods"] = (None if hold is None or plan_end is None

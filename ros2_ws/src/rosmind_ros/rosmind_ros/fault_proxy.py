@@ -1,7 +1,7 @@
 """fault_proxy: forwards one topic (``topic_in`` -> ``topic_out``) and, while enabled, does one
 kind of harm to it (core: ``rosmind.faults``): drop, delay, reorder, duplicate, freeze, or
 NaN / inf / out-of-limit / jump positions (JointTrajectory points, Float64MultiArray data,
-JointState positions). Put it between a publisher and its subscribers by remapping one side:
+JointState positions), or stamps moved by ``offset_s`` (``header.stamp``, or ``/clock``). Put it between a publisher and its subscribers by remapping one side:
 
     python -m rosmind_ros.policy_node --ros-args -r safety/joint_trajectory:=fault/safety/joint_trajectory ...
     python -m rosmind_ros.fault_proxy --ros-args -p topic_in:=fault/safety/joint_trajectory \\
@@ -31,7 +31,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
 from rosmind.errors import SpecError
-from rosmind.faults import VALUE_KINDS, FaultConfig, FaultInjector, corrupt_positions
+from rosmind.faults import STAMP_KINDS, VALUE_KINDS, FaultConfig, FaultInjector, corrupt_positions
 from rosmind.spec import load_spec
 from rosmind_ros.params import declare_from_dataclass, run_node
 
@@ -81,12 +81,20 @@ class FaultProxy(Node):
         super().__init__("fault_proxy")
         self.cfg = cfg = declare_from_dataclass(self, FaultProxyConfig)
         self.cls = _msg_class(cfg.msg_type)
+        probe = self.cls()
+        if cfg.kind in STAMP_KINDS and not (hasattr(probe, "clock") or hasattr(probe, "header")):
+            raise SpecError(f"fault_proxy: fault {cfg.kind!r} moves stamps; {cfg.msg_type} has no header and is no Clock")
         spec = load_spec(cfg.robot)
         upper = dict(zip(spec.joint_names, spec.limits("upper"), strict=True))
         get, names_of, put = _POSITIONS.get(cfg.msg_type, (None, None, None))
 
         def corrupt(raw: bytes, kind: str, rng: np.random.Generator):
             msg = deserialize_message(raw, self.cls)
+            if kind in STAMP_KINDS:
+                t = msg.clock if hasattr(msg, "clock") else msg.header.stamp
+                ns = max(0, t.sec * 1_000_000_000 + t.nanosec + int(round(cfg.offset_s * 1e9)))
+                t.sec, t.nanosec = divmod(ns, 1_000_000_000)
+                return msg
             a = get(msg)
             if a.size:
                 names = names_of(msg) or list(spec.joint_names)
