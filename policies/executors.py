@@ -326,7 +326,68 @@ class SlowFastExecutor(ChunkExecutor):
             return np.stack(rows)
 
 
-def make_executor(policy, config: ChunkExecutorConfig | None = None) -> ChunkExecutor:
+class ResidualExecutor:
+    """Composition, not a subclass: wraps the base policy's own executor (any of the above) and
+    adds the residual policy's per-tick correction to each of its rows,
+    ``action(tick) = base(tick) + residual(obs of tick, base(tick))`` while ``enabled``.
+
+    The tick's observation comes through ``observe`` (as for a slow-fast policy, so policy_node
+    publishes every tick); ``planned(tick)`` is the corrected row of ``tick`` followed by the
+    base's plan (later rows get their correction when their observations arrive). Everything
+    else is the inner executor's."""
+
+    def __init__(self, inner, policy, enabled: bool = True):
+        self.inner, self.policy, self.enabled = inner, policy, enabled
+        self.fast_keys = tuple(getattr(inner, "fast_keys", ()))  # policy_node: a per-tick policy
+        self.held_ticks, self.fast_stale = getattr(inner, "held_ticks", 0), False
+        self._obs: dict[int, dict[str, np.ndarray]] = {}
+        self._rows: dict[int, np.ndarray] = {}
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def reset(self, noise_seed: int | None = None) -> None:
+        self._obs.clear()
+        self._rows.clear()
+        self.inner.reset(noise_seed)
+
+    def observe(self, obs: dict[str, np.ndarray], tick: int) -> None:
+        self._obs[tick] = obs
+        for old in [t for t in self._obs if t < tick - 16]:
+            del self._obs[old]
+        self.inner.observe(obs, tick)
+
+    def action(self, tick: int) -> np.ndarray | None:
+        if tick in self._rows:
+            return self._rows[tick]
+        base = self.inner.action(tick)
+        if base is None or not self.enabled or tick not in self._obs:
+            return base
+        out = np.asarray(base, dtype=np.float64) + self.policy.residual(self._obs[tick], base)
+        self._rows[tick] = out
+        for old in [t for t in self._rows if t < tick - 16]:
+            del self._rows[old]
+        return out
+
+    def planned(self, tick: int) -> np.ndarray:
+        first = self.action(tick)
+        rows = self.inner.planned(tick)
+        if first is None or len(rows) == 0:
+            return rows
+        rows = np.array(rows, dtype=np.float64, copy=True)
+        rows[0] = first
+        return rows
+
+    def step(self, obs: dict[str, np.ndarray], tick: int) -> np.ndarray | None:
+        self.observe(obs, tick)
+        base = self.inner.step(obs, tick)  # plans if due, and returns the base row
+        return base if base is None else self.action(tick)
+
+
+def make_executor(policy, config: ChunkExecutorConfig | None = None):
     """The executor a policy needs: ``SlowFastExecutor`` for slow-fast policies (``policy.fast``),
-    else ``ChunkExecutor``."""
+    ``ResidualExecutor`` around the base's for a residual policy (``policy.residual``), else
+    ``ChunkExecutor``."""
+    if hasattr(policy, "residual") and hasattr(policy, "base"):
+        return ResidualExecutor(make_executor(policy.base, config), policy)
     return (SlowFastExecutor if getattr(policy, "fast", False) else ChunkExecutor)(policy, config)

@@ -79,5 +79,5 @@ ROBOTS = Registry("robot", ("rosmind.sim.robots",))
 TASKS = Registry("task", ("rosmind.sim.tasks", "rosmind.sim.tasks_bimodal", "rosmind.sim.tasks_contact"))
 POLICIES = Registry("policy", {"expert": "rosmind.policies.expert", "wipe_expert": "rosmind.policies.expert", "instant": "rosmind.policies.instant",
                                "diffusion": "rosmind.policies.diffusion", "carp": "rosmind.policies.carp", "rdp": "rosmind.policies.rdp",
-                               "ppo_locomotion": "rosmind.policies.locomotion"})
+                               "ppo_locomotion": "rosmind.policies.locomotion", "resip": "rosmind.policies.resip"})
 DEVICES = Registry("teleop device", ("rosmind.hardware.teleop.devices",))

@@ -41,7 +41,7 @@ from trajectory_msgs.msg import JointTrajectory
 from rosmind import schema
 from rosmind.errors import CheckpointError, SpecError, TopicTimeoutError
 from rosmind.observation import STAMP_EPS, ObservationAssembler
-from rosmind.policies.executors import ChunkExecutorConfig, make_executor
+from rosmind.policies.executors import ChunkExecutorConfig, ResidualExecutor, make_executor
 from rosmind.policy import infer_seeded, input_keys
 from rosmind.registry import POLICIES
 from rosmind.spec import load_spec
@@ -79,6 +79,9 @@ class PolicyNodeConfig:
     # JSON of per-message timing at exit (rosmind.timeline): frames received (decode time),
     # inferences (and the frames they used), plans published; "" = none.
     timeline: str = ""
+    # A residual policy (ResiP): its per-tick correction on (true) or off, the base alone.
+    # Switch it on a running graph: the parameter service (`ros2 param set /policy_node residual false`).
+    residual: bool = True
 
     def __post_init__(self):
         for name in ("startup_timeout_s", "inference_timeout_s", "diagnostics_period_s"):
@@ -114,6 +117,10 @@ class PolicyNode(Node):
         self.dt = self.spec.control_period
         self.policy = load_policy(cfg, self.spec)
         self.executor_ = make_executor(self.policy, ex_cfg)
+        self._residual = isinstance(self.executor_, ResidualExecutor)
+        if self._residual:
+            self.executor_.enabled = cfg.residual
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._fast = hasattr(self.executor_, "fast_keys")  # slow-fast: one decode per tick
         self._prefetch0 = ex_cfg.prefetch
         self._recent_infer: deque[float] = deque(maxlen=20)
@@ -299,6 +306,18 @@ class PolicyNode(Node):
             # (rows whose tick passed are dropped), stamped with that tick's observation.
             self._publish_plan(now_tick, now_t, arrived if now_tick == tick else None)
 
+    def _on_set_parameters(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        for prm in params:
+            if prm.name == "residual":
+                if not isinstance(prm.value, bool):
+                    return SetParametersResult(successful=False, reason="residual: true or false")
+                if self._residual:
+                    self.executor_.enabled = prm.value
+                    self.get_logger().info(f"residual {'on' if prm.value else 'off (the base alone)'}")
+        return SetParametersResult(successful=True)
+
     def _adapt_prefetch(self, seconds: float) -> None:
         """Realtime: ask for the next chunk as many ticks early as recent inferences took, so a
         plan lands before the current one runs out (never less than the configured prefetch,
@@ -383,6 +402,8 @@ class PolicyNode(Node):
                   "command_clamped": str(bool(getattr(self.policy, "last_clamped", False))).lower(),
                   "stale_topics": ",".join(stale_topics),
                   "dropped_late_rows": self.executor_.dropped_rows, "mode": self.cfg.mode}
+        if self._residual:
+            values["residual"] = "on" if self.executor_.enabled else "off"
         if self._fast:
             values["fast_held_ticks"] = self.executor_.held_ticks
             values["fast_input_stale"] = str(self.executor_.fast_stale).lower()

@@ -1,0 +1,140 @@
+"""A residual on a frozen base policy (ResiP): every control tick the command is
+
+    a = a_base + action_scale * mu(obs_t, a_base)
+
+with ``a_base`` the base policy's row for the tick (its chunk, executed as the base's own
+executor does) and ``mu`` an MLP (``hidden_dims``, ELU) over the newest step of the non-image
+observation keys and the base action, both normalized (buffers ``obs_mean``/``obs_std``). The
+MLP's last layer starts at zero, so an untrained residual returns every base action exactly.
+
+The base is another checkpoint, named by ``base`` (a folder; relative paths are from the
+current directory, then from the repository root) and pinned by ``base_sha256``, the hash of its
+weights file: a changed or missing base is refused. Only the residual's weights are stored.
+``policies.executors.ResidualExecutor`` runs the composition; its ``enabled`` switch turns the
+residual off and on at run time (policy_node's ``residual`` parameter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rosmind.errors import CheckpointError, SpecError
+from rosmind.policy import PolicyConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def weights_sha256(checkpoint: str | Path) -> str:
+    from rosmind.checkpoint import WEIGHTS
+
+    h = hashlib.sha256()
+    with open(Path(checkpoint) / WEIGHTS, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_base(base: str) -> Path:
+    p = Path(base)
+    for cand in (p, ROOT / p):
+        if (cand / "manifest.json").is_file():
+            return cand
+    raise CheckpointError(f"ResipConfig.base: no checkpoint at {base!r} (nor at {ROOT / p})")
+
+
+@dataclass
+class ResipConfig(PolicyConfig):
+    base: str = "checkpoints/diffusion_pick_place"
+    base_sha256: str = ""  # "" when built for training: filled in from the base
+    residual_keys: tuple[str, ...] = ()  # "" = the base's non-image keys
+    hidden_dims: tuple[int, ...] = (256, 256)
+    action_scale: float = 0.1
+    obs_dim: int = 0  # filled in from the base
+    action_dim: int = 0
+    obs_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # the base's
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
+        self.residual_keys = tuple(self.residual_keys)
+        if not self.base:
+            raise SpecError("ResipConfig.base: the base checkpoint folder is required")
+        if not (0.0 < self.action_scale <= 1.0):
+            raise SpecError(f"ResipConfig.action_scale: in (0, 1], got {self.action_scale}")
+
+
+class ResidualPolicy(nn.Module):
+    """The base (frozen, loaded from ``config.base``) and the residual MLP."""
+
+    def __init__(self, config: ResipConfig):
+        super().__init__()
+        from rosmind.checkpoint import load_checkpoint, read_manifest
+
+        path = resolve_base(config.base)
+        digest = weights_sha256(path)
+        if config.base_sha256 and config.base_sha256 != digest:
+            raise CheckpointError(f"ResipConfig.base: the weights of {path} changed since this residual was "
+                                  f"trained (sha256 {digest[:12]}..., the residual expects {config.base_sha256[:12]}...)")
+        manifest = read_manifest(path)
+        if "n_action_steps" not in manifest or manifest["family"] in ("resip", "ppo_locomotion", "expert"):
+            raise CheckpointError(f"ResipConfig.base: {path} is a {manifest['family']!r} checkpoint, not a chunked "
+                                  "imitation policy")
+        base = load_checkpoint(path)
+        bc = base.config
+        if bc.robot != config.robot:
+            raise CheckpointError(f"ResipConfig.base: {path} was trained for robot {bc.robot!r}, not {config.robot!r}")
+        for p in base.parameters() if isinstance(base, nn.Module) else ():
+            p.requires_grad_(False)
+        object.__setattr__(self, "base", base)  # not a submodule: its weights stay in its own checkpoint
+        config.base_sha256 = digest
+        config.obs_keys = tuple(bc.obs_keys)
+        config.n_obs_steps, config.horizon, config.n_action_steps = bc.n_obs_steps, bc.horizon, bc.n_action_steps
+        shapes = getattr(bc, "obs_shapes", {})
+        config.obs_shapes = dict(shapes)
+        keys = config.residual_keys or tuple(k for k in bc.obs_keys if not k.startswith("camera/"))
+        missing = [k for k in keys if k not in shapes]
+        if missing:
+            raise SpecError(f"ResipConfig.residual_keys: {missing} are not among the base's observations {list(shapes)}")
+        config.residual_keys = keys
+        self._sizes = [int(np.prod(shapes[k])) for k in keys]
+        config.action_dim = int(getattr(bc, "action_dim", 0))
+        config.obs_dim = sum(self._sizes) + config.action_dim
+        self.config = config
+        from rosmind.policies.locomotion import build_mlp
+
+        self.mlp = build_mlp(config.obs_dim, config.hidden_dims, config.action_dim, "elu")
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.register_buffer("obs_mean", torch.zeros(config.obs_dim))
+        self.register_buffer("obs_std", torch.ones(config.obs_dim))
+
+    # the base's side: planning, as its own executor asks
+    def reset(self) -> None:
+        self.base.reset()
+
+    def infer(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.base.infer(obs)
+
+    def reseed(self, seed: int | None = None) -> None:
+        from rosmind.policy import reseed
+
+        reseed(self.base, seed)
+
+    def features(self, obs: dict[str, np.ndarray], base_action: np.ndarray) -> np.ndarray:
+        """The residual's input for one tick: the newest step of each residual key, the base action."""
+        parts = [np.asarray(obs[k], dtype=np.float64).reshape(-1, n)[-1] for k, n in
+                 zip(self.config.residual_keys, self._sizes, strict=True)]
+        return np.concatenate([*parts, np.asarray(base_action, dtype=np.float64).reshape(-1)])
+
+    @torch.no_grad()
+    def residual(self, obs: dict[str, np.ndarray], base_action: np.ndarray) -> np.ndarray:
+        """``action_scale * mu``: what is added to ``base_action`` at this tick."""
+        x = torch.as_tensor(self.features(obs, base_action), dtype=torch.float32)
+        x = (x - self.obs_mean) / self.obs_std
+        return self.config.action_scale * self.mlp(x).double().numpy()

@@ -1,0 +1,91 @@
+"""ResiP's composition (issue 16, item 4): a residual on a frozen chunked base, run by
+``ResidualExecutor`` around the base's own executor. An untrained residual returns every base
+action exactly; a trained one adds its correction per tick and only while enabled; the
+checkpoint pins its base by hash and refuses a changed, missing or wrong base."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rosmind.checkpoint import load_checkpoint, read_manifest, save_checkpoint
+from rosmind.errors import CheckpointError, SpecError
+from rosmind.policies.executors import ResidualExecutor, make_executor
+from rosmind.policies.resip import ResidualPolicy, ResipConfig
+from rosmind.sim.robots import make_sim
+from rosmind.sim.rollout import run_episode
+
+pytestmark = pytest.mark.sim
+
+BASE = "checkpoints/diffusion_pick_place"
+
+
+def _actions(policy, seed: int) -> np.ndarray:
+    out = []
+    sim = make_sim("panda", "pick_place", time_limit_s=1.5)
+    try:
+        run_episode(sim, policy, seed, on_tick=lambda t, o, a: out.append(sim.setpoint.copy()), noise="episode")
+    finally:
+        sim.disconnect()
+    return np.array(out)
+
+
+def test_an_untrained_residual_returns_every_base_action_exactly(repo, one_thread):
+    res = ResidualPolicy(ResipConfig(base=str(repo / BASE)))
+    assert isinstance(make_executor(res), ResidualExecutor)
+    assert res.config.obs_keys == res.base.config.obs_keys and res.config.residual_keys == res.base.config.obs_keys
+    base = load_checkpoint(repo / BASE)
+    a, b = _actions(res, 11), _actions(base, 11)
+    assert a.shape == b.shape == (30, 8)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_residual_adds_its_correction_per_tick_and_the_switch_turns_it_off(repo, one_thread):
+    res = ResidualPolicy(ResipConfig(base=str(repo / BASE), action_scale=0.1))
+    with torch.no_grad():
+        res.mlp[-1].bias.fill_(0.5)  # last weights are zero: the MLP outputs its bias, 0.5
+    ex = make_executor(res)
+    sim = make_sim("panda", "pick_place")
+    try:
+        obs = sim.reset(3)
+        stacked = {k: np.repeat(np.asarray(obs[k])[None], res.config.n_obs_steps, axis=0) for k in res.config.obs_keys}
+        on = ex.step(stacked, 0)
+        base = ex.inner.action(0)
+        np.testing.assert_allclose(on - base, 0.05, atol=1e-7)
+        np.testing.assert_array_equal(ex.planned(0)[0], on)  # the published plan starts with it
+        np.testing.assert_array_equal(ex.planned(0)[1:], ex.inner.planned(0)[1:])
+        ex.enabled = False
+        ex.observe(stacked, 1)
+        np.testing.assert_array_equal(ex.action(1), ex.inner.action(1))
+    finally:
+        sim.disconnect()
+
+
+def test_the_checkpoint_pins_its_base(repo, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(repo / BASE, base)
+    res = ResidualPolicy(ResipConfig(base=str(base)))
+    with torch.no_grad():
+        res.mlp[-1].bias.fill_(0.25)
+    save_checkpoint(res, tmp_path / "resip")
+    m = read_manifest(tmp_path / "resip")
+    assert m["family"] == "resip" and m["config"]["base"] == str(base) and len(m["config"]["base_sha256"]) == 64
+    again = load_checkpoint(tmp_path / "resip")
+    assert torch.equal(again.mlp[-1].bias, res.mlp[-1].bias) and again.base.config.obs_keys == res.base.config.obs_keys
+    # the base's weights change: refused, naming it
+    other = load_checkpoint(base)
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-3)
+    save_checkpoint(other, base)
+    with pytest.raises(CheckpointError, match="changed since this residual was trained"):
+        load_checkpoint(tmp_path / "resip")
+    shutil.rmtree(base)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "resip")
+    with pytest.raises(CheckpointError, match="not a chunked imitation policy"):
+        ResidualPolicy(ResipConfig(base=str(repo / "checkpoints/a1_walk")))
+    with pytest.raises(SpecError, match="base checkpoint folder is required"):
+        ResipConfig(base="")

@@ -1,0 +1,85 @@
+"""policy_node hosting a ResiP checkpoint (base + residual): the published command carries the
+residual's correction, and the ``residual`` parameter switches it off on the running node (the
+base alone), the same plan otherwise."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from test_policy_node import FakeRobot
+
+from rosmind.checkpoint import load_checkpoint, save_checkpoint
+from rosmind.policies.executors import make_executor
+from rosmind.policies.resip import ResidualPolicy, ResipConfig
+from rosmind.sim.robots import make_sim
+from rosmind_ros import conversions as cv
+
+pytestmark = pytest.mark.ros
+
+
+def test_policy_node_residual_and_its_runtime_switch(ros_env, repo, tmp_path):
+    res = ResidualPolicy(ResipConfig(base=str(repo / "checkpoints/diffusion_pick_place")))
+    with torch.no_grad():
+        res.mlp[-1].bias.fill_(0.5)  # a correction of +0.05 on every joint
+    ckpt = save_checkpoint(res, tmp_path / "resip")
+    sim = make_sim("panda", "pick_place")
+    sim.connect()
+    obs = sim.reset(3)
+    spec, dt = sim.spec, sim.spec.control_period
+    proc = subprocess.Popen([sys.executable, "-m", "rosmind_ros.policy_node", "--ros-args", "-p", f"checkpoint:={ckpt}",
+                             "-p", "mode:=lockstep", "-p", "startup_timeout_s:=60.0", "-p", "diagnostics_period_s:=0.2"],
+                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    fake = FakeRobot(spec)
+    msgs = {}
+    try:
+        t0 = 10.0
+        for _ in range(120):
+            fake.publish(obs, t0)
+            if fake.spin_until(lambda: bool(fake.traj), 0.5) or proc.poll() is not None:
+                break
+        assert fake.traj, "no plan for tick 0"
+        msgs[0] = fake.traj[-1]
+        assert fake.spin_until(lambda: fake.diag.get("residual") == "on", 10), fake.diag
+        client = fake.node.create_client(SetParameters, "/policy_node/set_parameters")
+        assert client.wait_for_service(timeout_sec=10)
+        off = Parameter(name="residual", value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=False))
+        fut = client.call_async(SetParameters.Request(parameters=[off]))
+        fake.exec.spin_until_future_complete(fut, timeout_sec=10)
+        assert fut.result().results[0].successful
+        fake.publish(obs, t0 + dt)
+        assert fake.spin_until(lambda: len(fake.traj) >= 2, 20), "no plan for tick 1"
+        msgs[1] = fake.traj[-1]
+        assert fake.spin_until(lambda: fake.diag.get("residual") == "off", 10), fake.diag
+    finally:
+        fake.close()
+        sim.disconnect()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    p0, _ = cv.joint_trajectory_to_numpy(msgs[0], spec.joint_names)
+    p1, _ = cv.joint_trajectory_to_numpy(msgs[1], spec.joint_names)
+    # Tick 0: the base's row 0 corrected; its later rows are the base's plan as it stands.
+    # Tick 1, residual off: exactly the base's row 1 of that plan (no new plan before tick 8).
+    np.testing.assert_array_equal(p1[0], p0[1])
+    np.testing.assert_array_equal(p1[1:], p0[2:len(p1) + 1])
+    # The base's own first plan, in process (the same seed and observation history): the node's
+    # row 0 is it + 0.05, the other rows are it.
+    base = load_checkpoint(repo / "checkpoints/diffusion_pick_place")
+    ex = make_executor(base)
+    ex.reset()
+    stacked = {k: np.repeat(np.asarray(obs[k])[None], base.config.n_obs_steps, axis=0) for k in base.config.obs_keys}
+    ex.step(stacked, 0)
+    plan = ex.planned(0)
+    np.testing.assert_allclose(p0[0] - plan[0], 0.05, atol=1e-5)
+    np.testing.assert_allclose(p0[1:], plan[1:len(p0)], atol=1e-5)
+    assert "residual off" in out, out[-2000:]
