@@ -210,16 +210,66 @@ def build_env(task: str, env_overrides: dict[str, Any]):
     return LocomotionEnv(LOCOMOTION_TASKS.get(task).factory(**env_overrides))
 
 
-def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def export_resip(actor, env, task: str, out: Path, training: dict) -> Path:
+    """The actor's mean (its MLP) and observation normalizer as the residual of a ``resip``
+    checkpoint on the env's base: ``(x - mean) / (std + eps)`` becomes ``obs_std = std + eps``."""
+    from rosmind.checkpoint import save_checkpoint
+
+    policy = env.policy
+    sd = {f"mlp.{k[4:]}": v for k, v in actor.state_dict().items() if k.startswith("mlp.")}
+    sd["obs_mean"] = actor.obs_normalizer._mean.reshape(-1)
+    sd["obs_std"] = actor.obs_normalizer._std.reshape(-1) + actor.obs_normalizer.eps
+    policy.load_state_dict(sd)
+    return save_checkpoint(policy, out, training={**training, "base": env.cfg.base})
+
+
+def _build_resip_env(task: str, env_overrides: dict[str, Any]):
+    from rosmind.policies.resip.env import ResidualEnv, ResidualEnvConfig
+
+    return ResidualEnv(ResidualEnvConfig(task=task, **env_overrides))
+
+
+@dataclass(frozen=True)
+class RLFamily:
+    """What the one entry point needs per RL family: its env (config class and builder), how the
+    trained actor becomes a checkpoint, RLConfig defaults, and whether the actor's last layer
+    starts at zero (a residual that begins as the base policy)."""
+
+    env_config: str  # "module:Class"
+    build_env: Any
+    export: Any
+    rl_defaults: dict = dataclasses.field(default_factory=dict)
+    zero_last_layer: bool = False
+
+
+RL_FAMILIES = {
+    "ppo_locomotion": RLFamily("rosmind.sim.locomotion:LocomotionConfig", build_env, export_locomotion),
+    # ResiP's public settings: gamma 0.999, lambda 0.95, clip 0.2, 2x256 MLPs, a residual that
+    # starts at zero (the base policy) with small exploration.
+    "resip": RLFamily("rosmind.policies.resip.env:ResidualEnvConfig", _build_resip_env, export_resip,
+                      {"gamma": 0.999, "lam": 0.95, "actor_hidden": (256, 256), "critic_hidden": (256, 256),
+                       "init_std": 0.3, "learning_rate": 3e-4, "entropy_coef": 0.0}, zero_last_layer=True),
+}
+
+
+def _env_config_class(family: RLFamily) -> type:
+    import importlib
+
+    mod, _, name = family.env_config.partition(":")
+    return getattr(importlib.import_module(mod), name)
+
+
+def parse_overrides(items: list[str], env_config: type | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """``["rl.iterations=5", "env.num_envs=64"]`` -> (rl overrides, env overrides), values as JSON."""
     import typing
 
     from rosmind.checkpoint import coerce
     from rosmind.policies.presets import parse_value
-    from rosmind.sim.locomotion import LocomotionConfig
 
+    if env_config is None:
+        from rosmind.sim.locomotion import LocomotionConfig as env_config
     out: dict[str, dict[str, Any]] = {"rl": {}, "env": {}}
-    classes = {"rl": RLConfig, "env": LocomotionConfig}
+    classes = {"rl": RLConfig, "env": env_config}
     for item in items:
         key, eq, text = item.partition("=")
         section, dot, name = key.partition(".")
@@ -236,24 +286,29 @@ def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return out["rl"], out["env"]
 
 
-def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = False) -> Path:
-    """Train PPO on ``task``; returns the exported checkpoint folder."""
+def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = False,
+             family: str = "ppo_locomotion") -> Path:
+    """Train PPO for the RL ``family`` on ``task``; returns the exported checkpoint folder."""
     out = Path(out)
-    rl_kw, env_kw = parse_overrides(overrides)
+    if family not in RL_FAMILIES:
+        raise UserError(f"{family!r} is not trained by RL; RL families: {', '.join(RL_FAMILIES)}")
+    fam = RL_FAMILIES[family]
+    rl_kw, env_kw = parse_overrides(overrides, _env_config_class(fam))
     run_json = out / "run.json"
     if resume:
         if not run_json.is_file():
             raise UserError(f"--resume: {run_json} does not exist")
         saved = json.loads(run_json.read_text())
-        if saved.get("task") != task:
-            raise UserError(f"--resume: {out} trained task {saved.get('task')!r}, not {task!r}")
+        if saved.get("task") != task or saved.get("family", "ppo_locomotion") != family:
+            raise UserError(f"--resume: {out} trained {saved.get('family', 'ppo_locomotion')} on task "
+                            f"{saved.get('task')!r}, not {family} on {task!r}")
         rl_kw = {**saved["rl_overrides"], **rl_kw}
         env_kw = {**saved["env_overrides"], **env_kw}
     elif run_json.exists():
         raise UserError(f"{out} already holds a run; pass --resume or choose another --out")
     try:
-        rcfg = RLConfig(**rl_kw)
-        env = build_env(task, {"seed": rl_kw.get("seed", 0), **env_kw})
+        rcfg = RLConfig(**{**fam.rl_defaults, **rl_kw})
+        env = fam.build_env(task, {"seed": rl_kw.get("seed", 0), **env_kw})
     except SpecError as e:
         raise UserError(str(e)) from None
     if rcfg.torch_threads:
@@ -261,7 +316,7 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
     torch.manual_seed(rcfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     run_json.write_text(json.dumps({
-        "task": task, "command": shlex.join(["rosmind", *sys.argv[1:]]), "rl_overrides": rl_kw,
+        "task": task, "family": family, "command": shlex.join(["rosmind", *sys.argv[1:]]), "rl_overrides": rl_kw,
         "env_overrides": env_kw, "rl": dataclasses.asdict(rcfg),
         "env": json.loads(json.dumps(dataclasses.asdict(env.cfg), default=list))}, indent=1))
     Runner = _runner_class()
@@ -269,8 +324,13 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
     runner = Runner(vec, rcfg.runner_cfg(), log_dir=str(out / "tb"), device="cpu")
     runner.ckpt_root = out / "checkpoints"
     runner.keep = rcfg.keep_checkpoints
+    if fam.zero_last_layer and not resume:  # the residual starts as "no change": the base policy
+        last = [m for m in runner.alg._raw_actor.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
     start = time.monotonic()
-    training = {"task": task, "rl": dataclasses.asdict(rcfg)}
+    training = {"task": task, "family": family, "rl": dataclasses.asdict(rcfg)}
     if resume:
         latest = out / "checkpoints" / "latest"
         if not latest.exists():
@@ -291,6 +351,6 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
     done = runner.current_learning_iteration
     training |= {"iterations": done, "env_steps": int(done * rcfg.num_steps_per_env * env.num_envs),
                  "wall_s": round(wall, 1), "stopped_by": "max_minutes" if done < rcfg.iterations else "iterations"}
-    path = export_locomotion(runner.alg.get_policy(), env, task, out / "checkpoint", training)
+    path = fam.export(runner.alg.get_policy(), env, task, out / "checkpoint", training)
     env.close()
     return path

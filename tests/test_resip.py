@@ -46,7 +46,7 @@ def test_an_untrained_residual_returns_every_base_action_exactly(repo, one_threa
 def test_a_residual_adds_its_correction_per_tick_and_the_switch_turns_it_off(repo, one_thread):
     res = ResidualPolicy(ResipConfig(base=str(repo / BASE), action_scale=0.1))
     with torch.no_grad():
-        res.mlp[-1].bias.fill_(0.5)  # last weights are zero: the MLP outputs its bias, 0.5
+        res.mlp[-1].bias.fill_(0.5)  # last weights are zero: the MLP outputs its bias, 0.5 units
     ex = make_executor(res)
     sim = make_sim("panda", "pick_place")
     try:
@@ -54,7 +54,8 @@ def test_a_residual_adds_its_correction_per_tick_and_the_switch_turns_it_off(rep
         stacked = {k: np.repeat(np.asarray(obs[k])[None], res.config.n_obs_steps, axis=0) for k in res.config.obs_keys}
         on = ex.step(stacked, 0)
         base = ex.inner.action(0)
-        np.testing.assert_allclose(on - base, 0.05, atol=1e-7)
+        np.testing.assert_allclose(on - base, 0.5 * res.scale, atol=1e-7)
+        assert 0.005 < res.scale[0] < 0.02 and res.scale[7] < 0.002  # radians for the arm, metres for a finger
         np.testing.assert_array_equal(ex.planned(0)[0], on)  # the published plan starts with it
         np.testing.assert_array_equal(ex.planned(0)[1:], ex.inner.planned(0)[1:])
         ex.enabled = False
@@ -89,3 +90,25 @@ def test_the_checkpoint_pins_its_base(repo, tmp_path):
         ResidualPolicy(ResipConfig(base=str(repo / "checkpoints/a1_walk")))
     with pytest.raises(SpecError, match="base checkpoint folder is required"):
         ResipConfig(base="")
+
+
+def test_ppo_smoke_run_through_the_one_rl_entry_point(repo, tmp_path):
+    """rsl-rl's PPO on a tiny budget (2 envs, 2 iterations of 4 steps) through `rosmind train`:
+    the run exports a resip checkpoint on its base, with the normalizer PPO fitted inside."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "rosmind.cli", "train", "--policy", "resip", "--base", str(repo / BASE),
+                        "--task", "pick_place", "--out", str(out), "rl.iterations=2", "rl.num_steps_per_env=4",
+                        "env.num_envs=2", "rl.progress=false", "rl.save_every=1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = read_manifest(out / "checkpoint")
+    assert m["family"] == "resip" and m["training"]["iterations"] == 2 and m["training"]["env_steps"] == 16
+    res = load_checkpoint(out / "checkpoint")
+    assert res.obs_mean.abs().sum() > 0 and torch.all(res.obs_std > 0)  # fitted on the rollouts
+    assert (out / "checkpoints" / "latest" / "train_state.safetensors").is_file()
+    bad = subprocess.run([sys.executable, "-m", "rosmind.cli", "train", "--policy", "diffusion", "--base", str(repo / BASE),
+                          "--dataset", "x.zarr", "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--base: only for residual RL" in bad.stderr

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.ros
 def test_policy_node_residual_and_its_runtime_switch(ros_env, repo, tmp_path):
     res = ResidualPolicy(ResipConfig(base=str(repo / "checkpoints/diffusion_pick_place")))
     with torch.no_grad():
-        res.mlp[-1].bias.fill_(0.5)  # a correction of +0.05 on every joint
+        res.mlp[-1].bias.fill_(0.5)  # a correction of 0.5 units (res.scale) on every joint
     ckpt = save_checkpoint(res, tmp_path / "resip")
     sim = make_sim("panda", "pick_place")
     sim.connect()
@@ -73,13 +73,13 @@ def test_policy_node_residual_and_its_runtime_switch(ros_env, repo, tmp_path):
     np.testing.assert_array_equal(p1[0], p0[1])
     np.testing.assert_array_equal(p1[1:], p0[2:len(p1) + 1])
     # The base's own first plan, in process (the same seed and observation history): the node's
-    # row 0 is it + 0.05, the other rows are it.
+    # row 0 is it + the correction, the other rows are it.
     base = load_checkpoint(repo / "checkpoints/diffusion_pick_place")
     ex = make_executor(base)
     ex.reset()
     stacked = {k: np.repeat(np.asarray(obs[k])[None], base.config.n_obs_steps, axis=0) for k in base.config.obs_keys}
     ex.step(stacked, 0)
     plan = ex.planned(0)
-    np.testing.assert_allclose(p0[0] - plan[0], 0.05, atol=1e-5)
+    np.testing.assert_allclose(p0[0] - plan[0], 0.5 * res.scale, atol=1e-5)
     np.testing.assert_allclose(p0[1:], plan[1:len(p0)], atol=1e-5)
     assert "residual off" in out, out[-2000:]

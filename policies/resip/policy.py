@@ -1,11 +1,14 @@
 """A residual on a frozen base policy (ResiP): every control tick the command is
 
-    a = a_base + action_scale * mu(obs_t, a_base)
+    a = a_base + scale * mu(obs_t, a_base),    scale_j = action_scale * v_max_j * control period
 
 with ``a_base`` the base policy's row for the tick (its chunk, executed as the base's own
 executor does) and ``mu`` an MLP (``hidden_dims``, ELU) over the newest step of the non-image
-observation keys and the base action, both normalized (buffers ``obs_mean``/``obs_std``). The
-MLP's last layer starts at zero, so an untrained residual returns every base action exactly.
+observation keys and the base action, both normalized (buffers ``obs_mean``/``obs_std``). A unit
+of ``mu`` moves a joint ``action_scale`` of what its velocity limit allows in one tick (the
+paper scales a residual in normalized action space by 0.1; joint targets in radians and finger
+widths in metres need a per-joint unit). The MLP's last layer starts at zero, so an untrained
+residual returns every base action exactly.
 
 The base is another checkpoint, named by ``base`` (a folder; relative paths are from the
 current directory, then from the repository root) and pinned by ``base_sha256``, the hash of its
@@ -113,6 +116,11 @@ class ResidualPolicy(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
         self.register_buffer("obs_mean", torch.zeros(config.obs_dim))
         self.register_buffer("obs_std", torch.ones(config.obs_dim))
+        from rosmind.spec import load_spec
+
+        spec = load_spec(config.robot)
+        vmax = np.array(spec.limits("velocity"), dtype=np.float64)[:config.action_dim]
+        self.scale = config.action_scale * vmax * spec.control_period  # [action_dim], per unit of mu
 
     # the base's side: planning, as its own executor asks
     def reset(self) -> None:
@@ -134,7 +142,7 @@ class ResidualPolicy(nn.Module):
 
     @torch.no_grad()
     def residual(self, obs: dict[str, np.ndarray], base_action: np.ndarray) -> np.ndarray:
-        """``action_scale * mu``: what is added to ``base_action`` at this tick."""
+        """``scale * mu``: what is added to ``base_action`` at this tick."""
         x = torch.as_tensor(self.features(obs, base_action), dtype=torch.float32)
         x = (x - self.obs_mean) / self.obs_std
-        return self.config.action_scale * self.mlp(x).double().numpy()
+        return self.scale * self.mlp(x).double().numpy()

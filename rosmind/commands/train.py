@@ -5,6 +5,8 @@ an RL policy in a vectorized sim (``rosmind.policies.rl``, rsl-rl's PPO).
         [train.steps=2000 policy.horizon=16 ...]
     rosmind train --policy ppo_locomotion --task a1_velocity --out runs/a1_walk [--resume] \\
         [rl.iterations=300 env.num_envs=2048 env.terrain=rough ...]
+    rosmind train --policy resip --base checkpoints/diffusion_pick_place --task pick_place \\
+        --out runs/resip [rl.iterations=100 env.num_envs=8 ...]
 
 Multi-process (DDP, gloo on CPU)::
 
@@ -22,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", required=True, help="policy family (registry name), e.g. diffusion")
     p.add_argument("--dataset", default=None, help="zarr replay buffer (diffusion_policy layout), for imitation")
     p.add_argument("--task", default=None, help="RL families: the vectorized task, e.g. a1_velocity")
+    p.add_argument("--base", default=None, help="resip: the frozen base checkpoint (same as env.base=...)")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
     p.add_argument("--preset", default=None, help="named preset from rosmind.policies.presets")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
@@ -39,9 +42,12 @@ def run(args: argparse.Namespace) -> int:
 
         if args.task is None or args.dataset is not None or args.preset is not None:
             raise UserError(f"--policy {args.policy} is trained by RL: give --task (and no --dataset or --preset)")
-        path = train_rl(args.task, args.out, args.overrides, resume=args.resume)
+        extra = [f"env.base={args.base}"] if args.base else []
+        path = train_rl(args.task, args.out, [*extra, *args.overrides], resume=args.resume, family=args.policy)
         print(f"checkpoint: {path}")
         return 0
+    if args.base is not None:
+        raise UserError(f"--base: only for residual RL (--policy resip), not {args.policy}")
     if args.dataset is None or args.task is not None:
         raise UserError(f"--policy {args.policy} is trained by imitation: give --dataset (and no --task)")
     from rosmind.policies.train import train

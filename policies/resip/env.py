@@ -1,0 +1,123 @@
+"""The RL env of ResiP (issue 16): the frozen base policy runs inside the env, the agent only
+adds a residual. It has the numpy interface of ``rosmind.sim.locomotion.LocomotionEnv``, so the
+one RL entry point (``rosmind.policies.rl``) trains it with rsl-rl's PPO.
+
+Per control tick and env: the base's row for the tick (its chunk executor; one batched base
+inference for all envs whose chunk is due) ``a_b``; the agent's observation is the residual's
+input, ``ResidualPolicy.features(obs, a_b)`` (``policy`` and ``critic`` groups alike; rsl-rl
+normalizes it); its action ``r`` is applied as ``a_b + scale * r`` (``ResidualPolicy.scale``) on ``VecSimEnv``
+(worker processes running make_sim's robot and task). Reward: 1 at the tick an episode ends in
+success, else 0 (the paper's sparse reward); an episode that runs out of time is a time-out
+(bootstrapped), not a failure state. Episodes auto-reset onto the next seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rosmind.errors import SpecError
+
+
+@dataclass
+class ResidualEnvConfig:
+    base: str = "checkpoints/diffusion_pick_place"
+    task: str = "pick_place"
+    num_envs: int = 8
+    seed: int = 0
+    action_scale: float = 0.1
+    residual_keys: tuple[str, ...] = ()
+    task_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.num_envs < 1:
+            raise SpecError(f"ResidualEnvConfig.num_envs: must be >= 1, got {self.num_envs}")
+        if not (0.0 < self.action_scale <= 1.0):
+            raise SpecError(f"ResidualEnvConfig.action_scale: in (0, 1], got {self.action_scale}")
+        self.residual_keys = tuple(self.residual_keys)
+
+
+class ResidualEnv:
+    def __init__(self, cfg: ResidualEnvConfig):
+        from rosmind.policies.executors import ChunkExecutor
+        from rosmind.policies.resip import ResidualPolicy, ResipConfig
+        from rosmind.registry import TASKS
+        from rosmind.sim.rollout import ObsHistory
+        from rosmind.sim.vec_env import VecSimEnv
+        from rosmind.spec import load_spec
+
+        self.cfg = cfg
+        self.policy = ResidualPolicy(ResipConfig(base=cfg.base, action_scale=cfg.action_scale,
+                                                 residual_keys=cfg.residual_keys))
+        pc = self.policy.config
+        if any(k.startswith("camera/") for k in pc.obs_keys):
+            raise SpecError("ResidualEnv: the base reads cameras; the vectorized env renders none yet")
+        entry = TASKS.get(cfg.task)
+        robot = entry.meta.get("robot", pc.robot)
+        if robot != pc.robot:
+            raise SpecError(f"ResidualEnv: task {cfg.task!r} is for robot {robot!r}; the base {cfg.base} for {pc.robot!r}")
+        spec = load_spec(pc.robot)
+        self.num_envs = n = cfg.num_envs
+        self.num_actions = pc.action_dim
+        limit = getattr(entry.config(**cfg.task_options), "time_limit_s", 10.0) if entry.config else 10.0
+        self.max_episode_length = int(round(limit * spec.control_rate_hz))
+        self.episode_length = np.zeros(n, dtype=np.int64)
+        self.vec = VecSimEnv(pc.robot, cfg.task, n, cfg.task_options)
+        self._hist = [ObsHistory(pc.obs_keys, pc.n_obs_steps) for _ in range(n)]
+        self._slot = type("BaseSlot", (), {"config": self.policy.base.config, "reset": lambda s: None})()
+        self._ex = [ChunkExecutor(self._slot) for _ in range(n)]
+        self._obs: list[dict] = []
+        self._base = np.zeros((n, self.num_actions))
+        self._tick = 0
+        self.finished = {"episodes": 0, "successes": 0}
+
+    def _plan(self, obs: dict[str, np.ndarray]) -> None:
+        """Push each env's observation, plan where due (one batched base call), and take each
+        env's base row for this tick into ``self._base``."""
+        self._obs = [{k: v[i] for k, v in obs.items()} for i in range(self.num_envs)]
+        stacked = [h.push(o) for h, o in zip(self._hist, self._obs, strict=True)]
+        t = self._tick
+        due = [i for i, ex in enumerate(self._ex) if ex.wants_inference(t)]
+        if due:
+            keys = self.policy.base.config.obs_keys
+            chunks = self.policy.base.infer_batch({k: np.stack([stacked[i][k] for i in due]) for k in keys})["action"]
+            for j, i in enumerate(due):
+                self._ex[i].add_chunk(self._ex[i].reanchor(chunks[j], stacked[i], t), t)
+        for i, ex in enumerate(self._ex):
+            self._base[i] = ex.action(t)
+
+    def _features(self) -> dict[str, np.ndarray]:
+        x = np.stack([self.policy.features(o, b) for o, b in zip(self._obs, self._base, strict=True)]).astype(np.float32)
+        return {"policy": x, "critic": x}
+
+    def reset(self) -> dict[str, np.ndarray]:
+        obs = self.vec.reset(seed=self.cfg.seed)
+        for h, ex in zip(self._hist, self._ex, strict=True):
+            h.reset()
+            ex.reset()
+        self._tick = 0
+        self.episode_length[:] = 0
+        self._plan(obs)
+        return self._features()
+
+    def step(self, residual: np.ndarray):
+        r = np.asarray(residual, dtype=np.float64).reshape(self.num_envs, self.num_actions)
+        obs, _, done, info = self.vec.step(self._base + self.policy.scale * r)
+        self.episode_length += 1
+        success = info["success"] & done
+        time_out = done & ~success
+        self.finished["episodes"] += int(done.sum())
+        self.finished["successes"] += int(success.sum())
+        for i in np.flatnonzero(done):
+            self._hist[i].reset()
+            self._ex[i].reset()
+            self.episode_length[i] = 0
+        self._tick += 1  # one clock for all envs: a reset executor plans at once, at this tick
+        self._plan(obs)
+        ended = max(self.finished["episodes"], 1)
+        log = {"success_rate": self.finished["successes"] / ended, "episodes": self.finished["episodes"]}
+        return self._features(), success.astype(np.float32), done, {"time_outs": time_out, "log": log}
+
+    def close(self) -> None:
+        self.vec.close()
