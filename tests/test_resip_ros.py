@@ -4,13 +4,13 @@ base alone), the same plan otherwise."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from procs import stop_process
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from test_policy_node import FakeRobot
@@ -60,12 +60,8 @@ def test_policy_node_residual_and_its_runtime_switch(ros_env, repo, tmp_path):
     finally:
         fake.close()
         sim.disconnect()
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
+        stop_process(proc, 15)
+        out, _ = proc.communicate()
     p0, _ = cv.joint_trajectory_to_numpy(msgs[0], spec.joint_names)
     p1, _ = cv.joint_trajectory_to_numpy(msgs[1], spec.joint_names)
     # Tick 0: the base's row 0 corrected; its later rows are the base's plan as it stands.
