@@ -20,6 +20,7 @@ from rosmind.policy import PolicyConfig
 from rosmind.registry import POLICIES
 from rosmind.sim.experts import PickPlaceExpert, PickPlaceExpertConfig
 from rosmind.sim.experts_contact import WipeExpert, WipeExpertConfig
+from rosmind.sim.experts_peg import PegInsertExpert, PegInsertExpertConfig
 from rosmind.spec import load_spec
 
 
@@ -101,3 +102,35 @@ class WipeExpertPolicy(ExpertPolicy):
     def __init__(self, config: WipeExpertPolicyConfig | None = None):
         self.config = config or WipeExpertPolicyConfig()
         self.expert = WipeExpert(load_spec(self.config.robot), self.config.expert)
+
+
+@dataclass
+class PegExpertPolicyConfig(PolicyConfig):
+    """``peg_expert``: the demonstrator of ``peg_insert`` (noisy hole estimate, spiral search on a
+    jam). It plans every tick (``n_action_steps=1``): a jam shows in the newest force reading."""
+
+    robot: str = "panda"
+    obs_keys: tuple[str, ...] = ("joint_pos", "ee_pose", "wrench", "goal_pose")
+    n_obs_steps: int = 1
+    horizon: int = 8
+    n_action_steps: int = 1
+    expert: PegInsertExpertConfig | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.robot != "panda":
+            raise SpecError(f"PegExpertPolicyConfig.robot: the peg expert drives the panda, got {self.robot!r}")
+        if self.expert is None:
+            self.expert = PegInsertExpertConfig(horizon=self.horizon)
+        elif self.expert.horizon != self.horizon:
+            raise SpecError(f"PegExpertPolicyConfig: expert.horizon {self.expert.horizon} differs from "
+                            f"horizon {self.horizon}")
+
+
+@POLICIES.register("peg_expert", config=PegExpertPolicyConfig)
+class PegExpertPolicy(ExpertPolicy):
+    """``infer(obs: {key: [To, ...]}) -> {"action": [horizon, 8], "phase": str}``."""
+
+    def __init__(self, config: PegExpertPolicyConfig | None = None):
+        self.config = config or PegExpertPolicyConfig()
+        self.expert = PegInsertExpert(load_spec(self.config.robot), self.config.expert)

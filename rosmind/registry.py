@@ -76,8 +76,10 @@ class Registry:
 
 
 ROBOTS = Registry("robot", ("rosmind.sim.robots",))
-TASKS = Registry("task", ("rosmind.sim.tasks", "rosmind.sim.tasks_bimodal", "rosmind.sim.tasks_contact"))
-POLICIES = Registry("policy", {"expert": "rosmind.policies.expert", "wipe_expert": "rosmind.policies.expert", "instant": "rosmind.policies.instant",
+TASKS = Registry("task", ("rosmind.sim.tasks", "rosmind.sim.tasks_bimodal", "rosmind.sim.tasks_contact",
+                             "rosmind.sim.tasks_peg"))
+POLICIES = Registry("policy", {"expert": "rosmind.policies.expert", "wipe_expert": "rosmind.policies.expert",
+                               "peg_expert": "rosmind.policies.expert", "instant": "rosmind.policies.instant",
                                "diffusion": "rosmind.policies.diffusion", "carp": "rosmind.policies.carp", "rdp": "rosmind.policies.rdp",
                                "ppo_locomotion": "rosmind.policies.locomotion", "resip": "rosmind.policies.resip"})
 DEVICES = Registry("teleop device", ("rosmind.hardware.teleop.devices",))

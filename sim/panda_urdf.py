@@ -36,17 +36,28 @@ def _write_once(text: str, prefix: str) -> str:
 
 
 def tool_panda_urdf(tool) -> str:
-    """``low_poly_panda_urdf()`` plus ``tool`` (``sim.tasks_contact.Tool``): a sphere link fixed
-    below ``panda_hand``, so its contact wrench passes the hand joint's F/T sensor."""
-    r, off = float(tool.radius), float(tool.offset)
+    """``low_poly_panda_urdf()`` plus ``tool`` (``sim.tasks_contact.Tool``): a sphere (or, with
+    ``tool.box`` half extents, a box) link fixed below ``panda_hand``, so its contact wrench
+    passes the hand joint's F/T sensor."""
+    off = float(tool.offset)
     mass = 0.05
-    inertia = 0.4 * mass * r * r
+    box = getattr(tool, "box", None)
+    if box:
+        hx, hy, hz = (float(v) for v in box)
+        geometry = f'<box size="{2 * hx} {2 * hy} {2 * hz}"/>'
+        ixx, iyy, izz = (mass / 3 * (b * b + c * c) for b, c in ((hy, hz), (hx, hz), (hx, hy)))
+        colour, material = "0.6 0.62 0.66 1", "peg"
+    else:
+        r = float(tool.radius)
+        geometry = f'<sphere radius="{r}"/>'
+        ixx = iyy = izz = 0.4 * mass * r * r
+        colour, material = "0.95 0.8 0.2 1", "sponge"
     link = (f'  <link name="{tool.link}">\n'
-            f'    <inertial><origin xyz="0 0 0"/><mass value="{mass}"/><inertia ixx="{inertia}" ixy="0" ixz="0" '
-            f'iyy="{inertia}" iyz="0" izz="{inertia}"/></inertial>\n'
-            f'    <visual><geometry><sphere radius="{r}"/></geometry>'
-            f'<material name="sponge"><color rgba="0.95 0.8 0.2 1"/></material></visual>\n'
-            f'    <collision><geometry><sphere radius="{r}"/></geometry></collision>\n  </link>\n'
+            f'    <inertial><origin xyz="0 0 0"/><mass value="{mass}"/><inertia ixx="{ixx}" ixy="0" ixz="0" '
+            f'iyy="{iyy}" iyz="0" izz="{izz}"/></inertial>\n'
+            f'    <visual><geometry>{geometry}</geometry>'
+            f'<material name="{material}"><color rgba="{colour}"/></material></visual>\n'
+            f'    <collision><geometry>{geometry}</geometry></collision>\n  </link>\n'
             f'  <joint name="{tool.link}_joint" type="fixed"><parent link="panda_hand"/>'
             f'<child link="{tool.link}"/><origin xyz="0 0 {off}" rpy="0 0 0"/></joint>\n</robot>')
     return _write_once(Path(low_poly_panda_urdf()).read_text().replace("</robot>", link), "rosmind-panda-tool")
