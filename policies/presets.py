@@ -72,6 +72,13 @@ register_preset(Preset(
                 relative_actions=True),
     families=("diffusion",)))
 register_preset(Preset(
+    "peg_insert_dp", "Panda peg_insert: the ResiP base, Diffusion Policy from joint state, the wrist wrench and the hole pose",
+    # A short run on purpose: the base is meant to get close, not to be precise (issue 16).
+    train=dict(steps=6000, batch_size=64, lr=5e-4, warmup_steps=300, checkpoint_every=1000, val_every=0),
+    policy=dict(obs_keys=["joint_pos", "wrench", "goal_pose"], n_obs_steps=2, horizon=16, n_action_steps=8,
+                relative_actions=True),
+    families=("diffusion",)))
+register_preset(Preset(
     "tiny", "seconds-long smoke runs for tests: a few steps of a very small model",
     train=dict(steps=30, batch_size=16, lr=1e-3, warmup_steps=2, checkpoint_every=10, log_every=5,
                val_every=0, progress=False),

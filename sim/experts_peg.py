@@ -51,7 +51,9 @@ class PegInsertExpertConfig:
     noise_yaw: float = math.radians(1.0)
     depth: float = PegInsertConfig.depth
     insert_depth: float = PegInsertConfig.insert_depth
-    tolerance: float = 0.004
+    # Loose on purpose (as the pick_place expert's switches): a cloned policy cannot tell
+    # "almost at the hover point" from "there", and stalls short of a sharp threshold.
+    tolerance: float = 0.015
     open_width: float = 0.04
     limit_margin: float = 0.9
 

@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "locomotion": "rosmind.bench.locomotion",
     "rdp": "rosmind.bench.rdp",
     "faults": "rosmind.bench.faults",
+    "resip": "rosmind.bench.resip",
 }
 ACCEPTS_EXTRA = True
 
