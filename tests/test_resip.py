@@ -112,3 +112,12 @@ def test_ppo_smoke_run_through_the_one_rl_entry_point(repo, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "rosmind.cli", "train", "--policy", "diffusion", "--base", str(repo / BASE),
                           "--dataset", "x.zarr", "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--base: only for residual RL" in bad.stderr
+
+
+def test_bench_resip_refuses_a_checkpoint_that_is_not_resip(repo):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "rosmind.cli", "bench", "resip", "--checkpoint", str(repo / BASE)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "a 'diffusion' checkpoint, not a resip one" in r.stderr
