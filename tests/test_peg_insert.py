@@ -41,7 +41,7 @@ def test_the_expert_inserts_on_most_seeds_and_searches_on_some():
     try:
         for seed in range(6):
             tries = []
-            r = run_episode(sim, policy, seed, on_tick=lambda t, o, a: tries.append(policy.expert.tries))
+            r = run_episode(sim, policy, seed, on_tick=lambda t, o, a, tries=tries: tries.append(policy.expert.tries))
             results.append(r.success)
             searched.append(max(tries) > 0)
             if r.success:
