@@ -218,6 +218,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     for fld in ("format_version", "family", "config", "robot"):
         if fld not in manifest:
             raise CheckpointError(f"{mf}: missing field {fld!r}")
+    for fld, tp, what in (("family", str, "a string"), ("config", dict, "an object"), ("robot", dict, "an object")):
+        if not isinstance(manifest[fld], tp):
+            raise CheckpointError(f"{mf}: field {fld!r}: expected {what}, got {type(manifest[fld]).__name__} "
+                                  f"{str(manifest[fld])[:80]!r}")
     if manifest["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"{mf}: format_version {manifest['format_version']!r} is not supported "
                               f"(this rosmind reads {FORMAT_VERSION})")

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rosmind.checkpoint import load_checkpoint
@@ -56,6 +56,7 @@ JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
 
 @FUZZ
 @given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.booleans(), JSON_VALUES), min_size=1, max_size=4))
+@example(edits=[(1, False, [])])  # found by CI on 2026-12-06: family became a list (a TypeError in the registry)
 def test_corrupt_manifest(tmp_path, edits):
     ck = _copy(tmp_path)
     mf = ck / "manifest.json"
