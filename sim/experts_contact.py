@@ -147,14 +147,21 @@ class WipeExpert:
             self.limiter = SetpointLimiter(self.spec, self.config.limit_margin)
             self.limiter.reset(q)
         self._advance_phase(tip, goal)
-        targets = self._targets(tip, goal)
-        seed = q[:7].copy()
-        joint_targets = []
-        for pos in targets:
-            seed = self.kin.ik(pos + [0.0, 0.0, self.tip_below_ee], self.quat, seed)
-            joint_targets.append(np.append(seed, self.config.open_width))
-        ahead = copy.deepcopy(self.limiter)
-        rows = np.stack([ahead(t) for t in joint_targets])
-        for t in joint_targets[:max(1, min(n_executed, len(rows)))]:
-            self.limiter(t)
-        return rows
+        return tip_rows(self.kin, self.limiter, q, self._targets(tip, goal), self.tip_below_ee, self.quat,
+                        self.config.open_width, n_executed)
+
+
+def tip_rows(kin: PandaKinematics, limiter: SetpointLimiter, q: np.ndarray, targets: list[np.ndarray],
+             tip_below_ee: float, quat, width: float, n_executed: int, rest_yaw: float = 0.0) -> np.ndarray:
+    """Tool-tip positions -> ``[H, 8]`` joint rows: IK along the path from the measured arm
+    ``q``, the fingers at ``width``, then ``limiter`` (on a copy; the real one advances over the
+    ``n_executed`` rows that will run, so the next plan continues from them)."""
+    seed, joint_targets = q[:7].copy(), []
+    for pos in targets:
+        seed = kin.ik(pos + [0.0, 0.0, tip_below_ee], quat, seed, rest_yaw=rest_yaw)
+        joint_targets.append(np.append(seed, width))
+    ahead = copy.deepcopy(limiter)
+    rows = np.stack([ahead(t) for t in joint_targets])
+    for t in joint_targets[:max(1, min(n_executed, len(rows)))]:
+        limiter(t)
+    return rows

@@ -16,7 +16,6 @@ and acceleration limits (``SetpointLimiter``) from the last row that ran.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ from rosmind.spec import RobotSpec, load_spec
 from rosmind.trajectory import SetpointLimiter
 
 from .experts import PandaKinematics
-from .experts_contact import GRASP_TARGET_OFFSET
+from .experts_contact import GRASP_TARGET_OFFSET, tip_rows
 from .tasks_peg import PEG_HALF, PEG_OFFSET, PegInsertConfig
 
 PEG_PHASES = ("approach", "descend", "insert", "backoff", "done")
@@ -166,12 +165,5 @@ class PegInsertExpert:
             self.limiter.reset(q)
         self._advance_phase(tip, force)
         quat = p.getQuaternionFromEuler([math.pi, 0.0, self.yaw])
-        seed, joint_targets = q[:7].copy(), []
-        for pos in self._targets(tip):
-            seed = self.kin.ik(pos + [0.0, 0.0, self.tip_below_ee], quat, seed, rest_yaw=self.yaw)
-            joint_targets.append(np.append(seed, self.config.open_width))
-        ahead = copy.deepcopy(self.limiter)
-        rows = np.stack([ahead(t) for t in joint_targets])
-        for t in joint_targets[:max(1, min(n_executed, len(rows)))]:
-            self.limiter(t)
-        return rows
+        return tip_rows(self.kin, self.limiter, q, self._targets(tip), self.tip_below_ee, quat,
+                        self.config.open_width, n_executed, rest_yaw=self.yaw)

@@ -43,6 +43,7 @@ class ResidualEnv:
         from rosmind.policies.executors import ChunkExecutor
         from rosmind.policies.resip import ResidualPolicy, ResipConfig
         from rosmind.registry import TASKS
+        from rosmind.sim.evaluate import _BatchSlot
         from rosmind.sim.rollout import ObsHistory
         from rosmind.sim.vec_env import VecSimEnv
         from rosmind.spec import load_spec
@@ -65,8 +66,7 @@ class ResidualEnv:
         self.episode_length = np.zeros(n, dtype=np.int64)
         self.vec = VecSimEnv(pc.robot, cfg.task, n, cfg.task_options)
         self._hist = [ObsHistory(pc.obs_keys, pc.n_obs_steps) for _ in range(n)]
-        self._slot = type("BaseSlot", (), {"config": self.policy.base.config, "reset": lambda s: None})()
-        self._ex = [ChunkExecutor(self._slot) for _ in range(n)]
+        self._ex = [ChunkExecutor(_BatchSlot(self.policy.base.config)) for _ in range(n)]
         self._obs: list[dict] = []
         self._base = np.zeros((n, self.num_actions))
         self._tick = 0
