@@ -9,7 +9,7 @@ Each trial asserts nothing itself; it measures, per fault kind:
   points faster than the joint's velocity limit (target 0);
 - ``safe_answer_ms``: for a corrupted chunk, the wall time from the proxy sending it to
   safety's answer reaching the robot (an empty "hold" trajectory when refused, the clamped
-  chunk otherwise);
+  chunk otherwise), the answer found by the chunk's stamp; ``hold`` / ``clamped`` count them;
 - ``hold_after_plan_end_periods`` (policy killed): control periods from the end of the last
   accepted plan to safety's watchdog hold; ``stopped_after_plan_end_periods`` (safety killed):
   from the end of the last plan the robot received to its joints standing still (< 0.05 rad/s);
@@ -135,7 +135,7 @@ class Monitor:
         self.lower, self.upper = np.array(spec.limits("lower")), np.array(spec.limits("upper"))
         self.vmax = np.array(spec.limits("velocity"))
         self.lock = threading.Lock()
-        self.commands: list[tuple[float, float, int, bool]] = []  # (wall, stamp, points, safe)
+        self.commands: list[tuple[float, float, int, bool, int]] = []  # (wall, stamp s, points, safe, stamp ns)
         self.unsafe: list[str] = []
         self.states: list[tuple[float, float, np.ndarray]] = []  # (wall, stamp, q)
         self.events: list[dict] = []
@@ -175,7 +175,9 @@ class Monitor:
             pts = np.array(rows, dtype=np.float64).reshape(len(rows), len(m.joint_names))
             bad = self._check(list(m.joint_names), pts) if len(pts) else ""
         with self.lock:
-            self.commands.append((time.time(), m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, len(pts), not bad))
+            st = m.header.stamp
+            self.commands.append((time.time(), st.sec + st.nanosec * 1e-9, len(pts), not bad,
+                                  st.sec * 1_000_000_000 + st.nanosec))
             if bad:
                 self.unsafe.append(f"joint_trajectory: {bad}")
 
@@ -183,7 +185,7 @@ class Monitor:
         q = np.array(m.data, dtype=np.float64)
         bad = self._check(list(self.spec.joint_names[:len(q)]), q[None])
         with self.lock:
-            self.commands.append((time.time(), 0.0, 1, not bad))
+            self.commands.append((time.time(), 0.0, 1, not bad, 0))
             if bad:
                 self.unsafe.append(f"forward_position_controller/commands: {bad}")
 
@@ -197,7 +199,7 @@ class Monitor:
         with self.lock:
             self.events.append(json.loads(m.data))
 
-    def first_chunk_after(self, t: float) -> tuple[float, float, int, bool] | None:
+    def first_chunk_after(self, t: float) -> tuple[float, float, int, bool, int] | None:
         with self.lock:
             return next((c for c in self.commands if c[0] > t and c[2] > 1), None)
 
@@ -298,14 +300,17 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
         named = sorted({v for w, v in stale_named if onset <= w <= onset + trial.window_s + 1.0})
         out["stale_topics_named"] = named
     elif trial.fault and not trial.mild:
-        hits = [e["t"] for e in events if "injected" in e]
-        answers = []
-        for t in hits:
-            nxt = next((c for c in commands if c[0] >= t), None)
-            if nxt is not None:
-                answers.append((nxt[0] - t) * 1e3)
+        # Each corrupted chunk's answer is found by its stamp (safety answers a refused chunk
+        # with an empty hold of the same stamp, and a clamped one keeps it), not by arrival order;
+        # safety's own one-point tick setpoints may share a stamp with a chunk and are skipped.
+        answers, kinds = [], {"hold": 0, "clamped": 0}
+        for e in (e for e in events if "injected" in e):
+            ans = next((c for c in commands if c[4] > 0 and c[4] == e.get("stamp_ns") and c[2] != 1), None)
+            if ans is not None:
+                answers.append((ans[0] - e["t"]) * 1e3)
+                kinds["hold" if ans[2] == 0 else "clamped"] += 1
         out["safe_answer_ms"] = {"n": len(answers), "max": max(answers) if answers else None,
-                                 "p50": float(np.median(answers)) if answers else None}
+                                 "p50": float(np.median(answers)) if answers else None, **kinds}
     if trial.kill and onset is not None:
         out["onset_wall"] = onset
         if trial.kill == "policy_node":  # the last plan: the last chunk before the hold (some were in flight)

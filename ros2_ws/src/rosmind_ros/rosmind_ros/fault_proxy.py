@@ -82,7 +82,8 @@ class FaultProxy(Node):
         self.cfg = cfg = declare_from_dataclass(self, FaultProxyConfig)
         self.cls = _msg_class(cfg.msg_type)
         probe = self.cls()
-        if cfg.kind in STAMP_KINDS and not (hasattr(probe, "clock") or hasattr(probe, "header")):
+        self._stamped = hasattr(probe, "header")
+        if cfg.kind in STAMP_KINDS and not (hasattr(probe, "clock") or self._stamped):
             raise SpecError(f"fault_proxy: fault {cfg.kind!r} moves stamps; {cfg.msg_type} has no header and is no Clock")
         spec = load_spec(cfg.robot)
         upper = dict(zip(spec.joint_names, spec.limits("upper"), strict=True))
@@ -124,7 +125,16 @@ class FaultProxy(Node):
             hit = self.core.push(raw, time.monotonic())
             self._cond.notify()
         if hit:
-            self._event(kind=self.cfg.kind, injected=self.core.counts["injected"])
+            self._event(kind=self.cfg.kind, injected=self.core.counts["injected"], **self._stamp_of(raw))
+
+    def _stamp_of(self, raw: bytes) -> dict:
+        """The injected message's own header stamp (ns), so that a consumer can match the
+        answer it caused (safety's hold carries the refused chunk's stamp) by identity, not by
+        arrival order."""
+        if not self._stamped:
+            return {}
+        t = deserialize_message(raw, self.cls).header.stamp
+        return {"stamp_ns": t.sec * 1_000_000_000 + t.nanosec}
 
     def _on_enable(self, req, resp):
         with self._cond:
