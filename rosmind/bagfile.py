@@ -97,6 +97,9 @@ class TopicInfo:
 # An unconfirmed topic's messages wait at most this long (their own receive times) for its
 # publishers' QoS; then its channel is written with what is known.
 CONFIRM_WAIT_NS = 3_000_000_000
+# Each open episode keeps this much disk in a file of its own, given back when the episode
+# ends: on a full disk, the last metadata (status "storage_failed", message counts) still fits.
+RESERVE_FILE, RESERVE_BYTES = ".space_reserve", 64 << 10
 
 
 class EpisodeWriter:
@@ -125,6 +128,8 @@ class EpisodeWriter:
         self.last_ns = 0
         self.bytes = 0
         self.write_metadata()
+        with open(self.dir / RESERVE_FILE, "wb") as f:  # real blocks, not a sparse file
+            f.write(b"\0" * RESERVE_BYTES)
 
     def add_topic(self, topic: TopicInfo) -> None:
         """Register ``topic``'s channel, or, while its publishers' QoS is unknown
@@ -219,6 +224,10 @@ class EpisodeWriter:
             self._fh.close()
         except OSError:
             pass
+        self._release_reserve()
+
+    def _release_reserve(self) -> None:
+        (self.dir / RESERVE_FILE).unlink(missing_ok=True)
 
     def close(self) -> None:
         for name in list(self._held):
@@ -226,6 +235,7 @@ class EpisodeWriter:
             self.add_topic(TopicInfo(t.name, t.msg_type, t.offered_qos, t.type_hash, True))
         self._mcap.finish()
         self._fh.close()
+        self._release_reserve()
         self.write_metadata()
 
 

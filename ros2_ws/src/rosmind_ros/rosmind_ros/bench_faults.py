@@ -302,10 +302,12 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
     elif trial.fault and not trial.mild:
         # Each corrupted chunk's answer is found by its stamp (safety answers a refused chunk
         # with an empty hold of the same stamp, and a clamped one keeps it), not by arrival order;
-        # safety's own one-point tick setpoints may share a stamp with a chunk and are skipped.
+        # safety's own one-point tick setpoints may share a stamp with a chunk and are skipped, and
+        # so is an earlier clean chunk of the same tick (a re-sent plan) answered before the fault.
         answers, kinds = [], {"hold": 0, "clamped": 0}
         for e in (e for e in events if "injected" in e):
-            ans = next((c for c in commands if c[4] > 0 and c[4] == e.get("stamp_ns") and c[2] != 1), None)
+            ans = next((c for c in commands if c[0] >= e["t"] and c[4] > 0 and c[4] == e.get("stamp_ns")
+                        and c[2] != 1), None)
             if ans is not None:
                 answers.append((ans[0] - e["t"]) * 1e3)
                 kinds["hold" if ans[2] == 0 else "clamped"] += 1
