@@ -342,6 +342,7 @@ class ResidualExecutor:
         self.held_ticks, self.fast_stale = getattr(inner, "held_ticks", 0), False
         self._obs: dict[int, dict[str, np.ndarray]] = {}
         self._rows: dict[int, np.ndarray] = {}
+        self._limiter = policy.limiter()
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -349,6 +350,7 @@ class ResidualExecutor:
     def reset(self, noise_seed: int | None = None) -> None:
         self._obs.clear()
         self._rows.clear()
+        self._limiter = self.policy.limiter()
         self.inner.reset(noise_seed)
 
     def observe(self, obs: dict[str, np.ndarray], tick: int) -> None:
@@ -358,12 +360,23 @@ class ResidualExecutor:
         self.inner.observe(obs, tick)
 
     def action(self, tick: int) -> np.ndarray | None:
+        """The tick's command, computed once: the base's row plus the residual, held inside the
+        limits from the last command (the base's row alone, as is, while switched off)."""
         if tick in self._rows:
             return self._rows[tick]
         base = self.inner.action(tick)
-        if base is None or not self.enabled or tick not in self._obs:
+        if base is None or tick not in self._obs:
             return base
-        out = np.asarray(base, dtype=np.float64) + self.policy.residual(self._obs[tick], base)
+        base = np.asarray(base, dtype=np.float64)
+        lim = self._limiter
+        if not self.enabled:
+            lim.follow(base)
+            out = base
+        else:
+            if lim.prev is None:  # the episode's first command: from where the robot stands
+                q = self._obs[tick].get("joint_pos")
+                lim.reset(base if q is None else np.asarray(q, dtype=np.float64).reshape(-1, base.size)[-1])
+            out = lim(base + self.policy.residual(self._obs[tick], base))
         self._rows[tick] = out
         for old in [t for t in self._rows if t < tick - 16]:
             del self._rows[old]

@@ -160,6 +160,14 @@ class SetpointLimiter:
         else:
             self.prev[ids], self.prev_target[ids], self.prev_step[ids] = q, q, 0.0
 
+    def follow(self, q: np.ndarray) -> None:
+        """The setpoint of this period was ``q`` (sent without the limiter): go on from it."""
+        q = np.asarray(q, dtype=np.float64)
+        if self.prev is None:
+            self.reset(q)
+            return
+        self.prev_step, self.prev, self.prev_target = q - self.prev, q.copy(), q.copy()
+
     def __call__(self, target: np.ndarray) -> np.ndarray:
         target = np.clip(np.asarray(target, dtype=np.float64), self.lower, self.upper)
         out = limited_step(self.prev, self.prev_step, self.prev_target, target, self.lower, self.upper,

@@ -1,6 +1,6 @@
 """ResiP's composition (issue 16, item 4): a residual on a frozen chunked base, run by
 ``ResidualExecutor`` around the base's own executor. An untrained residual returns every base
-action exactly; a trained one adds its correction per tick and only while enabled; the
+action as safety_node would pass it (held inside the limits, else exactly); a trained one adds its correction per tick and only while enabled; the
 checkpoint pins its base by hash and refuses a changed, missing or wrong base."""
 
 from __future__ import annotations
@@ -17,30 +17,35 @@ from rosmind.policies.executors import ResidualExecutor, make_executor
 from rosmind.policies.resip import ResidualPolicy, ResipConfig
 from rosmind.sim.robots import make_sim
 from rosmind.sim.rollout import run_episode
+from rosmind.spec import load_spec
+from rosmind.trajectory import SetpointLimiter
 
 pytestmark = pytest.mark.sim
 
 BASE = "checkpoints/diffusion_pick_place"
 
 
-def _actions(policy, seed: int) -> np.ndarray:
-    out = []
+def test_an_untrained_residual_sends_the_base_action_as_safety_would_pass_it(repo, one_thread):
+    res = ResidualPolicy(ResipConfig(base=str(repo / BASE)))
+    ex = make_executor(res)
+    assert isinstance(ex, ResidualExecutor)
+    assert res.config.obs_keys == res.base.config.obs_keys and res.config.residual_keys == res.base.config.obs_keys
+    base_rows, obs, sent = [], [], []
     sim = make_sim("panda", "pick_place", time_limit_s=1.5)
     try:
-        run_episode(sim, policy, seed, on_tick=lambda t, o, a: out.append(sim.setpoint.copy()), noise="episode")
+        run_episode(sim, res, 11, executor=ex, noise="episode",
+                    on_tick=lambda t, o, a: (base_rows.append(ex.inner.action(t)), obs.append(o), sent.append(a)))
     finally:
         sim.disconnect()
-    return np.array(out)
-
-
-def test_an_untrained_residual_returns_every_base_action_exactly(repo, one_thread):
-    res = ResidualPolicy(ResipConfig(base=str(repo / BASE)))
-    assert isinstance(make_executor(res), ResidualExecutor)
-    assert res.config.obs_keys == res.base.config.obs_keys and res.config.residual_keys == res.base.config.obs_keys
-    base = load_checkpoint(repo / BASE)
-    a, b = _actions(res, 11), _actions(base, 11)
-    assert a.shape == b.shape == (30, 8)
-    np.testing.assert_array_equal(a, b)
+    assert len(sent) == 30
+    # The composed command is the base's row held inside the limits from the last command sent,
+    # starting from where the robot stands: what safety_node passes (tick 0 moves the wrist
+    # faster than its acceleration limit allows from rest, so the base alone would be clamped).
+    lim = SetpointLimiter(load_spec("panda"), 1.0)
+    lim.reset(obs[0]["joint_pos"])
+    np.testing.assert_array_equal(np.array(sent), np.array([lim(b) for b in base_rows]))
+    exact = [np.array_equal(s, b) for s, b in zip(sent, base_rows, strict=True)]
+    assert sum(exact) >= 20, exact  # where the base keeps to the limits, its very action
 
 
 def test_a_residual_adds_its_correction_per_tick_and_the_switch_turns_it_off(repo, one_thread):
@@ -54,7 +59,11 @@ def test_a_residual_adds_its_correction_per_tick_and_the_switch_turns_it_off(rep
         stacked = {k: np.repeat(np.asarray(obs[k])[None], res.config.n_obs_steps, axis=0) for k in res.config.obs_keys}
         on = ex.step(stacked, 0)
         base = ex.inner.action(0)
-        np.testing.assert_allclose(on - base, 0.5 * res.scale, atol=1e-7)
+        lim = SetpointLimiter(load_spec("panda"), 1.0)
+        lim.reset(np.asarray(obs["joint_pos"]))
+        np.testing.assert_array_equal(on, lim(base + 0.5 * res.scale))
+        free = np.abs(on - (base + 0.5 * res.scale)) < 1e-12
+        assert free.sum() >= 6, (on, base)  # most joints: exactly the correction
         assert 0.005 < res.scale[0] < 0.02 and res.scale[7] < 0.002  # radians for the arm, metres for a finger
         np.testing.assert_array_equal(ex.planned(0)[0], on)  # the published plan starts with it
         np.testing.assert_array_equal(ex.planned(0)[1:], ex.inner.planned(0)[1:])

@@ -5,7 +5,8 @@ one RL entry point (``rosmind.policies.rl``) trains it with rsl-rl's PPO.
 Per control tick and env: the base's row for the tick (its chunk executor; one batched base
 inference for all envs whose chunk is due) ``a_b``; the agent's observation is the residual's
 input, ``ResidualPolicy.features(obs, a_b)`` (``policy`` and ``critic`` groups alike; rsl-rl
-normalizes it); its action ``r`` is applied as ``a_b + scale * r`` (``ResidualPolicy.scale``) on ``VecSimEnv``
+normalizes it); its action ``r`` is applied as ``a_b + scale * r`` (``ResidualPolicy.scale``), held inside the
+limits by the policy's ``SetpointLimiter`` as ``ResidualExecutor`` holds it, on ``VecSimEnv``
 (worker processes running make_sim's robot and task). Reward: 1 at the tick an episode ends in
 success, else 0 (the paper's sparse reward); an episode that runs out of time is a time-out
 (bootstrapped), not a failure state. Episodes auto-reset onto the next seeds.
@@ -69,6 +70,7 @@ class ResidualEnv:
         self._ex = [ChunkExecutor(_BatchSlot(self.policy.base.config)) for _ in range(n)]
         self._obs: list[dict] = []
         self._base = np.zeros((n, self.num_actions))
+        self.limiter = self.policy.limiter()  # batched: the composed command, as ResidualExecutor holds it
         self._tick = 0
         self.finished = {"episodes": 0, "successes": 0}
 
@@ -98,12 +100,13 @@ class ResidualEnv:
             ex.reset()
         self._tick = 0
         self.episode_length[:] = 0
+        self.limiter.reset(obs["joint_pos"][:, :self.num_actions])
         self._plan(obs)
         return self._features()
 
     def step(self, residual: np.ndarray):
         r = np.asarray(residual, dtype=np.float64).reshape(self.num_envs, self.num_actions)
-        obs, _, done, info = self.vec.step(self._base + self.policy.scale * r)
+        obs, _, done, info = self.vec.step(self.limiter(self._base + self.policy.scale * r))
         self.episode_length += 1
         success = info["success"] & done
         time_out = done & ~success
@@ -112,6 +115,7 @@ class ResidualEnv:
         for i in np.flatnonzero(done):
             self._hist[i].reset()
             self._ex[i].reset()
+            self.limiter.reset(obs["joint_pos"][i, :self.num_actions], ids=i)
             self.episode_length[i] = 0
         self._tick += 1  # one clock for all envs: a reset executor plans at once, at this tick
         self._plan(obs)

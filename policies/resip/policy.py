@@ -2,7 +2,10 @@
 
     a = a_base + scale * mu(obs_t, a_base),    scale_j = action_scale * v_max_j * control period
 
-with ``a_base`` the base policy's row for the tick (its chunk, executed as the base's own
+then held inside the robot's velocity and acceleration limits (``limit_margin`` of them,
+``rosmind.trajectory.SetpointLimiter``, from the last command sent), as safety_node would hold
+it: training, direct evaluation and the ROS graph then apply the same command. ``a_base`` is the
+base policy's row for the tick (its chunk, executed as the base's own
 executor does) and ``mu`` an MLP (``hidden_dims``, ELU) over the newest step of the non-image
 observation keys and the base action, both normalized (buffers ``obs_mean``/``obs_std``). A unit
 of ``mu`` moves a joint ``action_scale`` of what its velocity limit allows in one tick (the
@@ -58,6 +61,7 @@ class ResipConfig(PolicyConfig):
     residual_keys: tuple[str, ...] = ()  # "" = the base's non-image keys
     hidden_dims: tuple[int, ...] = (256, 256)
     action_scale: float = 0.1
+    limit_margin: float = 1.0  # of the spec's velocity/acceleration limits; 1: exactly safety_node's
     obs_dim: int = 0  # filled in from the base
     action_dim: int = 0
     obs_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # the base's
@@ -70,6 +74,8 @@ class ResipConfig(PolicyConfig):
             raise SpecError("ResipConfig.base: the base checkpoint folder is required")
         if not (0.0 < self.action_scale <= 1.0):
             raise SpecError(f"ResipConfig.action_scale: in (0, 1], got {self.action_scale}")
+        if not (0.0 < self.limit_margin <= 1.0):
+            raise SpecError(f"ResipConfig.limit_margin: in (0, 1], got {self.limit_margin}")
 
 
 class ResidualPolicy(nn.Module):
@@ -118,9 +124,15 @@ class ResidualPolicy(nn.Module):
         self.register_buffer("obs_std", torch.ones(config.obs_dim))
         from rosmind.spec import load_spec
 
-        spec = load_spec(config.robot)
+        self.spec = spec = load_spec(config.robot)
         vmax = np.array(spec.limits("velocity"), dtype=np.float64)[:config.action_dim]
         self.scale = config.action_scale * vmax * spec.control_period  # [action_dim], per unit of mu
+
+    def limiter(self):
+        """A fresh ``SetpointLimiter`` for the composed command (one robot, or a batch)."""
+        from rosmind.trajectory import SetpointLimiter
+
+        return SetpointLimiter(self.spec, self.config.limit_margin)
 
     # the base's side: planning, as its own executor asks
     def reset(self) -> None:
