@@ -13,14 +13,11 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped, WrenchStamped
 from nav_msgs.msg import Odometry
 from procs import start_policy_node, stop_process
-from rclpy.executors import SingleThreadedExecutor
-from sensor_msgs.msg import Image, Imu, JointState
-from trajectory_msgs.msg import JointTrajectory
+from sensor_msgs.msg import Image, Imu
+from test_policy_node import FakeRobot
 
 from rosmind_ros import conversions as cv
 
@@ -73,34 +70,19 @@ def _checkpoint(path, robot: str, key: str):
     return save_checkpoint(policy, path, spec), spec
 
 
-class Robot:
+class Robot(FakeRobot):
     """joint_states every tick (the tick itself) and ``key``'s topic unless told to stay silent."""
 
     def __init__(self, spec, key: str):
-        self.spec, self.key = spec, key
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
-        self.node = n = rclpy.create_node("stale_input_robot", context=self.ctx)
-        self.exec = SingleThreadedExecutor(context=self.ctx)
-        self.exec.add_node(n)
-        self.stamps: list[float] = []
-        self.diag: dict[str, str] = {}
-        n.create_subscription(JointTrajectory, "joint_trajectory",
-                              lambda m: self.stamps.append(round(cv.to_sec(m.header.stamp), 6)), 10)
-        n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.js = n.create_publisher(JointState, "joint_states", 10)
+        super().__init__(spec)
+        self.key = key
         topic, cls, _ = _msg(key, 0.0)
-        self.pub = n.create_publisher(cls, topic, 10)
+        self.pub = self.node.create_publisher(cls, topic, 10)
         self.every = 1
         if key.startswith("camera/"):
             from rosmind.schema import camera_every
             self.every = camera_every(spec, "scene")
         self.q = np.asarray(spec.extra.get("stand_pose", [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04]))
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        for st in msg.status:
-            if st.name.endswith(": policy"):
-                self.diag = cv.diagnostic_values(st)
 
     def tick(self, k: int, silent: bool, frozen: bool = False) -> None:
         t = 10.0 + k * self.spec.control_period
@@ -111,21 +93,11 @@ class Robot:
             elif frozen:  # a frozen driver: the last message again, same content, same stamp
                 self.pub.publish(self.last)
         n = self.spec.dof
-        self.js.publish(cv.joint_state(self.spec.joint_names, self.q, np.zeros(n), np.zeros(n), t))
+        self.pubs["joint_states"].publish(cv.joint_state(self.spec.joint_names, self.q, np.zeros(n), np.zeros(n), t))
 
     def answered(self, k: int) -> bool:
-        return round(10.0 + k * self.spec.control_period, 6) in self.stamps
-
-    def spin(self, cond, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not cond():
-            self.exec.spin_once(timeout_sec=0.05)
-        return cond()
-
-    def close(self) -> None:
-        self.exec.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
+        t = round(10.0 + k * self.spec.control_period, 6)
+        return any(round(cv.to_sec(m.header.stamp), 6) == t for m in self.traj)
 
 
 @pytest.mark.parametrize("robot,key,topic,frozen", [
@@ -149,27 +121,27 @@ def test_a_silent_or_frozen_input_pauses_the_policy_names_the_topic_and_resumes(
         end = time.monotonic() + 60
         while not rob.answered(0) and time.monotonic() < end and proc.poll() is None:
             rob.tick(0, silent=False)
-            rob.spin(lambda: rob.answered(0), 0.5)
+            rob.spin_until(lambda: rob.answered(0), 0.5)
         assert rob.answered(0), f"no command while every input streams: {proc.poll()}"
         fresh = list(range(every, 3 * every + 1, every))
         for k in fresh:
             rob.tick(k, silent=False)
-            assert rob.spin(lambda k=k: rob.answered(k), 10), f"no command for complete tick {k}"
+            assert rob.spin_until(lambda k=k: rob.answered(k), 10), f"no command for complete tick {k}"
         for k in range(fresh[-1] + 1, fresh[-1] + every):  # a camera's last frame serves till its next
             rob.tick(k, silent=False)
-            assert rob.spin(lambda k=k: rob.answered(k), 10), f"no command for tick {k}"
+            assert rob.spin_until(lambda k=k: rob.answered(k), 10), f"no command for tick {k}"
         silent = list(range(fresh[-1] + every, fresh[-1] + 5 * every))
         for k in silent:
             rob.tick(k, silent=True, frozen=frozen)
-            rob.spin(lambda: False, 0.15)
-        named = rob.spin(lambda: topic in rob.diag.get("stale_topics", ""), 5)
+            rob.spin_until(lambda: False, 0.15)
+        named = rob.spin_until(lambda: topic in rob.diag.get("stale_topics", ""), 5)
         diag_silent = dict(rob.diag)
         back = list(range(silent[-1] + 1, silent[-1] + 1 + 3 * every))
         back = [k for k in back if k % every == 0]
         for k in back:
             rob.tick(k, silent=False)
-            assert rob.spin(lambda k=k: rob.answered(k), 10), f"no command for tick {k} once {topic} streams again"
-        cleared = rob.spin(lambda: rob.diag.get("stale_topics", "x") == "", 5)
+            assert rob.spin_until(lambda k=k: rob.answered(k), 10), f"no command for tick {k} once {topic} streams again"
+        cleared = rob.spin_until(lambda: rob.diag.get("stale_topics", "x") == "", 5)
         diag_back = dict(rob.diag)
         assert proc.poll() is None
     finally:
