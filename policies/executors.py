@@ -361,7 +361,8 @@ class ResidualExecutor:
 
     def action(self, tick: int) -> np.ndarray | None:
         """The tick's command, computed once: the base's row plus the residual, held inside the
-        limits from the last command (the base's row alone, as is, while switched off)."""
+        limits from the last command; the base's row as it is while switched off or when the
+        correction is exactly zero (an untrained residual is the base policy, to the bit)."""
         if tick in self._rows:
             return self._rows[tick]
         base = self.inner.action(tick)
@@ -369,14 +370,15 @@ class ResidualExecutor:
             return base
         base = np.asarray(base, dtype=np.float64)
         lim = self._limiter
-        if not self.enabled:
+        correction = self.policy.residual(self._obs[tick], base) if self.enabled else None
+        if correction is None or not np.any(correction):  # off, or nothing to add: the base's own row
             lim.follow(base)
             out = base
         else:
             if lim.prev is None:  # the episode's first command: from where the robot stands
                 q = self._obs[tick].get("joint_pos")
                 lim.reset(base if q is None else np.asarray(q, dtype=np.float64).reshape(-1, base.size)[-1])
-            out = lim(base + self.policy.residual(self._obs[tick], base))
+            out = lim(base + correction)
         self._rows[tick] = out
         for old in [t for t in self._rows if t < tick - 16]:
             del self._rows[old]

@@ -106,6 +106,7 @@ class ResidualEnv:
 
     def step(self, residual: np.ndarray):
         r = np.asarray(residual, dtype=np.float64).reshape(self.num_envs, self.num_actions)
+        # (PPO's sampled residual is never exactly zero: ResidualExecutor's zero case is not needed)
         obs, _, done, info = self.vec.step(self.limiter(self._base + self.policy.scale * r))
         self.episode_length += 1
         success = info["success"] & done

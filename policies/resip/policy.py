@@ -4,7 +4,8 @@
 
 then held inside the robot's velocity and acceleration limits (``limit_margin`` of them,
 ``rosmind.trajectory.SetpointLimiter``, from the last command sent), as safety_node would hold
-it: training, direct evaluation and the ROS graph then apply the same command. ``a_base`` is the
+it: training, direct evaluation and the ROS graph then apply the same command. A correction of
+exactly zero sends the base's row as it is. ``a_base`` is the
 base policy's row for the tick (its chunk, executed as the base's own
 executor does) and ``mu`` an MLP (``hidden_dims``, ELU) over the newest step of the non-image
 observation keys and the base action, both normalized (buffers ``obs_mean``/``obs_std``). A unit
