@@ -7,6 +7,8 @@ Run folder::
 
     runs/NAME/run.json                    both configs, the command
     runs/NAME/tb/                         tensorboard scalars (rsl-rl's logger)
+    runs/NAME/progress.jsonl              one line per checkpoint block: iteration, env steps, wall
+                                          time (and the env's finished episodes and successes)
     runs/NAME/checkpoints/iter_000050/    train_state.safetensors + .json (actor, critic, optimizer)
     runs/NAME/checkpoints/latest -> iter_000050
     runs/NAME/checkpoint/                 the exported policy (safetensors + manifest)
@@ -34,6 +36,8 @@ import numpy as np
 import torch
 
 from rosmind.errors import SpecError, UserError
+
+PROGRESS = "progress.jsonl"
 
 
 @dataclass
@@ -339,7 +343,8 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
     # rsl-rl prints a block per iteration; progress=false keeps it out of test output.
     quiet = contextlib.nullcontext() if rcfg.progress else contextlib.redirect_stdout(io.StringIO())
     first = not resume
-    with quiet:
+    steps_per_iteration = rcfg.num_steps_per_env * env.num_envs
+    with quiet, open(out / PROGRESS, "a") as progress:
         # Blocks of save_every iterations (each ends with a checkpoint), until done or out of time.
         while (remaining := rcfg.iterations - runner.current_learning_iteration) > 0:
             if rcfg.max_minutes and time.monotonic() - start > rcfg.max_minutes * 60:
@@ -347,6 +352,13 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
             runner.learn(min(remaining, rcfg.save_every), init_at_random_ep_len=first)
             runner.current_learning_iteration += 1  # learn() leaves it at its last iteration
             first = False
+            it = runner.current_learning_iteration
+            # One line a block: the learning curve (an env that counts finished episodes and
+            # successes, as ResidualEnv does, adds them: success per block is their difference).
+            progress.write(json.dumps({"iteration": it, "env_steps": it * steps_per_iteration,
+                                       "wall_s": round(time.monotonic() - start, 1),
+                                       **getattr(env, "finished", {})}) + "\n")
+            progress.flush()
     wall = time.monotonic() - start
     done = runner.current_learning_iteration
     training |= {"iterations": done, "env_steps": int(done * rcfg.num_steps_per_env * env.num_envs),

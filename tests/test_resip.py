@@ -6,6 +6,7 @@ checkpoint pins its base by hash and refuses a changed, missing or wrong base.""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -118,6 +119,13 @@ def test_ppo_smoke_run_through_the_one_rl_entry_point(repo, tmp_path):
     res = load_checkpoint(out / "checkpoint")
     assert res.obs_mean.abs().sum() > 0 and torch.all(res.obs_std > 0)  # fitted on the rollouts
     assert (out / "checkpoints" / "latest" / "train_state.safetensors").is_file()
+    # progress.jsonl: one line per block (save_every=1), the env's episode counts in it
+    lines = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
+    assert [(x["iteration"], x["env_steps"]) for x in lines] == [(1, 8), (2, 16)]
+    assert all(x["episodes"] == 0 and x["successes"] == 0 for x in lines)  # 8 ticks: none ended yet
+    from rosmind.bench.resip import learning_curve
+
+    assert learning_curve(out) == {"env_steps": [], "success_rate": [], "episodes": []}
     bad = subprocess.run([sys.executable, "-m", "rosmind.cli", "train", "--policy", "diffusion", "--base", str(repo / BASE),
                           "--dataset", "x.zarr", "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--base: only for residual RL" in bad.stderr
@@ -130,3 +138,22 @@ def test_bench_resip_refuses_a_checkpoint_that_is_not_resip(repo):
     r = subprocess.run([sys.executable, "-m", "rosmind.cli", "bench", "resip", "--checkpoint", str(repo / BASE)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "a 'diffusion' checkpoint, not a resip one" in r.stderr
+
+
+def test_learning_curve_per_block_and_its_png(tmp_path):
+    from rosmind.bench.plot import line_chart
+    from rosmind.bench.resip import learning_curve
+    from rosmind.errors import UserError
+
+    rows = [{"iteration": 10, "env_steps": 2560, "episodes": 0, "successes": 0},
+            {"iteration": 20, "env_steps": 5120, "episodes": 8, "successes": 2},
+            {"iteration": 30, "env_steps": 7680, "episodes": 20, "successes": 11}]
+    (tmp_path / "progress.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    c = learning_curve(tmp_path)
+    assert c == {"env_steps": [5120, 7680], "success_rate": [0.25, 0.75], "episodes": [8, 12]}
+    png = line_chart(tmp_path / "c.png", {"train": (c["env_steps"], c["success_rate"])}, "t", "x", "y", (0, 1))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(UserError, match="does not exist"):
+        learning_curve(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="no points"):
+        line_chart(tmp_path / "e.png", {"train": ([], [])}, "t", "x", "y")

@@ -23,6 +23,32 @@ def add_arguments(p):
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed-start", type=int, default=100000)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--run", type=Path, default=None,
+                   help="the RL run folder (its progress.jsonl): the learning curve, success per block vs env steps")
+    p.add_argument("--curve", type=Path, default=None, help="with --run: write the learning curve as this PNG")
+
+
+def learning_curve(run: Path) -> dict:
+    """Success rate of the episodes that ended in each checkpoint block of the RL run, against
+    the env steps at the block's end (``progress.jsonl``: cumulative episodes and successes)."""
+    from rosmind.policies.rl import PROGRESS
+
+    path = Path(run) / PROGRESS
+    if not path.is_file():
+        raise UserError(f"--run: {path} does not exist (a run of `rosmind train --policy resip`)")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    steps, rate, episodes = [], [], []
+    prev_e = prev_s = 0
+    for r in rows:
+        if "episodes" not in r:
+            raise UserError(f"{path}: line {r} has no episode counts")
+        de, ds = r["episodes"] - prev_e, r["successes"] - prev_s
+        prev_e, prev_s = r["episodes"], r["successes"]
+        if de > 0:
+            steps.append(r["env_steps"])
+            rate.append(ds / de)
+            episodes.append(de)
+    return {"env_steps": steps, "success_rate": rate, "episodes": episodes}
 
 
 def _run(policy, task: str, seeds: list[int], sizes: list | None = None) -> dict:
@@ -63,6 +89,9 @@ def run(args) -> int:
         raise UserError(f"{args.checkpoint}: a {manifest['family']!r} checkpoint, not a resip one")
     if args.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.curve is not None and args.run is None:
+        raise UserError("--curve needs --run (the RL run folder)")
+    curve = learning_curve(args.run) if args.run is not None else None
     policy = load_checkpoint(args.checkpoint)
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     base = _run(policy.base, args.task, seeds)
@@ -78,6 +107,15 @@ def run(args) -> int:
            "residual_over_base_step": (res / step) if res is not None and step else None,
            "rl": {"iterations": training.get("iterations"), "env_steps": training.get("env_steps"), "wall_s": wall,
                   "env_steps_per_s": (training.get("env_steps") / wall) if wall else None}}
+    if curve is not None:
+        out["learning_curve"] = curve
+        if args.curve is not None:
+            from rosmind.bench.plot import line_chart
+
+            line_chart(args.curve, {"training episodes (residual sampled)": (curve["env_steps"], curve["success_rate"]),
+                                    "base alone (eval)": ([0, curve["env_steps"][-1]] if curve["env_steps"] else [0],
+                                                          [base["success_rate"]] * (2 if curve["env_steps"] else 1))},
+                       f"ResiP on {args.task}: success per checkpoint block", "env steps", "success rate", (0.0, 1.0))
     print(f"base {base['successes']}/{base['episodes']} (95% {base['ci95'][0]:.3f}-{base['ci95'][1]:.3f}); "
           f"base + residual {composed['successes']}/{composed['episodes']} "
           f"(95% {composed['ci95'][0]:.3f}-{composed['ci95'][1]:.3f}); residual {res} vs base step {step}")
