@@ -56,6 +56,10 @@ class RLConfig:
     lam: float = 0.95
     entropy_coef: float = 0.01
     value_loss_coef: float = 1.0
+    # "adaptive" (legged_gym): the learning rate follows the KL to desired_kl, up to 1e-2;
+    # "fixed": it stays at learning_rate (ResiP: with a sparse reward the KL is tiny, and the
+    # adaptive rate climbed until the residual drifted off the base).
+    schedule: str = "adaptive"
     desired_kl: float = 0.01
     max_grad_norm: float = 1.0
     # legged_gym uses 1.0 and (512, 256, 128) with 4096 worlds on a GPU. On 2 CPU cores the PPO
@@ -80,6 +84,8 @@ class RLConfig:
                 raise SpecError(f"RLConfig.{name}: must be >= 1, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise SpecError(f"RLConfig.learning_rate: must be > 0, got {self.learning_rate}")
+        if self.schedule not in ("adaptive", "fixed"):
+            raise SpecError(f"RLConfig.schedule: 'adaptive' or 'fixed', got {self.schedule!r}")
         self.actor_hidden = tuple(int(h) for h in self.actor_hidden)
         self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
 
@@ -95,7 +101,7 @@ class RLConfig:
                 "num_mini_batches": self.num_mini_batches, "clip_param": self.clip_param, "gamma": self.gamma,
                 "lam": self.lam, "value_loss_coef": self.value_loss_coef, "entropy_coef": self.entropy_coef,
                 "learning_rate": self.learning_rate, "max_grad_norm": self.max_grad_norm,
-                "schedule": "adaptive", "desired_kl": self.desired_kl, "use_clipped_value_loss": True},
+                "schedule": self.schedule, "desired_kl": self.desired_kl, "use_clipped_value_loss": True},
             "actor": {"class_name": "MLPModel", "hidden_dims": list(self.actor_hidden), "activation": "elu",
                       "obs_normalization": True,
                       "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": self.init_std}},
@@ -252,7 +258,8 @@ RL_FAMILIES = {
     # starts at zero (the base policy) with small exploration.
     "resip": RLFamily("rosmind.policies.resip.env:ResidualEnvConfig", _build_resip_env, export_resip,
                       {"gamma": 0.999, "lam": 0.95, "actor_hidden": (256, 256), "critic_hidden": (256, 256),
-                       "init_std": 0.3, "learning_rate": 3e-4, "entropy_coef": 0.0}, zero_last_layer=True),
+                       "init_std": 0.15, "learning_rate": 1e-4, "schedule": "fixed", "num_steps_per_env": 64,
+                       "entropy_coef": 0.0}, zero_last_layer=True),
 }
 
 

@@ -151,9 +151,21 @@ def test_learning_curve_per_block_and_its_png(tmp_path):
     (tmp_path / "progress.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     c = learning_curve(tmp_path)
     assert c == {"env_steps": [5120, 7680], "success_rate": [0.25, 0.75], "episodes": [8, 12]}
+    assert learning_curve(tmp_path, min_episodes=10) == {"env_steps": [7680], "success_rate": [0.55], "episodes": [20]}
     png = line_chart(tmp_path / "c.png", {"train": (c["env_steps"], c["success_rate"])}, "t", "x", "y", (0, 1))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(UserError, match="does not exist"):
         learning_curve(tmp_path / "nothing")
     with pytest.raises(ValueError, match="no points"):
         line_chart(tmp_path / "e.png", {"train": ([], [])}, "t", "x", "y")
+
+
+def test_resip_trains_with_a_fixed_learning_rate():
+    from rosmind.policies.rl import RL_FAMILIES, RLConfig
+
+    cfg = RLConfig(**RL_FAMILIES["resip"].rl_defaults)
+    algo = cfg.runner_cfg()["algorithm"]
+    assert algo["schedule"] == "fixed" and algo["learning_rate"] == 1e-4 and algo["gamma"] == 0.999
+    assert RLConfig().runner_cfg()["algorithm"]["schedule"] == "adaptive"  # locomotion: legged_gym's
+    with pytest.raises(SpecError, match="RLConfig.schedule"):
+        RLConfig(schedule="cosine")

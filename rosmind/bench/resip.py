@@ -26,11 +26,14 @@ def add_arguments(p):
     p.add_argument("--run", type=Path, default=None,
                    help="the RL run folder (its progress.jsonl): the learning curve, success per block vs env steps")
     p.add_argument("--curve", type=Path, default=None, help="with --run: write the learning curve as this PNG")
+    p.add_argument("--curve-episodes", type=int, default=100,
+                   help="each point of the learning curve: at least this many training episodes")
 
 
-def learning_curve(run: Path) -> dict:
-    """Success rate of the episodes that ended in each checkpoint block of the RL run, against
-    the env steps at the block's end (``progress.jsonl``: cumulative episodes and successes)."""
+def learning_curve(run: Path, min_episodes: int = 1) -> dict:
+    """Success rate of the episodes that ended in each stretch of the RL run (consecutive
+    checkpoint blocks, merged until at least ``min_episodes`` episodes ended in it), against the
+    env steps at its end (``progress.jsonl``: cumulative episodes and successes)."""
     from rosmind.policies.rl import PROGRESS
 
     path = Path(run) / PROGRESS
@@ -43,8 +46,8 @@ def learning_curve(run: Path) -> dict:
         if "episodes" not in r:
             raise UserError(f"{path}: line {r} has no episode counts")
         de, ds = r["episodes"] - prev_e, r["successes"] - prev_s
-        prev_e, prev_s = r["episodes"], r["successes"]
-        if de > 0:
+        if de >= max(1, min_episodes):
+            prev_e, prev_s = r["episodes"], r["successes"]
             steps.append(r["env_steps"])
             rate.append(ds / de)
             episodes.append(de)
@@ -91,7 +94,7 @@ def run(args) -> int:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
     if args.curve is not None and args.run is None:
         raise UserError("--curve needs --run (the RL run folder)")
-    curve = learning_curve(args.run) if args.run is not None else None
+    curve = learning_curve(args.run, args.curve_episodes) if args.run is not None else None
     policy = load_checkpoint(args.checkpoint)
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     base = _run(policy.base, args.task, seeds)
@@ -115,7 +118,7 @@ def run(args) -> int:
             line_chart(args.curve, {"training episodes (residual sampled)": (curve["env_steps"], curve["success_rate"]),
                                     "base alone (eval)": ([0, curve["env_steps"][-1]] if curve["env_steps"] else [0],
                                                           [base["success_rate"]] * (2 if curve["env_steps"] else 1))},
-                       f"ResiP on {args.task}: success per checkpoint block", "env steps", "success rate", (0.0, 1.0))
+                       f"ResiP on {args.task}: training success per {args.curve_episodes}+ episodes", "env steps", "success rate", (0.0, 1.0))
     print(f"base {base['successes']}/{base['episodes']} (95% {base['ci95'][0]:.3f}-{base['ci95'][1]:.3f}); "
           f"base + residual {composed['successes']}/{composed['episodes']} "
           f"(95% {composed['ci95'][0]:.3f}-{composed['ci95'][1]:.3f}); residual {res} vs base step {step}")
