@@ -158,6 +158,7 @@ rec.close()
 def _run_full_disk_child(tmp_path, how: str, limit: int) -> tuple[dict, str]:
     """Run the recorder child until storage fails; returns its report and where the episodes are
     (readable after the child is gone)."""
+    import os
     import shutil
     import subprocess
     import sys
@@ -180,7 +181,7 @@ def _run_full_disk_child(tmp_path, how: str, limit: int) -> tuple[dict, str]:
     if unshare is None:
         pytest.skip("no unshare(1): cannot mount a small tmpfs for a real ENOSPC")
     for ns in (["--mount"], ["--user", "--map-root-user", "--mount"]):
-        r = subprocess.run([unshare, *ns, "sh", "-c", script], env={**__import__("os").environ, "CHILD": child},
+        r = subprocess.run([unshare, *ns, "sh", "-c", script], env={**os.environ, "CHILD": child},
                            capture_output=True, text=True, timeout=120)
         if r.returncode not in (1, 77):  # 1: unshare itself refused; 77: the mount was refused
             break

@@ -5,13 +5,12 @@
 then held inside the robot's velocity and acceleration limits (``limit_margin`` of them,
 ``rosmind.trajectory.SetpointLimiter``, from the last command sent), as safety_node would hold
 it: training, direct evaluation and the ROS graph then apply the same command. A correction of
-exactly zero sends the base's row as it is. ``a_base`` is the
-base policy's row for the tick (its chunk, executed as the base's own
-executor does) and ``mu`` an MLP (``hidden_dims``, ELU) over the newest step of the non-image
-observation keys and the base action, both normalized (buffers ``obs_mean``/``obs_std``). A unit
-of ``mu`` moves a joint ``action_scale`` of what its velocity limit allows in one tick (the
-paper scales a residual in normalized action space by 0.1; joint targets in radians and finger
-widths in metres need a per-joint unit). The MLP's last layer starts at zero, so an untrained
+exactly zero sends the base's row as it is. ``a_base`` is the base policy's row for the tick (its
+chunk, executed as the base's own executor does) and ``mu`` an MLP (``hidden_dims``, ELU) over
+the newest step of the non-image observation keys and the base action, both normalized (buffers
+``obs_mean``/``obs_std``). A unit of ``mu`` moves a joint ``action_scale`` of what its velocity
+limit allows in one tick (the paper scales a residual in normalized action space by 0.1; joint
+targets in radians and finger widths in metres need a per-joint unit). The MLP's last layer starts at zero, so an untrained
 residual returns every base action exactly.
 
 The base is another checkpoint, named by ``base`` (a folder; relative paths are from the

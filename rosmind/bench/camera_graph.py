@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rosmind.bench import write_result
 from rosmind.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,5 @@ def run(args) -> int:
         for name, s in st.items():
             print(f"  {name:>32}: p50 {s['p50']:8.2f}  p99 {s['p99']:8.2f}  (n={s['n']})")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_result(args.json, out)
     return 0

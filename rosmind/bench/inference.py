@@ -9,11 +9,11 @@ realistic inputs. Each variant is warmed up, then timed over ``--iters`` calls o
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
+from rosmind.bench import write_result
 from rosmind.errors import UserError
 
 DEFAULT_CKPT = Path(__file__).resolve().parents[2] / "checkpoints" / "diffusion_pick_place"
@@ -75,6 +75,5 @@ def run(args) -> int:
            "cpu_count": os.cpu_count(), "iters": args.iters, "latency_ms": results,
            "target_ddim10_p50_ms": 25.0, "meets_target": results["ddim10"]["p50"] <= 25.0}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_result(args.json, out)
     return 0

@@ -42,7 +42,7 @@ def line_chart(path: Path, series: dict[str, tuple[Sequence[float], Sequence[flo
         _, v = px(x0, y)
         d.line([LEFT - 4, v, W - RIGHT, v], fill=(225, 225, 225))
         d.text((8, v - 6), f"{y:.3g}", fill="black")
-    d.text((W // 2 - 4 * len(xlabel) // 2 * 2, H - 22), xlabel, fill="black")
+    d.text((W // 2 - 3 * len(xlabel), H - 22), xlabel, fill="black")
     d.text((8, 12), ylabel, fill="black")
     d.text((W // 2 - 3 * len(title), 12), title, fill="black")
     for i, (name, (xs, ys)) in enumerate(series.items()):

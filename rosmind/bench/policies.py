@@ -20,11 +20,11 @@ chunk than DDPM-100 and >= 2x faster than DDIM-10).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
+from rosmind.bench import write_result
 from rosmind.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +163,5 @@ def run(args) -> int:
     for k, v in out["targets"].items():
         print(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_result(args.json, out)
     return 0

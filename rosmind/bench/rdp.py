@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rosmind.bench import write_result
 from rosmind.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,6 +225,5 @@ def run(args) -> int:
             print(f"policy_node {loop}: {x['rate_hz_median']} Hz, latency p50 {x['latency_ms']['p50']:.2f} ms "
                   f"p99 {x['latency_ms']['p99']:.2f} ms", flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_result(args.json, out)
     return 0

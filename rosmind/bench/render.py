@@ -13,11 +13,12 @@ and eval workers), as frames per second in total.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import time
 from pathlib import Path
+
+from rosmind.bench import write_result
 
 VARIANTS = (("tiny", "detailed"), ("tiny", "low_poly"), ("egl", "detailed"), ("egl", "low_poly"))
 ROSMIND_PATH = ("tiny", "low_poly")
@@ -139,6 +140,5 @@ def run(args) -> int:
     print(f"speed-up of {out['rosmind_path']} over {out['reference_path']}: {speedup}")
     print(f"frames/s of {out['rosmind_path']} by processes: {fps}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_result(args.json, out)
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rosmind.bench import write_result
 from rosmind.errors import UserError
 
 
@@ -115,14 +116,14 @@ def run(args) -> int:
         if args.curve is not None:
             from rosmind.bench.plot import line_chart
 
+            span = [0, *curve["env_steps"][-1:]]  # the base's eval rate, across the run
             line_chart(args.curve, {"training episodes (residual sampled)": (curve["env_steps"], curve["success_rate"]),
-                                    "base alone (eval)": ([0, curve["env_steps"][-1]] if curve["env_steps"] else [0],
-                                                          [base["success_rate"]] * (2 if curve["env_steps"] else 1))},
-                       f"ResiP on {args.task}: training success per {args.curve_episodes}+ episodes", "env steps", "success rate", (0.0, 1.0))
+                                    "base alone (eval)": (span, [base["success_rate"]] * len(span))},
+                       f"ResiP on {args.task}: training success per {args.curve_episodes}+ episodes", "env steps",
+                       "success rate", (0.0, 1.0))
     print(f"base {base['successes']}/{base['episodes']} (95% {base['ci95'][0]:.3f}-{base['ci95'][1]:.3f}); "
           f"base + residual {composed['successes']}/{composed['episodes']} "
           f"(95% {composed['ci95'][0]:.3f}-{composed['ci95'][1]:.3f}); residual {res} vs base step {step}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_result(args.json, out)
     return 0

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rosmind.bench import write_result
 from rosmind.errors import UserError
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch" / "sim_pick_place.launch.yaml"
@@ -178,6 +179,5 @@ def run(args) -> int:
           f"(95% CI {lo:.3f}-{hi:.3f}); inference p50 {lat.get('p50', float('nan')):.2f} ms "
           f"p99 {lat.get('p99', float('nan')):.2f} ms")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_result(args.json, out)
     return 0
