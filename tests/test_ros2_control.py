@@ -45,9 +45,16 @@ def test_safety_is_the_only_path_to_the_controllers(ros_env, repo):
         assert states[-1].name[-1] == "tool_changer_joint"  # the hardware's order, plus a joint we ignore
         wait(lambda: all(node.count_subscribers(t) >= 1 for t in CONTROLLER_TOPICS)
              and chunk_pub.get_subscription_count() >= 1, 60, "safety_node on the controller topics")
+
+        def publisher_names(topic: str) -> list[str]:
+            return [p.node_name for p in node.get_publishers_info_by_topic(topic)]
+
+        # An endpoint can be seen before its participant's node names are (DDS discovers them apart):
+        # it reads "_NODE_NAME_UNKNOWN_" for a while (seen once in CI, 2026-12-06). Wait for the names.
+        wait(lambda: all("_NODE_NAME_UNKNOWN_" not in publisher_names(t) for t in CONTROLLER_TOPICS), 30,
+             "the controller topics' publishers named")
         for topic in CONTROLLER_TOPICS:  # safety_node publishes there, nobody else
-            pubs = node.get_publishers_info_by_topic(topic)
-            assert [p.node_name for p in pubs] == ["safety_node"], (topic, [p.node_name for p in pubs])
+            assert publisher_names(topic) == ["safety_node"], (topic, publisher_names(topic))
         # A policy-style chunk from the measured pose: joint 1 to +0.3 rad over 1.6 s (32 points at 20 Hz).
         # Sent again (from the pose measured then) while the robot has not begun to move: the graph
         # shows safety_node on every topic before safety_node's own readers and writers have matched
