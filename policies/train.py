@@ -169,7 +169,8 @@ def _load_train_state(path: Path, policy: nn.Module, opt: torch.optim.Optimizer)
     return meta
 
 
-TRAINING_ONLY_FIELDS = ("state_noise",)
+# Fields train.init_from may change: training noise, and the aux head, which starts fresh.
+TRAINING_ONLY_FIELDS = ("state_noise", "aux_pose_weight")
 
 
 def _init_from(policy: nn.Module, ema, family: str, entry, pcfg, path: Path) -> None:
@@ -183,13 +184,22 @@ def _init_from(policy: nn.Module, ema, family: str, entry, pcfg, path: Path) -> 
     free = set(TRAINING_ONLY_FIELDS) | set(getattr(entry.config, "resumable_fields", ()))
     saved = config_from_json(entry.config, manifest["config"], f"{where}: config")
     mine, theirs = config_to_json(pcfg), config_to_json(saved)
+    if "obs_shapes" in mine:  # shapes of the keys both have (an aux head adds dataset keys)
+        both = mine["obs_shapes"].keys() & theirs["obs_shapes"].keys()
+        mine["obs_shapes"], theirs["obs_shapes"] = ({k: d[k] for k in sorted(both)}
+                                                    for d in (mine["obs_shapes"], theirs["obs_shapes"]))
     differ = sorted(k for k in mine if k not in free and mine[k] != theirs.get(k))
     if differ:
         raise UserError(f"{where}: the checkpoint's policy config differs in {differ}; give the same "
                         f"policy.* values (only {sorted(free)} may differ)")
     weights = load_checkpoint(path).state_dict()
-    policy.load_state_dict(weights)
-    ema.averaged.load_state_dict(weights)
+    # A training-only head the checkpoint was made without (aux_pose_weight) starts fresh.
+    fresh = ("aux_head.",) if getattr(policy, "aux_head", None) is not None else ()
+    for net in (policy, ema.averaged):
+        missing, unexpected = net.load_state_dict(weights, strict=False)
+        wrong = [k for k in missing if not k.startswith(fresh)] + list(unexpected)
+        if wrong:
+            raise UserError(f"{where}: the checkpoint's weights do not fit this policy: {sorted(wrong)[:5]}")
 
 
 def update_latest(ckpt_root: Path, name: str, keep: int, pattern: str = "step_*") -> None:
@@ -279,13 +289,15 @@ def train(family: str, dataset: str | Path, out: str | Path, preset: str | None 
     def make_ds(split: str) -> SequenceDataset:
         return SequenceDataset(dataset, pcfg.obs_keys, pcfg.horizon, pcfg.n_obs_steps, pcfg.n_action_steps,
                                val_ratio=tcfg.val_ratio, split_seed=tcfg.split_seed, split=split,
-                               future_keys=tuple(getattr(pcfg, "fast_keys", ())))
+                               future_keys=future_keys)
+
+    future_keys = tuple(dict.fromkeys((*getattr(pcfg, "fast_keys", ()), *getattr(pcfg, "aux_keys", ()))))
 
     train_ds = make_ds("train")
     shapes = train_ds.shapes()
     fills = {}
     if any(f.name == "obs_shapes" for f in dataclasses.fields(pcfg)):
-        fills["obs_shapes"] = {k: shapes[k] for k in (*pcfg.obs_keys, *getattr(pcfg, "fast_keys", ()))}
+        fills["obs_shapes"] = {k: shapes[k] for k in (*pcfg.obs_keys, *future_keys)}
     if any(f.name == "action_dim" for f in dataclasses.fields(pcfg)):
         fills["action_dim"] = shapes["action"][0]
     try:

@@ -96,3 +96,75 @@ def test_reexport_changes_run_time_fields_only(tmp_path, repo):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     bad = subprocess.run(script + ["policy.horizon=4"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "action_anchor" in bad.stderr
+
+
+def _aux_overrides(*extra: str) -> list[str]:
+    return ["train.val_every=0", "train.warmup_steps=0", 'policy.obs_keys=["joint_pos","camera/wrist/rgb"]',
+            "policy.relative_actions=true", *extra]
+
+
+def test_the_aux_pose_head_learns_hand_relative_positions_from_unobserved_dataset_keys(tmp_path):
+    from rosmind.policies.diffusion.encoders import relative_positions
+
+    data = make_dataset(tmp_path / "syn.zarr", n_episodes=4, length=30, image_hw=(32, 32))
+    base = train("diffusion", data, tmp_path / "base", preset="tiny", overrides=_aux_overrides("train.steps=2"))
+    assert load_checkpoint(base.checkpoint).aux_head is None  # off by default: nothing more in the checkpoint
+    # Fine-tuning a checkpoint made without the head: the head starts fresh, the rest is loaded.
+    ft = train("diffusion", data, tmp_path / "ft", preset="tiny",
+               overrides=_aux_overrides("train.steps=1", "train.lr=1e-12", "policy.aux_pose_weight=1.0",
+                                        f"train.init_from={base.checkpoint}"))
+    policy = load_checkpoint(ft.checkpoint)
+    a = load_checkpoint(base.checkpoint).state_dict()
+    for k, v in policy.state_dict().items():
+        if not k.startswith("aux_head."):
+            torch.testing.assert_close(v, a[k], rtol=0, atol=1e-6, msg=k)
+    # The observed keys stay joint_pos + camera; the dataset's pose keys are only targets.
+    assert policy.config.obs_keys == ("joint_pos", "camera/wrist/rgb")
+    assert policy.config.obs_shapes["object_poses"] == (1, 7)
+
+    from rosmind.dataset import SequenceDataset
+
+    c = policy.config
+    ds = SequenceDataset(data, c.obs_keys, c.horizon, c.n_obs_steps, c.n_action_steps, future_keys=c.aux_keys)
+    batch = {k: torch.stack([ds[i][k] for i in range(8)]) for k in ds[0]}
+    policy.train()
+    loss, logs = policy.compute_loss(batch)
+    torch.testing.assert_close(loss, logs["diffusion_loss"] + logs["aux_pose_loss"])
+    i = c.n_obs_steps - 1  # the newest observation's row of the window
+    want = relative_positions(*(batch[f"future/{k}"][:, i:i + 1] for k in ("ee_pose", "object_poses", "goal_pose")),
+                              0.2)[:, 0]
+    got = policy._aux_target(batch)
+    torch.testing.assert_close(got, want)
+    # The target is the newest observation's: object - ee of that very row, in RELATIVE_OBS_SCALE units.
+    torch.testing.assert_close(got[:, :3], (batch["future/object_poses"][:, i, 0, :3] - batch["future/ee_pose"][:, i, :3]) / 0.2)
+    # The aux term trains the camera encoder (that is its point) and never the UNet.
+    policy.zero_grad()
+    aux = torch.nn.functional.mse_loss(policy._aux_prediction(policy._encode(batch, augment=False)), got)
+    aux.backward()
+    cam = policy.obs_encoder.cameras["camera__wrist__rgb"]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in cam.parameters())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in policy.unet.parameters())
+    obs = {"joint_pos": batch["joint_pos"].numpy(), "camera/wrist/rgb": batch["camera/wrist/rgb"].numpy()}
+    policy.eval()
+    assert policy.predict_positions(obs).shape == (8, 9)
+    with pytest.raises(UserError, match="aux_pose_weight"):
+        load_checkpoint(base.checkpoint).predict_positions(obs)
+
+
+def test_the_aux_pose_head_refuses_bad_weights_and_datasets_without_poses(tmp_path):
+    with pytest.raises(SpecError, match="aux_pose_weight: must be a finite number >= 0"):
+        DiffusionConfig(aux_pose_weight=-1.0)
+    with pytest.raises(SpecError, match=r"aux_pose_weight: needs the pose keys \['goal_pose'\] in the dataset"):
+        DiffusionConfig(obs_keys=("joint_pos",), obs_shapes={"joint_pos": (8,), "ee_pose": (7,), "object_poses": (1, 7)},
+                        aux_pose_weight=1.0)
+    from rosmind.dataset import ReplayBuffer
+    from synthetic_data import episode
+
+    path = tmp_path / "noposes.zarr"
+    buf = ReplayBuffer.open(path, "w")
+    for seed in range(2):
+        ep = episode(seed, 30)
+        buf.add_episode({k: ep[k] for k in ("joint_pos", "action")}, {"seed": seed, "success": True})
+    with pytest.raises(UserError, match=r"aux_pose_weight: needs the pose keys \['ee_pose', 'object_poses', 'goal_pose'\]"):
+        train("diffusion", path, tmp_path / "run", preset="tiny",
+              overrides=["train.steps=1", "train.val_every=0", 'policy.obs_keys=["joint_pos"]', "policy.aux_pose_weight=1"])

@@ -75,9 +75,21 @@ class DiffusionConfig(PolicyConfig, DenoiserConfig):
     # Absolute poses alone leave the UNet to subtract them itself, and a cloned policy then
     # undershoots long carries by centimetres.
     relative_obs: bool = False
+    # Training only: also regress, from the newest step's observation features, where the
+    # objects and the goal are relative to the hand (``relative_positions`` of the dataset's
+    # ``ee_pose``/``object_poses``/``goal_pose``, which the policy does not observe), weighted
+    # by this against the diffusion loss. The image encoders then learn to find the objects
+    # from the pose labels sim data carries, as Levine et al. (2016) pretrain their spatial-
+    # softmax encoder on object poses; the head is unused at run time.
+    aux_pose_weight: float = 0.0
     # Fields that leave the weights' shapes and meaning alone: --resume and train.init_from may
     # change them (the image encoders are convolutions + spatial softmax: any crop size fits).
     resumable_fields: ClassVar[tuple[str, ...]] = ("state_noise", "image_crop_ratio", "image_resize")
+
+    @property
+    def aux_keys(self) -> tuple[str, ...]:
+        """Dataset keys the training loop must supply (as ``future/<key>``) for the auxiliary loss."""
+        return RELATIVE_OBS_KEYS if self.aux_pose_weight > 0 else ()
 
     def __post_init__(self):
         super().__post_init__()
@@ -99,6 +111,12 @@ class DiffusionConfig(PolicyConfig, DenoiserConfig):
         need = [k for k in RELATIVE_OBS_KEYS if k not in self.obs_keys]
         if self.relative_obs and need:
             raise bad("relative_obs", f"needs obs key(s) {need} among obs_keys {list(self.obs_keys)}")
+        if not math.isfinite(self.aux_pose_weight) or self.aux_pose_weight < 0:
+            raise bad("aux_pose_weight", f"must be a finite number >= 0, got {self.aux_pose_weight}")
+        lacking = [k for k in self.aux_keys if k not in self.obs_shapes]
+        if lacking:
+            raise bad("aux_pose_weight", f"needs the pose keys {lacking} in the dataset (training targets, not "
+                                         f"observations); it has {sorted(self.obs_shapes)}")
         missing = [k for k in self.obs_keys if k not in self.obs_shapes]
         if missing:
             raise bad("obs_shapes", f"no shape for obs key(s) {missing}; has {sorted(self.obs_shapes)}")

@@ -136,9 +136,14 @@ def relative_positions(ee_pose: torch.Tensor, object_poses: torch.Tensor, goal_p
     return torch.cat([x.flatten(-2) for x in parts], dim=-1) / scale
 
 
+def relative_positions_dim(obs_shapes: dict[str, tuple[int, ...]]) -> int:
+    """Width of ``relative_positions``: ``6N + 3`` for ``N`` objects."""
+    return 6 * obs_shapes["object_poses"][0] + 3
+
+
 def relative_obs_dim(config) -> int:
     """Per-step width of the features ``relative_positions`` adds (0 without ``relative_obs``)."""
-    return 6 * config.obs_shapes["object_poses"][0] + 3 if config.relative_obs else 0
+    return relative_positions_dim(config.obs_shapes) if config.relative_obs else 0
 
 
 def encode_observations(encoder: ObsEncoder, normalizer, config, obs: dict[str, torch.Tensor],

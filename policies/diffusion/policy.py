@@ -28,7 +28,8 @@ from rosmind.policies.augment import add_state_noise
 from rosmind.policies.normalizer import Normalizer
 
 from .config import DiffusionConfig
-from .encoders import ObsEncoder, encode_observations, relative_obs_dim
+from .config import RELATIVE_OBS_SCALE
+from .encoders import ObsEncoder, encode_observations, relative_obs_dim, relative_positions, relative_positions_dim
 from .schedulers import SCHEDULERS, DDPMScheduler
 from .unet import ConditionalUnet1D, DenoiseModule, inference_copy
 
@@ -55,6 +56,11 @@ class DiffusionPolicy(nn.Module):
                                       cfg.image_crop_ratio, extra_per_step=relative_obs_dim(cfg))
         self.unet = ConditionalUnet1D(cfg.action_dim, self.obs_encoder.out_per_step * cfg.n_obs_steps,
                                       cfg.down_dims, cfg.step_embed_dim, cfg.kernel_size, cfg.n_groups)
+        # Training only (``aux_pose_weight``): the newest step's features -> the hand-relative
+        # object and goal positions. ``predict_positions`` reads it for diagnostics.
+        self.aux_head = (nn.Sequential(nn.Linear(self.obs_encoder.out_per_step, 256), nn.ReLU(),
+                                       nn.Linear(256, relative_positions_dim(cfg.obs_shapes)))
+                         if cfg.aux_pose_weight > 0 else None)
         sched = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
                      prediction_type=cfg.prediction_type, clip_sample=cfg.clip_sample)
         self.noise_scheduler = DDPMScheduler(**sched)
@@ -154,7 +160,30 @@ class DiffusionPolicy(nn.Module):
         t = torch.randint(0, self.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
         pred = self.unet(self.noise_scheduler.add_noise(x0, noise, t), t, cond)
         target = noise if self.config.prediction_type == "epsilon" else x0
-        return F.mse_loss(pred, target)
+        loss = F.mse_loss(pred, target)
+        if self.aux_head is None:
+            return loss
+        aux = F.mse_loss(self._aux_prediction(cond), self._aux_target(batch))
+        return loss + self.config.aux_pose_weight * aux, {"diffusion_loss": loss.detach(), "aux_pose_loss": aux.detach()}
+
+    def _aux_prediction(self, cond: torch.Tensor) -> torch.Tensor:
+        """The global condition ``[B, To * F]`` -> the aux head's ``[B, 6N + 3]`` from the newest step."""
+        return self.aux_head(cond[:, -self.obs_encoder.out_per_step:])
+
+    def _aux_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``future/<key>`` windows -> the newest observation's hand-relative positions ``[B, 6N + 3]``."""
+        i = self.config.n_obs_steps - 1
+        ee, obj, goal = (batch[f"future/{k}"][:, i:i + 1].float() for k in ("ee_pose", "object_poses", "goal_pose"))
+        return relative_positions(ee, obj.reshape(*obj.shape[:2], -1, 7), goal, RELATIVE_OBS_SCALE)[:, 0]
+
+    @torch.inference_mode()
+    def predict_positions(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Where the aux head sees the objects and goal, ``{key: [B, To, *shape]}`` -> ``[B, 6N + 3]``
+        in metres (object - ee, goal - ee, goal - object; ``relative_positions``' layout)."""
+        if self.aux_head is None:
+            raise UserError("diffusion policy: predict_positions needs a checkpoint trained with aux_pose_weight > 0")
+        cond = self._encode(self._obs_tensors(obs, batched=True), augment=False)
+        return (self._aux_prediction(cond) * RELATIVE_OBS_SCALE).numpy()
 
     @torch.inference_mode()
     def sample(self, cond: torch.Tensor) -> torch.Tensor:
