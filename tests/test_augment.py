@@ -157,8 +157,9 @@ def test_the_aux_pose_head_refuses_bad_weights_and_datasets_without_poses(tmp_pa
     with pytest.raises(SpecError, match=r"aux_pose_weight: needs the pose keys \['goal_pose'\] in the dataset"):
         DiffusionConfig(obs_keys=("joint_pos",), obs_shapes={"joint_pos": (8,), "ee_pose": (7,), "object_poses": (1, 7)},
                         aux_pose_weight=1.0)
-    from rosmind.dataset import ReplayBuffer
     from synthetic_data import episode
+
+    from rosmind.dataset import ReplayBuffer
 
     path = tmp_path / "noposes.zarr"
     buf = ReplayBuffer.open(path, "w")

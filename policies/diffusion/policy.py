@@ -27,9 +27,14 @@ from rosmind.errors import UserError
 from rosmind.policies.augment import add_state_noise
 from rosmind.policies.normalizer import Normalizer
 
-from .config import DiffusionConfig
-from .config import RELATIVE_OBS_SCALE
-from .encoders import ObsEncoder, encode_observations, relative_obs_dim, relative_positions, relative_positions_dim
+from .config import RELATIVE_OBS_SCALE, DiffusionConfig
+from .encoders import (
+    ObsEncoder,
+    encode_observations,
+    relative_obs_dim,
+    relative_positions,
+    relative_positions_dim,
+)
 from .schedulers import SCHEDULERS, DDPMScheduler
 from .unet import ConditionalUnet1D, DenoiseModule, inference_copy
 
