@@ -68,6 +68,14 @@ class ExpertPolicy:
         action = self.expert.act(newest, n_executed=self.config.n_action_steps)
         return {"action": action, "phase": self.expert.phase}
 
+    def take_over(self, obs: dict[str, np.ndarray], last_cmd: np.ndarray | None = None,
+                  last_step: np.ndarray | None = None) -> str:
+        """Continue an episode another policy began (``obs``: one tick, no history); see
+        ``PickPlaceExpert.take_over``. Experts that cannot say so."""
+        if not hasattr(self.expert, "take_over"):
+            raise SpecError(f"{type(self.expert).__name__}: cannot take over an episode another policy began")
+        return self.expert.take_over({k: np.asarray(obs[k]) for k in self.config.obs_keys}, last_cmd, last_step)
+
     def close(self) -> None:
         self.expert.close()
 

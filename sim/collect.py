@@ -12,6 +12,10 @@ Per tick the buffer stores the observation the expert saw and the command it sen
                                                  its newest frame held between renders)
     data/camera/<name>/depth [N, H, W] uint16 mm  (with --depth; 0 = no return)
     meta/episode_ends, meta/episode_seed, meta/episode_success
+
+With ``takeover_from`` (``--takeover-from CHECKPOINT``) a learner drives each episode first and
+the expert takes over from where it left (corrective demonstrations); the root attribute
+``takeovers`` maps each such seed to ``[checkpoint, tick]``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from rosmind.errors import SpecError
 STATE_KEYS = ("joint_pos", "joint_vel", "ee_pose", "wrench", "object_poses", "goal_pose")
 FAILED_ATTR = "failed_seeds"
 OPTIONS_ATTR = "task_options"
+TAKEOVER_ATTR = "takeovers"
 
 
 @dataclass
@@ -49,6 +54,13 @@ class CollectConfig:
     # them a pick-and-place demo ends on the tick the gripper opens, the release is ~3 of
     # ~127 ticks, and cloned policies hover above the target instead of letting go.
     after_success_ticks: int = 10
+    # Corrective demonstrations: a learner (checkpoint folder) drives each episode until a tick
+    # drawn per seed from ``takeover_ticks`` (inclusive), then the expert takes over from the
+    # state it left; only the expert's part is recorded. Episodes that end first are skipped.
+    # The task's time limit is extended by the latest takeover tick (the expert's part gets the
+    # whole of it); buffers record the options given here.
+    takeover_from: str | None = None
+    takeover_ticks: tuple[int, int] = (40, 140)
 
     def __post_init__(self):
         if self.episodes < 1:
@@ -59,6 +71,16 @@ class CollectConfig:
             raise SpecError("collect: --depth needs --cameras")
         if self.after_success_ticks < 0:
             raise SpecError(f"collect: --after-success-ticks must be >= 0, got {self.after_success_ticks}")
+        lo, hi = (int(t) for t in self.takeover_ticks)
+        if not 1 <= lo <= hi:
+            raise SpecError(f"collect: --takeover-ticks must be LO,HI with 1 <= LO <= HI, got {lo},{hi}")
+        self.takeover_ticks = (lo, hi)
+
+    def takeover_tick(self, seed: int) -> int | None:
+        """The tick at which the expert takes over episode ``seed`` (None: the expert drives it all)."""
+        if self.takeover_from is None:
+            return None
+        return int(np.random.default_rng([seed, 0x7A4E]).integers(self.takeover_ticks[0], self.takeover_ticks[1] + 1))
 
 
 @dataclass
@@ -66,6 +88,7 @@ class Episode:
     seed: int
     success: bool
     data: dict[str, np.ndarray] = field(default_factory=dict)
+    takeover_tick: int | None = None
 
 
 class _Worker:
@@ -73,7 +96,8 @@ class _Worker:
 
     sim = None
     policy = None
-    key = None  # what the cached sim and policy were built for
+    learner = None
+    key = None  # what the cached sim and policies were built for
 
     @classmethod
     def run(cls, cfg: CollectConfig, seed: int) -> Episode:
@@ -82,22 +106,38 @@ class _Worker:
         from rosmind.sim.robots import make_sim
         from rosmind.sim.rollout import run_episode
 
-        key = (cfg.robot, cfg.task, cfg.policy, repr(sorted(cfg.task_options.items())), cfg.cameras, cfg.depth)
+        key = (cfg.robot, cfg.task, cfg.policy, repr(sorted(cfg.task_options.items())), cfg.cameras, cfg.depth,
+               cfg.takeover_from)
         if cls.sim is None or cls.key != key:
             if cls.sim is not None:
                 cls.sim.disconnect()
             cls.key = key
-            cls.sim = with_cameras(make_sim(cfg.robot, cfg.task, **cfg.task_options), cfg.cameras, cfg.depth)
+            options = dict(cfg.task_options)
+            if cfg.takeover_from is not None:  # the expert's part gets the task's whole time limit
+                from rosmind.registry import TASKS
+                from rosmind.spec import load_spec
+
+                limit = options.get("time_limit_s", TASKS.get(cfg.task).config().time_limit_s)
+                options["time_limit_s"] = limit + cfg.takeover_ticks[1] * load_spec(cfg.robot).control_period
+            cls.sim = with_cameras(make_sim(cfg.robot, cfg.task, **options), cfg.cameras, cfg.depth)
             cls.sim.connect()
             entry = POLICIES.get(cfg.policy)
             cls.policy = entry.factory(entry.config())
+            if cfg.takeover_from is not None:
+                from rosmind.checkpoint import load_checkpoint
+
+                cls.learner = load_checkpoint(cfg.takeover_from)
         rows: dict[str, list] = {k: [] for k in (*STATE_KEYS, "action")}
         cam_keys = [rgb_key(c) for c in cfg.cameras] + [depth_key(c) for c in cfg.cameras if cfg.depth]
         for k in cam_keys:
             rows[k] = []
         last = [None]
+        handover = cfg.takeover_tick(seed)
 
         def on_tick(tick, obs, action):
+            if handover is not None and tick < handover:  # the learner's part: not a demonstration
+                last[0] = action if action is not None else last[0]
+                return
             for k in (*STATE_KEYS, *(k for k in obs if k.startswith("tactile/"))):
                 if k in obs:  # a task without objects (wipe) has no object_poses
                     rows.setdefault(k, []).append(np.asarray(obs[k]))
@@ -108,9 +148,13 @@ class _Worker:
             for k in cam_keys:
                 rows[k].append(depth_mm(obs[k]) if k.endswith("/depth") else obs[k])
 
-        res = run_episode(cls.sim, cls.policy, seed, on_tick=on_tick, after_success_ticks=cfg.after_success_ticks)
-        data = {k: np.stack(v) for k, v in rows.items() if v}
-        return Episode(seed=seed, success=res.success, data=data)
+        if handover is None:
+            res = run_episode(cls.sim, cls.policy, seed, on_tick=on_tick, after_success_ticks=cfg.after_success_ticks)
+        else:
+            res = run_episode(cls.sim, cls.learner, seed, on_tick=on_tick, after_success_ticks=cfg.after_success_ticks,
+                              takeover=(handover, cls.policy), noise="episode")  # seeded: any worker count
+        data = {key: np.stack(v) for key, v in rows.items() if v}
+        return Episode(seed=seed, success=res.success, data=data, takeover_tick=handover)
 
 
 def depth_mm(depth_m: np.ndarray) -> np.ndarray:
@@ -154,10 +198,21 @@ def collect(cfg: CollectConfig, out: str | Path, progress: bool = True) -> dict:
     kept = failed = 0
     failed_now = list(failed_before)
     bar = tqdm(total=len(seeds), desc=f"collect {cfg.task}", unit="ep", disable=not progress)
+    takeovers = dict(buf.root.attrs.get(TAKEOVER_ATTR, {}))
+    early = 0
     for ep in _episodes(cfg, seeds):
+        if not ep.data:  # a takeover episode that ended before the expert took over
+            early += 1
+            failed_now.append(ep.seed)
+            buf.root.attrs[FAILED_ATTR] = failed_now
+            bar.update(1)
+            continue
         if ep.success or cfg.keep_failed:
             buf.add_episode(ep.data, {"seed": np.int64(ep.seed), "success": np.uint8(ep.success)})
             kept += 1
+            if ep.takeover_tick is not None:  # seed -> (learner, tick): which states these came from
+                takeovers[str(ep.seed)] = [cfg.takeover_from, ep.takeover_tick]
+                buf.root.attrs[TAKEOVER_ATTR] = takeovers
         if not ep.success:
             failed += 1
             if not cfg.keep_failed:
@@ -167,6 +222,6 @@ def collect(cfg: CollectConfig, out: str | Path, progress: bool = True) -> dict:
         bar.set_postfix(kept=kept, failed=failed)
     bar.close()
     n_new = len(seeds)
-    return {"new": n_new, "kept": kept, "failed": failed, "skipped": len(wanted) - n_new,
+    return {"new": n_new, "kept": kept, "failed": failed, "skipped": len(wanted) - n_new, "ended_before_takeover": early,
             "episodes_in_buffer": buf.n_episodes,
-            "success_rate": (n_new - failed) / n_new if n_new else None}
+            "success_rate": (n_new - early - failed) / (n_new - early) if n_new > early else None}

@@ -163,6 +163,35 @@ class PickPlaceExpert:
         self._last_step = np.zeros(8)  # and its per-tick step
         self._offset = np.zeros(3)  # cube centre minus grasp target, measured once lifted
 
+    def take_over(self, obs: dict[str, np.ndarray], last_cmd: np.ndarray | None = None,
+                  last_step: np.ndarray | None = None) -> str:
+        """Continue an episode another controller began (a learner, for corrective
+        demonstrations): pick the phase from the state (``obs`` as for ``act``) and rate-limit
+        from that controller's last command and per-tick step. Returns the phase."""
+        self.reset()
+        q = np.asarray(obs["joint_pos"], dtype=np.float64)
+        ee = np.asarray(obs["ee_pose"], dtype=np.float64)
+        cube = np.asarray(obs["object_poses"], dtype=np.float64).reshape(-1, 7)[0]
+        goal = np.asarray(obs["goal_pose"], dtype=np.float64)
+        c, half = self.config, goal[2]
+        # Fingers on the cube: closed to about its half size (not past it: that is a miss), around it.
+        held = (half - 0.75 * c.squeeze < q[7] < half + 0.004 and np.linalg.norm(cube[:3] - ee[:3]) < 0.02
+                and cube[2] > half - 0.005)
+        self.grasp_yaw = _square_yaw(_yaw(cube[3:]))
+        if held:  # the fingers are on the cube: carry it (lift first, where it is still low)
+            self.carry_xy = ee[:2].copy()
+            self._offset = cube[:3] - ee[:3]
+            self.phase = "carry" if abs(c.carry_height - ee[2]) < c.switch_z else "lift"
+        elif (q[7] > c.open_width - 0.005 and np.linalg.norm(cube[:2] - ee[:2]) < c.switch_xy
+              and ee[2] < cube[2] + c.hover_height):
+            self.phase = "descend"  # open, right over the cube and below the hover height
+        else:
+            self.phase = "approach"  # anything else: open, back over the cube, and again
+        if last_cmd is not None:
+            self._last_cmd = np.asarray(last_cmd, dtype=np.float64).copy()
+            self._last_step = (np.zeros(8) if last_step is None else np.asarray(last_step, dtype=np.float64).copy())
+        return self.phase
+
     def _next_phase(self, q, ee, cube, goal) -> None:
         c = self.config
         width = q[7]

@@ -56,7 +56,7 @@ class ObsHistory:
 def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
                 on_tick: Callable[[int, Observation, np.ndarray | None], None] | None = None,
                 executor: ChunkExecutor | None = None, after_success_ticks: int = 0,
-                noise: str = "stream") -> EpisodeResult:
+                noise: str = "stream", takeover: tuple[int, object] | None = None) -> EpisodeResult:
     """Run one seeded episode; ``on_tick(tick, obs, action)`` sees every tick (e.g. a recorder).
 
     When the executor has no row for a tick (it never happens synchronously) the last
@@ -65,6 +65,9 @@ def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
     retreating, instead of ending on its first tick); the result is still a success.
     ``noise="episode"``: each chunk's sampling noise is seeded from ``seed`` and its tick
     (``rosmind.policy.infer_seeded``), as policy_node does with ``noise:=episode``.
+    ``takeover=(k, expert)``: from tick ``k`` on ``expert`` drives instead, continuing from the
+    state ``policy`` left and from its last commands (``expert.take_over``): corrective
+    demonstrations from the states a learner reaches (DAgger's idea, with the expert in control).
     """
     ex = executor or make_executor(policy)
     cfg = policy.config
@@ -74,10 +77,19 @@ def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
     ex.reset(noise_seed=seed if noise == "episode" else None)
     tick = 0
     succeeded_at: int | None = None
+    sent: list[np.ndarray] = []  # the last two commands written
     while True:
+        if takeover is not None and tick == takeover[0]:
+            expert = takeover[1]
+            ex = make_executor(expert)
+            ex.reset()  # resets the expert too: take_over comes after
+            newest = {k: np.asarray(v) for k, v in obs.items()}
+            expert.take_over(newest, sent[-1] if sent else None, sent[-1] - sent[-2] if len(sent) > 1 else None)
+            hist = ObsHistory(input_keys(expert.config), expert.config.n_obs_steps)
         action = ex.step(hist.push(obs), tick)
         if action is not None:
             sim.write(action)
+            sent = [*sent[-1:], np.asarray(action, dtype=np.float64)]
         if on_tick is not None:
             on_tick(tick, obs, action)
         sim.step()

@@ -20,6 +20,11 @@ def add_arguments(p):
     p.add_argument("--keep-failed", action="store_true", help="store failed episodes too (success=0)")
     p.add_argument("--after-success-ticks", type=int, default=10,
                    help="ticks recorded after the task first succeeds (the expert lets go and backs off)")
+    p.add_argument("--takeover-from", metavar="CHECKPOINT",
+                   help="corrective demonstrations: this checkpoint drives each episode until a tick drawn from "
+                        "--takeover-ticks, then the expert takes over; only the expert's part is recorded")
+    p.add_argument("--takeover-ticks", default="40,140", metavar="LO,HI",
+                   help="with --takeover-from: the takeover tick's range (inclusive, drawn per seed)")
 
 
 def run(args) -> int:
@@ -36,9 +41,44 @@ def run(args) -> int:
     from rosmind.sim.perturb import parse_task_options
 
     options = parse_task_options(args.task_option, args.task)
-    cfg = CollectConfig(task_options=options, task=args.task, robot=args.robot, policy=args.policy, episodes=args.episodes,
+    takeover = {}
+    if args.takeover_from:
+        takeover = _takeover_fields(args, spec, cams)
+    cfg = CollectConfig(**takeover, task_options=options, task=args.task, robot=args.robot, policy=args.policy, episodes=args.episodes,
                         seed_start=args.seed_start, workers=args.workers, cameras=cams, depth=args.depth,
                         keep_failed=args.keep_failed, after_success_ticks=args.after_success_ticks)
     summary = collect(cfg, args.out)
     print(json.dumps(summary))
     return 0
+
+
+def _takeover_fields(args, spec, cams: tuple[str, ...]) -> dict:
+    """Check ``--takeover-from``'s checkpoint against the robot, the cameras and the expert."""
+    from rosmind.checkpoint import read_manifest
+    from rosmind.errors import UserError
+    from rosmind.sim.cameras import cameras_of
+
+    where = f"--takeover-from {args.takeover_from}"
+    manifest = read_manifest(args.takeover_from)
+    robot = manifest["config"].get("robot")
+    if robot != spec.name:
+        raise UserError(f"{where}: a checkpoint for robot {robot!r}, not {spec.name!r}")
+    missing = [c for c in cameras_of(manifest["config"].get("obs_keys", ())) if c not in cams]
+    if missing:
+        raise UserError(f"{where}: it reads camera(s) {missing}; add them to --cameras")
+    from rosmind.registry import POLICIES
+
+    entry = POLICIES.get(args.policy)
+    expert = entry.factory(entry.config())
+    try:
+        if not hasattr(getattr(expert, "expert", None), "take_over"):
+            raise UserError(f"--takeover-from: the demonstrator {args.policy!r} cannot take over an episode "
+                            f"another policy began")
+    finally:
+        if hasattr(expert, "close"):
+            expert.close()
+    try:
+        lo, hi = (int(t) for t in args.takeover_ticks.split(","))
+    except ValueError:
+        raise UserError(f"--takeover-ticks: expected LO,HI (two integers), got {args.takeover_ticks!r}") from None
+    return {"takeover_from": args.takeover_from, "takeover_ticks": (lo, hi)}
