@@ -127,6 +127,10 @@ class _Worker:
                 from rosmind.checkpoint import load_checkpoint
 
                 cls.learner = load_checkpoint(cfg.takeover_from)
+                if cfg.workers > 1:  # one torch thread a worker: more only spin against each other
+                    import torch
+
+                    torch.set_num_threads(1)
         rows: dict[str, list] = {k: [] for k in (*STATE_KEYS, "action")}
         cam_keys = [rgb_key(c) for c in cfg.cameras] + [depth_key(c) for c in cfg.cameras if cfg.depth]
         for k in cam_keys:
