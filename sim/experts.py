@@ -182,9 +182,12 @@ class PickPlaceExpert:
             self.carry_xy = ee[:2].copy()
             self._offset = cube[:3] - ee[:3]
             self.phase = "carry" if abs(c.carry_height - ee[2]) < c.switch_z else "lift"
-        elif (q[7] > c.open_width - 0.005 and np.linalg.norm(cube[:2] - ee[:2]) < c.switch_xy
+        elif (q[7] > half + 0.004 and np.linalg.norm(cube[:2] - ee[:2]) < 0.02
               and ee[2] < cube[2] + c.hover_height):
-            self.phase = "descend"  # open, right over the cube and below the hover height
+            # Open (not yet on the cube), over it within what descending itself tolerates
+            # (_next_phase aborts a descent beyond 2 cm), below the hover height: as its own
+            # run would be there. Descending turns into grasping where the hand is at the cube.
+            self.phase = "descend"
         else:
             self.phase = "approach"  # anything else: open, back over the cube, and again
         if last_cmd is not None:

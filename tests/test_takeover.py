@@ -33,7 +33,10 @@ def test_the_expert_picks_its_phase_from_the_state_it_takes_over():
         assert np.allclose(ex.carry_xy, [0.5, 0.0])
         assert ex.take_over(_obs(0.16, 0.16, 0.021)) == "carry"  # holding it at carry height
         assert ex.take_over(_obs(0.05, 0.02, 0.04)) == "descend"  # open, right over it
+        assert ex.take_over(_obs(0.05, 0.02, 0.04, xy_off=0.015)) == "descend"  # within a descent's 2 cm
+        assert ex.take_over(_obs(0.02, 0.02, 0.03)) == "descend"  # closing, not yet on it: then grasp
         assert ex.take_over(_obs(0.05, 0.02, 0.04, xy_off=0.03)) == "approach"  # open, beside it
+        assert ex.take_over(_obs(0.15, 0.02, 0.04)) == "approach"  # above the hover height
         assert ex.take_over(_obs(0.02, 0.02, 0.010)) == "approach"  # closed on nothing: a missed grasp
         last = np.r_[REST_POSE, 0.021]  # inside the joint limits (rows are clipped to them)
         ex.take_over(_obs(0.035, 0.035, 0.021), last_cmd=last, last_step=np.full(8, 0.01))
