@@ -107,7 +107,7 @@ class _Worker:
         from rosmind.sim.rollout import run_episode
 
         key = (cfg.robot, cfg.task, cfg.policy, repr(sorted(cfg.task_options.items())), cfg.cameras, cfg.depth,
-               cfg.takeover_from)
+               cfg.takeover_from, cfg.takeover_ticks)  # the latest takeover tick sets the sim's time limit
         if cls.sim is None or cls.key != key:
             if cls.sim is not None:
                 cls.sim.disconnect()
