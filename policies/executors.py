@@ -69,7 +69,13 @@ class ChunkExecutor:
         self.policy = policy
         self.config = config or ChunkExecutorConfig()
         pc = getattr(policy, "config", None)
-        self.n_action_steps = self.config.n_action_steps or getattr(pc, "n_action_steps", 1)
+        own = getattr(pc, "n_action_steps", None)
+        if self.config.n_action_steps and own and self.config.n_action_steps > own:
+            # The policy returns only its own n_action_steps rows a chunk: more would silently
+            # run as many as it returns (widen the policy's config first: rosmind eval does).
+            raise SpecError(f"ChunkExecutorConfig.n_action_steps={self.config.n_action_steps}: the policy "
+                            f"returns {own} rows a chunk (its config's n_action_steps)")
+        self.n_action_steps = self.config.n_action_steps or own or 1
         self._lock = threading.Lock()
         self._chunks: list[tuple[int, np.ndarray]] = []  # (obs tick, [Ta, Da]), oldest first
         self._pending = False

@@ -1,5 +1,6 @@
 """`rosmind eval --n-action-steps / --temporal-ensemble`: the executor settings reach the
-episodes (inference is called as often as they say), and the ROS mode refuses them."""
+episodes (inference is called as often as they say), more rows than a policy returns widen its
+chunks (up to its horizon) instead of silently running fewer, and the ROS mode refuses them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import sys
 import pytest
 
 from rosmind.checkpoint import load_checkpoint
-from rosmind.policies.executors import ChunkExecutorConfig
+from rosmind.commands.eval import widen_chunks
+from rosmind.errors import SpecError, UserError
+from rosmind.policies.executors import ChunkExecutor, ChunkExecutorConfig
 from rosmind.sim.evaluate import evaluate
 from rosmind.sim.robots import make_sim
 from rosmind.spec import load_spec
@@ -19,8 +22,9 @@ pytestmark = pytest.mark.sim
 CKPT = "checkpoints/diffusion_pick_place"
 
 
-def _calls(repo, executor: ChunkExecutorConfig | None, n_envs: int) -> tuple[int, list[int]]:
+def _calls(repo, executor: ChunkExecutorConfig | None, n_envs: int, widen: int | None = None) -> tuple[int, list[int]]:
     policy = load_checkpoint(repo / CKPT, load_spec("panda"))
+    widen_chunks(policy, widen, CKPT)
     res = evaluate(lambda: make_sim("panda", "pick_place", time_limit_s=2.0), policy, [7, 8], n_envs=n_envs,
                    executor=executor)
     return len(res.latencies_s) + res.warmup_calls, res.lengths
@@ -36,6 +40,16 @@ def test_executor_settings_reach_the_episodes(repo, n_envs, one_thread):
     assert default == pytest.approx(ticks / 8, abs=2)  # the checkpoint executes 8 rows per chunk
     assert every_2 == pytest.approx(ticks / 2, abs=2)
     assert ensemble == pytest.approx(ticks, abs=2)  # a plan every tick
+
+
+def test_more_rows_than_the_policy_returns(repo, one_thread):
+    policy = load_checkpoint(repo / CKPT, load_spec("panda"))  # 8 rows a chunk, horizon 16
+    with pytest.raises(SpecError, match="returns 8 rows"):
+        ChunkExecutor(policy, ChunkExecutorConfig(n_action_steps=12))
+    with pytest.raises(UserError, match="plans 16 rows"):
+        widen_chunks(policy, 17, CKPT)
+    calls, lengths = _calls(repo, ChunkExecutorConfig(n_action_steps=12), 1, widen=12)
+    assert lengths == [40, 40] and calls == pytest.approx(sum(lengths) / 12, abs=2)
 
 
 def test_ros_mode_refuses_executor_settings(repo):

@@ -97,6 +97,20 @@ def load_policy(args, spec):
     return policy
 
 
+def widen_chunks(policy, n: int | None, name: str) -> None:
+    """``--n-action-steps n`` above the policy's own: have it return ``n`` rows a chunk, which
+    its horizon must hold (rows from the newest observation on)."""
+    pc = getattr(policy, "config", None)
+    own = getattr(pc, "n_action_steps", None)
+    if not n or own is None or n <= own:
+        return
+    most = pc.horizon - getattr(pc, "n_obs_steps", 1) + 1
+    if n > most:
+        raise UserError(f"--n-action-steps {n}: policy {name!r} plans {most} rows from its newest observation "
+                        f"(horizon {pc.horizon}, n_obs_steps {getattr(pc, 'n_obs_steps', 1)})")
+    pc.n_action_steps = n
+
+
 def _direct(args, spec) -> dict:
     from rosmind.sim.evaluate import evaluate
     from rosmind.sim.perturb import perturbed_sim_factory
@@ -106,6 +120,7 @@ def _direct(args, spec) -> dict:
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     from rosmind.policies.executors import ChunkExecutorConfig
 
+    widen_chunks(policy, args.n_action_steps, args.checkpoint or args.policy)
     executor = ChunkExecutorConfig(n_action_steps=args.n_action_steps, temporal_ensemble=args.temporal_ensemble,
                                    replan_every=args.replan_every)
     res = evaluate(perturbed_sim_factory(spec.name, args.task, options, noise), policy, seeds,
