@@ -1,7 +1,7 @@
 """Does RDP's fast decoder use the force? A tokenizer-only training run, then a probe.
 
     .venv/bin/python benchmarks/rdp_decoder_reactivity.py --dataset data/wipe.zarr --steps 1500 \\
-        [--latent-noise 0.3] [--kl-weight 1e-6]
+        [--latent-noise 0.3] [--kl-weight 1e-6] [--latent-dim 4]
 
 Trains only the asymmetric tokenizer (stage 1, one thread, batch 64) on a wipe dataset
 (``rosmind collect --task wipe --policy wipe_expert ...``), then takes up to 40 chunks whose
@@ -34,10 +34,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--latent-noise", type=float, default=0.0)
     ap.add_argument("--kl-weight", type=float, default=1e-6)
+    ap.add_argument("--latent-dim", type=int, default=RDPConfig.latent_dim)
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    cfg = RDPConfig(kl_weight=args.kl_weight, latent_noise=args.latent_noise)
+    cfg = RDPConfig(kl_weight=args.kl_weight, latent_noise=args.latent_noise, latent_dim=args.latent_dim)
     p = RDPPolicy(cfg)
     ds = SequenceDataset(args.dataset, cfg.obs_keys, cfg.horizon, cfg.n_obs_steps, cfg.n_action_steps,
                          future_keys=cfg.fast_keys)
@@ -52,7 +53,7 @@ def main() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    print(f"latent_noise {args.latent_noise} kl_weight {args.kl_weight} steps {args.steps}: "
+    print(f"latent_dim {args.latent_dim} latent_noise {args.latent_noise} kl_weight {args.kl_weight} steps {args.steps}: "
           f"L1 {logs['recon_l1']:.4f} ({time.time() - t0:.0f} s)")
     force = ds.arrays["wrench"][:, 2]
     touch = [i for i, (b0, b1, s0, _) in enumerate(ds.indices[:30000])
