@@ -1,7 +1,7 @@
 """Does RDP's fast decoder use the force? A tokenizer-only training run, then a probe.
 
     .venv/bin/python benchmarks/rdp_decoder_reactivity.py --dataset data/wipe.zarr --steps 1500 \\
-        [--latent-noise 0.3] [--kl-weight 1e-6] [--latent-dim 4]
+        [--latent-noise 0.3] [--kl-weight 1e-6] [--latent-dim 4] [--time-shift 0] [--obs-quantile 0]
 
 Trains only the asymmetric tokenizer (stage 1, one thread, batch 64) on a wipe dataset
 (``rosmind collect --task wipe --policy wipe_expert ...``), then takes up to 40 chunks whose
@@ -35,25 +35,28 @@ def main() -> None:
     ap.add_argument("--latent-noise", type=float, default=0.0)
     ap.add_argument("--kl-weight", type=float, default=1e-6)
     ap.add_argument("--latent-dim", type=int, default=RDPConfig.latent_dim)
+    ap.add_argument("--time-shift", type=int, default=0, help="RDPConfig.latent_time_shift")
+    ap.add_argument("--obs-quantile", type=float, default=0.0, help="RDPConfig.obs_quantile")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    cfg = RDPConfig(kl_weight=args.kl_weight, latent_noise=args.latent_noise, latent_dim=args.latent_dim)
+    cfg = RDPConfig(kl_weight=args.kl_weight, latent_noise=args.latent_noise, latent_dim=args.latent_dim,
+                    latent_time_shift=args.time_shift, obs_quantile=args.obs_quantile)
     p = RDPPolicy(cfg)
     ds = SequenceDataset(args.dataset, cfg.obs_keys, cfg.horizon, cfg.n_obs_steps, cfg.n_action_steps,
                          future_keys=cfg.fast_keys)
-    p.fit_normalizer(ds.stats())
+    p.fit_normalizer(ds.stats(quantile=cfg.obs_quantile))
     opt = torch.optim.AdamW(p.tokenizer.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
     t0 = time.time()
     for _ in range(args.steps):
         items = [ds[int(i)] for i in torch.randint(0, len(ds), (64,), generator=g)]
         batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
-        loss, logs = p.tokenizer.loss(p._chunk(batch), p._fast_stream(batch), cfg.kl_weight, cfg.latent_noise)
+        loss, logs = p.tokenizer_loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    print(f"latent_dim {args.latent_dim} latent_noise {args.latent_noise} kl_weight {args.kl_weight} steps {args.steps}: "
+    print(f"obs_quantile {args.obs_quantile} time_shift {args.time_shift} latent_dim {args.latent_dim} latent_noise {args.latent_noise} kl_weight {args.kl_weight} steps {args.steps}: "
           f"L1 {logs['recon_l1']:.4f} ({time.time() - t0:.0f} s)")
     force = ds.arrays["wrench"][:, 2]
     touch = [i for i, (b0, b1, s0, _) in enumerate(ds.indices[:30000])

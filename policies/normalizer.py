@@ -27,12 +27,13 @@ class Normalizer(nn.Module):
     """``normalize(key, x[..., *shape])`` / ``unnormalize``; ``shapes`` fixes keys and shapes."""
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], range_eps: float = 1e-4,
-                 min_range: dict[str, float] | None = None):
+                 min_range: dict[str, float] | None = None, clip: dict[str, float] | None = None):
         super().__init__()
         self.keys = tuple(shapes)
         self.shapes = {k: tuple(s) for k, s in shapes.items()}
         self.range_eps = range_eps
         self.min_range = {k: float(v) for k, v in (min_range or {}).items() if v > 0}
+        self.clip = {k: float(v) for k, v in (clip or {}).items()}  # key -> normalized values saturate at +-v
         for k, s in self.shapes.items():
             self.register_buffer(f"{_safe(k)}_min", -torch.ones(s))
             self.register_buffer(f"{_safe(k)}_max", torch.ones(s))
@@ -66,7 +67,9 @@ class Normalizer(nn.Module):
 
     def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
         scale, offset = self._scale_offset(key)
-        return x * scale + offset
+        y = x * scale + offset
+        c = self.clip.get(key)
+        return y if c is None else y.clamp(-c, c)
 
     def unnormalize(self, key: str, y: torch.Tensor) -> torch.Tensor:
         scale, offset = self._scale_offset(key)
@@ -81,3 +84,22 @@ class Normalizer(nn.Module):
     def stats(self) -> dict[str, dict[str, list]]:
         """JSON-ready ``{key: {"min": [...], "max": [...]}}`` (for the checkpoint manifest)."""
         return {k: {"min": self.bounds(k)[0].tolist(), "max": self.bounds(k)[1].tolist()} for k in self.keys}
+
+
+OBS_CLIP = 1.5  # normalized observations of quantile-limited keys saturate here
+
+
+def quantile_limits(stats: dict[str, dict[str, np.ndarray]], keys, quantile: float) -> dict:
+    """``stats`` with ``min``/``max`` of ``keys`` replaced by their ``quantile`` and
+    ``1 - quantile`` quantiles (``SequenceDataset.stats(quantile=...)``); as is for 0."""
+    if quantile <= 0:
+        return stats
+    out = dict(stats)
+    for k in keys:
+        if k not in stats:
+            continue
+        if "q_min" not in stats[k] or float(np.asarray(stats[k].get("quantile", -1))) != quantile:
+            raise KeyError(f"normalizer: obs_quantile={quantile} needs the dataset's {quantile} quantiles of {k!r} "
+                           "(SequenceDataset.stats(quantile=...), as rosmind train makes them)")
+        out[k] = {**stats[k], "min": stats[k]["q_min"], "max": stats[k]["q_max"]}
+    return out

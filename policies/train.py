@@ -309,7 +309,7 @@ def train(family: str, dataset: str | Path, out: str | Path, preset: str | None 
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
     policy = entry.factory(pcfg)
     if hasattr(policy, "fit_normalizer"):
-        policy.fit_normalizer(train_ds.stats())
+        policy.fit_normalizer(train_ds.stats(quantile=getattr(pcfg, "obs_quantile", 0.0)))
     ema = EMAModel(policy, entry.factory(pcfg), power=tcfg.ema_power, max_decay=tcfg.ema_max_decay)
     opt = torch.optim.AdamW(policy.parameters(), lr=tcfg.lr, betas=tcfg.adam_betas,
                             weight_decay=tcfg.weight_decay)

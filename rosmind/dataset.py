@@ -328,12 +328,18 @@ class SequenceDataset:
         """Per-step shape of each key (the policy config's ``obs_shapes`` / action dim)."""
         return {k: tuple(int(s) for s in a.shape[1:]) for k, a in self.arrays.items()}
 
-    def stats(self) -> dict[str, dict[str, np.ndarray]]:
-        """Per-element ``min``/``max`` over all steps of every low-dimensional key; with
+    def stats(self, quantile: float = 0.0) -> dict[str, dict[str, np.ndarray]]:
+        """Per-element ``min``/``max`` over all steps of every low-dimensional key (and, for
+        ``quantile > 0``, ``q_min``/``q_max``: its ``quantile`` and ``1 - quantile`` quantiles); with
         ``joint_pos`` among the keys also ``action_relative`` ``[horizon, Da]``: the range of
         each chunk row minus the window's newest joint_pos, over every training window."""
         out = {k: {"min": a.min(axis=0), "max": a.max(axis=0)}
                for k, a in self.arrays.items() if not is_image_key(k)}
+        if quantile > 0:
+            for k in out:
+                a = np.asarray(self.arrays[k])
+                out[k].update(q_min=np.quantile(a, quantile, axis=0), q_max=np.quantile(a, 1 - quantile, axis=0),
+                              quantile=np.float64(quantile))
         for k, a in self.arrays.items():
             if k.startswith("tactile/"):
                 out[k].update(tactile_pca(a))

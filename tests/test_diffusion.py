@@ -258,6 +258,37 @@ def test_normalizer_range_floor_does_not_amplify_barely_varying_elements():
     torch.testing.assert_close(floored.unnormalize("q", y), x)
 
 
+def test_obs_quantile_spreads_the_working_band_a_rare_spike_set_aside(tmp_path):
+    # A force sensor reads 0-15 N while wiping and 300 N on 2 % of the ticks (contact spikes):
+    # min-max puts the whole working band inside 0.08 of the [-1, 1] range; quantile limits
+    # spread it and a spike saturates at OBS_CLIP. The stats come from a real dataset.
+    from rosmind.dataset import SequenceDataset
+    from rosmind.policies.normalizer import OBS_CLIP, quantile_limits
+    from tests.synthetic_data import make_dataset
+
+    path = make_dataset(tmp_path / "d.zarr", n_episodes=4, length=50)
+    ds = SequenceDataset(path, ["joint_pos"], 8, 1, 4)
+    rng = np.random.default_rng(0)
+    force = rng.uniform(0.0, 15.0, size=ds.arrays["joint_pos"].shape)
+    force[rng.random(len(force)) < 0.02] = 300.0
+    ds.arrays["joint_pos"] = force.astype(np.float32)
+    stats = ds.stats(quantile=0.05)
+    assert stats["joint_pos"]["max"].max() == pytest.approx(300.0)
+    assert (stats["joint_pos"]["q_max"] < 15.0).all() and (stats["joint_pos"]["q_min"] > 0.0).all()
+    shape = {"joint_pos": force.shape[1:]}
+    plain, robust = Normalizer(shape), Normalizer(shape, clip={"joint_pos": OBS_CLIP})
+    plain.fit(stats)
+    robust.fit(quantile_limits(stats, ["joint_pos"], 0.05))
+    band = torch.tensor([[5.0] * force.shape[1], [15.0] * force.shape[1]])
+    spread = lambda n: (n.normalize("joint_pos", band)[1] - n.normalize("joint_pos", band)[0]).min()  # noqa: E731
+    assert spread(plain) < 0.08 and spread(robust) > 1.0
+    assert robust.normalize("joint_pos", torch.full((force.shape[1],), 300.0)).max() == pytest.approx(OBS_CLIP)
+    with pytest.raises(KeyError, match="quantiles"):  # stats made without (or at another) quantile
+        quantile_limits(ds.stats(), ["joint_pos"], 0.05)
+    with pytest.raises(SpecError, match="obs_quantile"):
+        DiffusionConfig(obs_quantile=0.3)
+
+
 def test_ema_decay_schedule_and_update():
     a, b = nn.Linear(2, 1), nn.Linear(2, 1)
     ema = EMAModel(a, b, power=0.75, max_decay=0.9999)

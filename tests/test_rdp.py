@@ -8,7 +8,7 @@ import torch
 from rosmind.errors import SpecError
 from rosmind.policies.executors import ChunkExecutorConfig, SlowFastExecutor, make_executor
 from rosmind.policies.rdp import RDPConfig, RDPPolicy
-from rosmind.policies.rdp.tokenizer import AsymmetricTokenizer
+from rosmind.policies.rdp.tokenizer import AsymmetricTokenizer, time_shift
 
 SMALL = dict(down_dims=(16, 32), n_groups=4, step_embed_dim=16, num_inference_steps=4)
 
@@ -80,6 +80,20 @@ def test_config_rejects_what_the_tokenizer_cannot_do():
         RDPConfig(fast_keys=())
     with pytest.raises(SpecError, match="fast_input"):
         RDPConfig(fast_input="sometimes")
+    with pytest.raises(SpecError, match="latent_time_shift"):
+        RDPConfig(latent_time_shift=32)  # the whole chunk
+    with pytest.raises(SpecError, match="latent_time_shift"):
+        RDPConfig(latent_time_shift=-1)
+    with pytest.raises(SpecError, match="obs_quantile"):
+        RDPConfig(obs_quantile=-0.1)
+
+
+def test_time_shift_moves_rows_and_repeats_the_edges():
+    t = torch.arange(6.0).reshape(1, 6, 1).repeat(3, 1, 2)
+    out = time_shift(t, torch.tensor([0, 2, -1]))
+    assert out[0, :, 0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert out[1, :, 0].tolist() == [2, 3, 4, 5, 5, 5]  # later rows now, the last one held
+    assert out[2, :, 1].tolist() == [0, 0, 1, 2, 3, 4]  # earlier, the first one held
     with pytest.raises(SpecError, match="low-dimensional"):
         RDPConfig(fast_keys=("camera/wrist/rgb",), obs_shapes={"camera/wrist/rgb": (8, 8, 3), "joint_pos": (8,),
                                                                "ee_pose": (7,), "wrench": (6,), "goal_pose": (7,)})
@@ -230,10 +244,20 @@ def test_tiny_wipe_collect_train_eval(tmp_path):
     res = train("rdp", data, tmp_path / "run", overrides=[
         "train.steps=12", "train.batch_size=8", "train.warmup_steps=1", "train.checkpoint_every=6",
         "train.val_every=0", "train.progress=false", "policy.tokenizer_steps=6", "policy.down_dims=[16,32]",
-        "policy.n_groups=4", "policy.step_embed_dim=16", "policy.num_inference_steps=2"])
+        "policy.n_groups=4", "policy.step_embed_dim=16", "policy.num_inference_steps=2",
+        "policy.obs_quantile=0.05", "policy.latent_time_shift=3"])
     assert res.step == 12 and np.isfinite(res.losses).all()
     policy = load_checkpoint(res.checkpoint)
     assert int(policy.train_step) == 12 and policy.stage == 2
+    # The wrench (fast and slow) is normalized between its 5 % quantiles, kept in the checkpoint.
+    from rosmind.dataset import SequenceDataset
+
+    q = SequenceDataset(data, ["wrench"], 32, 1, 16).stats(quantile=0.05)["wrench"]
+    for n in (policy.normalizer, policy.latent_dp.normalizer):
+        lo, hi = n.bounds("wrench")
+        np.testing.assert_allclose(lo.numpy(), q["q_min"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(hi.numpy(), q["q_max"], rtol=1e-5, atol=1e-5)
+        assert n.clip["wrench"] == 1.5
     out = evaluate(lambda: make_sim("panda", "wipe", time_limit_s=1.0), policy, [5])
     assert len(out.successes) == 1 and out.lengths[0] == 20
 

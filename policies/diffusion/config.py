@@ -49,6 +49,14 @@ class DenoiserConfig:
     # Training only: Gaussian noise per obs key in its own units (rosmind.policies.augment), so
     # the policy holds up to encoder/perception noise: e.g. {"joint_pos": [0.005]*7 + [0.001]}.
     state_noise: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # > 0: the low-dimensional observations are normalized between their q and 1-q quantiles
+    # over the dataset instead of their min and max, and saturate at OBS_CLIP beyond (a force
+    # sensor's rare contact spikes otherwise set the range and squash the working band).
+    obs_quantile: float = 0.0
+
+    def check_obs_quantile(self) -> None:
+        if not (math.isfinite(self.obs_quantile) and 0 <= self.obs_quantile < 0.25):
+            raise SpecError(f"{type(self).__name__}.obs_quantile: in [0, 0.25), got {self.obs_quantile!r}")
 
 
 @dataclass
@@ -111,6 +119,7 @@ class DiffusionConfig(PolicyConfig, DenoiserConfig):
         need = [k for k in RELATIVE_OBS_KEYS if k not in self.obs_keys]
         if self.relative_obs and need:
             raise bad("relative_obs", f"needs obs key(s) {need} among obs_keys {list(self.obs_keys)}")
+        self.check_obs_quantile()
         if not math.isfinite(self.aux_pose_weight) or self.aux_pose_weight < 0:
             raise bad("aux_pose_weight", f"must be a finite number >= 0, got {self.aux_pose_weight}")
         lacking = [k for k in self.aux_keys if k not in self.obs_shapes]

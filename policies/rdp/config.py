@@ -53,6 +53,11 @@ class RDPConfig(PolicyConfig, DenoiserConfig):
     # VAE). With it the decoder takes more of a chunk's timing (when the sponge touches, when
     # the board moves) from the force stream instead of the latent, so it reacts within a chunk.
     latent_noise: float = 0.0
+    # Not in the paper either: the decoder reconstructs the chunk shifted by a random -s..s ticks
+    # (edge rows repeated), with the force stream shifted alike, from the latent of the unshifted
+    # chunk. The latent then says what the chunk does and cannot say exactly when; the force
+    # stream must (the sponge touches, the board moves). 0 = off.
+    latent_time_shift: int = 0
     tokenizer_steps: int = 3000
     # A tactile fast key (tactile/<pad>) enters the decoder as its first principal components,
     # fitted on the dataset and kept in the checkpoint (RDP: marker offsets -> PCA 15-D).
@@ -90,8 +95,11 @@ class RDPConfig(PolicyConfig, DenoiserConfig):
         for f in ("latent_dim", "decoder_hidden", "fast_embed", "latent_feature", "tactile_pca_dim"):
             if getattr(self, f) < 1:
                 raise SpecError(f"{name}.{f}: must be >= 1, got {getattr(self, f)}")
-        if self.kl_weight < 0 or self.tokenizer_steps < 0 or self.latent_noise < 0:
-            raise SpecError(f"{name}: kl_weight, latent_noise and tokenizer_steps must be >= 0")
+        if self.kl_weight < 0 or self.tokenizer_steps < 0 or self.latent_noise < 0 or self.latent_time_shift < 0:
+            raise SpecError(f"{name}: kl_weight, latent_noise, latent_time_shift and tokenizer_steps must be >= 0")
+        if self.latent_time_shift >= self.chunk:
+            raise SpecError(f"{name}.latent_time_shift: less than the chunk ({self.chunk}), got {self.latent_time_shift}")
+        self.check_obs_quantile()
         if self.fast_input not in FAST_INPUTS:
             raise SpecError(f"{name}.fast_input: one of {FAST_INPUTS}, got {self.fast_input!r}")
         self.latent_config()  # the latent diffusion's own checks (UNet depth vs latent length, ...)

@@ -24,10 +24,10 @@ from torch import nn
 
 from rosmind.errors import UserError
 from rosmind.policies.diffusion.policy import DiffusionPolicy
-from rosmind.policies.normalizer import Normalizer
+from rosmind.policies.normalizer import OBS_CLIP, Normalizer, quantile_limits
 
 from .config import RDPConfig
-from .tokenizer import AsymmetricTokenizer
+from .tokenizer import AsymmetricTokenizer, time_shift
 
 
 def is_tactile(key: str) -> bool:
@@ -77,7 +77,8 @@ class RDPPolicy(nn.Module):
                                              cfg.latent_feature)
         # Relative chunks normalized per row (as Diffusion Policy's relative_actions); fast keys per element.
         self.normalizer = Normalizer({"action": (cfg.chunk, cfg.action_dim),
-                                      **{k: (self._fast_width(k),) for k in cfg.fast_keys}})
+                                      **{k: (self._fast_width(k),) for k in cfg.fast_keys}},
+                                     clip={k: OBS_CLIP for k in cfg.fast_keys} if cfg.obs_quantile > 0 else None)
         for k in cfg.fast_keys:
             if is_tactile(k):  # the pad's PCA (fitted on the dataset)
                 d = int(np.prod(cfg.obs_shapes[k]))
@@ -94,9 +95,10 @@ class RDPPolicy(nn.Module):
             raise KeyError("RDP needs 'action_relative' stats (SequenceDataset.stats() with joint_pos)")
         rel = {k: np.asarray(v)[cfg.n_obs_steps - 1:] for k, v in stats["action_relative"].items()}
         fast = {}
+        limits = quantile_limits(stats, [k for k in cfg.fast_keys if not is_tactile(k)], cfg.obs_quantile)
         for k in cfg.fast_keys:
             if not is_tactile(k):
-                fast[k] = {"min": np.asarray(stats[k]["min"]).reshape(-1), "max": np.asarray(stats[k]["max"]).reshape(-1)}
+                fast[k] = {"min": np.asarray(limits[k]["min"]).reshape(-1), "max": np.asarray(limits[k]["max"]).reshape(-1)}
                 continue
             if "pca_components" not in stats[k]:
                 raise KeyError(f"RDP: tactile key {k!r} needs its PCA in the stats (SequenceDataset.stats())")
@@ -145,11 +147,23 @@ class RDPPolicy(nn.Module):
             x = (x - getattr(self, _pca(key, "mean"))) @ getattr(self, _pca(key, "components")).T
         return self.normalizer.normalize(key, x)
 
-    def _chunk(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The window's chunk relative to its newest joint_pos, normalized ``[B, T, Da]``."""
+    def _chunk(self, batch: dict[str, torch.Tensor], delta: torch.Tensor | None = None) -> torch.Tensor:
+        """The window's chunk relative to its newest joint_pos, normalized ``[B, T, Da]``;
+        ``delta [B]``: shifted by that many ticks first (``time_shift``)."""
         to = self.config.n_obs_steps
         anchor = batch["joint_pos"][:, to - 1].float()[:, None]
-        return self.normalizer.normalize("action", batch["action"][:, to - 1:].float() - anchor)
+        rel = batch["action"][:, to - 1:].float() - anchor
+        return self.normalizer.normalize("action", rel if delta is None else time_shift(rel, delta))
+
+    def tokenizer_loss(self, batch: dict[str, torch.Tensor], x: torch.Tensor | None = None):
+        """Stage 1's objective on a batch (``x``: its ``_chunk``, if already made)."""
+        cfg = self.config
+        x = self._chunk(batch) if x is None else x
+        fast, target, s = self._fast_stream(batch), None, cfg.latent_time_shift
+        if s:
+            delta = torch.randint(-s, s + 1, (x.shape[0],))
+            target, fast = self._chunk(batch, delta), time_shift(fast, delta)
+        return self.tokenizer.loss(x, fast, cfg.kl_weight, cfg.latent_noise, target)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]):
         x = self._chunk(batch)
@@ -157,8 +171,7 @@ class RDPPolicy(nn.Module):
         if self.training:
             self.train_step += 1
         if stage == 1:
-            loss, logs = self.tokenizer.loss(x, self._fast_stream(batch), self.config.kl_weight,
-                                             self.config.latent_noise)
+            loss, logs = self.tokenizer_loss(batch, x)
             return loss, {**logs, "stage": 1.0}
         # Frozen: no gradient, and an EMA copy takes these weights as they are.
         self.tokenizer.requires_grad_(False)

@@ -70,13 +70,22 @@ class AsymmetricTokenizer(nn.Module):
         out, _ = self.gru(torch.cat([feats, self.fast(fast)], dim=-1), h0)
         return self.head(out)
 
-    def loss(self, x: torch.Tensor, fast: torch.Tensor, kl_weight: float,
-             latent_noise: float = 0.0) -> tuple[torch.Tensor, dict]:
+    def loss(self, x: torch.Tensor, fast: torch.Tensor, kl_weight: float, latent_noise: float = 0.0,
+             target: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Stage-1 objective: L1 reconstruction plus ``kl_weight`` times the KL to N(0, I).
         ``latent_noise``: extra Gaussian noise on the sampled latent (std, latent units), so the
-        decoder cannot read fine timing from the latent and must take it from the force stream."""
+        decoder cannot read fine timing from the latent and must take it from the force stream.
+        ``target``: what the decoder must give from ``x``'s latent and ``fast`` (default ``x``;
+        a time-shifted ``x``, with ``fast`` shifted alike, for ``latent_time_shift``)."""
         mean, logvar = self.encode(x)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) + latent_noise * torch.randn_like(mean)
-        recon = F.l1_loss(self.decode(z, fast), x)
+        recon = F.l1_loss(self.decode(z, fast), x if target is None else target)
         kl = 0.5 * torch.mean(mean ** 2 + logvar.exp() - 1.0 - logvar)
         return recon + kl_weight * kl, {"recon_l1": recon.item(), "kl": kl.item()}
+
+
+def time_shift(t: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``t [B, T, D]``, ``delta [B]`` (ints) -> row ``i`` of sample ``b`` is row ``i + delta[b]``
+    of ``t``, clamped to the first and last rows (standing still before and after)."""
+    idx = (torch.arange(t.shape[1], device=t.device)[None] + delta[:, None]).clamp(0, t.shape[1] - 1)
+    return torch.gather(t, 1, idx[..., None].expand(-1, -1, t.shape[2]))
