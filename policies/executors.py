@@ -35,6 +35,7 @@ the control thread calls ``observe``/``action``; all state is behind one lock.
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
 
@@ -42,6 +43,8 @@ import numpy as np
 
 from rosmind.errors import SpecError
 from rosmind.policy import infer_seeded
+from rosmind.spec import load_spec
+from rosmind.trajectory import SetpointLimiter
 
 
 @dataclass
@@ -220,8 +223,9 @@ class SlowFastExecutor(ChunkExecutor):
     - A fast value that is not finite (a NaN force sample) is never decoded: the tick holds the
       last good command (``held_ticks`` counts them; policy_node reports it) and the decoder
       later steps through that tick with the last finite value.
-    - ``planned(tick)`` is the command of ``tick`` followed by the rest of the chunk decoded with
-      the newest fast value held (what a published trajectory can promise).
+    - ``planned(tick)`` is the command of ``tick`` followed by the rest of the plan's
+      ``n_action_steps`` rows decoded with the newest fast value held (what a published
+      trajectory can promise).
     """
 
     HISTORY = 64  # ticks of fast values and commands kept
@@ -238,6 +242,14 @@ class SlowFastExecutor(ChunkExecutor):
         self._rows: dict[int, np.ndarray] = {}
         self.held_ticks = 0
         self.fast_stale = False  # the newest fast value was not finite
+        robot = getattr(policy.config, "robot", None)
+        self._spec = None if robot is None else load_spec(robot)
+        self._limiter = self._new_limiter()
+
+    def _new_limiter(self):
+        """Decoded rows are held inside the robot's position, velocity and acceleration limits
+        (at 0.9 of safety_node's), so what runs in process is what safety passes in the graph."""
+        return None if self._spec is None else SetpointLimiter(self._spec, 0.9)
 
     def reset(self, noise_seed: int | None = None) -> None:
         super().reset(noise_seed)
@@ -246,6 +258,14 @@ class SlowFastExecutor(ChunkExecutor):
             self._fast.clear()
             self._rows.clear()
             self.held_ticks, self.fast_stale = 0, False
+            self._limiter = self._new_limiter()
+
+    def _limit(self, lim, row: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+        if lim is None:
+            return row
+        if lim.prev is None:  # the episode's first command: from where the robot stood at the plan
+            lim.reset(anchor)
+        return lim(row)
 
     def observe(self, obs: dict[str, np.ndarray], tick: int) -> None:
         values = {k: np.asarray(obs[k], dtype=np.float64).reshape(-1, *np.shape(obs[k])[1:])[-1]
@@ -309,8 +329,10 @@ class SlowFastExecutor(ChunkExecutor):
                 out = self._sent.get(max(self._sent)) if self._sent else None
                 if out is None:
                     return None
+                if self._limiter is not None:
+                    self._limiter.follow(out)
             else:
-                out = self.policy.decoder_step(st, fast)
+                out = self._limit(self._limiter, self.policy.decoder_step(st, fast), st.anchor)
             self._rows[tick] = out
             self._sent[tick] = out
             for old in [t for t in self._rows if t < tick - self.HISTORY]:
@@ -328,7 +350,13 @@ class SlowFastExecutor(ChunkExecutor):
             ahead, fast = st.copy(), self._good
             rows = [first]
             if ahead.rows == tick - k + 1:  # the decoder is at this tick (not holding)
-                rows += [self.policy.decoder_step(ahead, fast) for _ in range(ahead.rows, ahead.length)]
+                # Through the rows the plan runs before the next one (as a chunk policy
+                # publishes n_action_steps rows): the chunk's tail, decoded with a held force,
+                # is never run and can leave the workspace.
+                end = min(ahead.length, self.n_action_steps)
+                lim = copy.deepcopy(self._limiter)
+                rows += [self._limit(lim, self.policy.decoder_step(ahead, fast), ahead.anchor)
+                         for _ in range(ahead.rows, end)]
             return np.stack(rows)
 
 

@@ -163,6 +163,9 @@ def test_late_plan_skips_the_rows_whose_tick_passed():
     on_time.reset(noise_seed=3)
     late = SlowFastExecutor(policy, ChunkExecutorConfig())
     late.reset(noise_seed=3)
+    # The decoder's state is what this checks: without the rate limit, which starts a late plan
+    # from where the robot stands (test_decoded_rows_stay_inside_the_robot_limits).
+    on_time._limiter = late._limiter = None
     rows = []
     for k in range(4):
         on_time.observe(_obs(1.0 + k), k)
@@ -176,7 +179,34 @@ def test_late_plan_skips_the_rows_whose_tick_passed():
     late.add_output(out, _obs(1.0), 0, now_tick=3)  # landed 3 ticks after its observation
     assert late.dropped_rows == 3
     np.testing.assert_array_equal(late.action(3), rows[3])
-    assert late.planned(3).shape == (32 - 3, 8)  # this tick's row, then the rest of the chunk
+    assert late.planned(3).shape == (16 - 3, 8)  # this tick's row, then the plan's rows to run
+
+
+def test_decoded_rows_stay_inside_the_robot_limits():
+    # An untrained decoder's rows jump anywhere; the executor keeps every command (and every row
+    # of the published plan) inside the Panda's position, velocity and acceleration limits.
+    from rosmind.spec import load_spec
+
+    spec = load_spec("panda")
+    lower, upper = np.array(spec.limits("lower")), np.array(spec.limits("upper"))
+    vmax = np.array(spec.limits("velocity")) * spec.control_period
+    policy = _policy()
+    ex = make_executor(policy)
+    ex.reset(noise_seed=5)
+    sent, plan = [], None
+    for k in range(20):
+        ex.observe(_obs(3.0 * k), k)
+        if ex.wants_inference(k):
+            from rosmind.policy import infer_seeded
+
+            ex.add_output(infer_seeded(policy, _obs(3.0 * k), 5, k), _obs(3.0 * k), k)
+        sent.append(ex.action(k))
+        if k == 4:
+            plan = ex.planned(k)
+    q = np.stack(sent)
+    assert np.all(q >= lower - 1e-9) and np.all(q <= upper + 1e-9)
+    assert np.all(np.abs(np.diff(q, axis=0)) <= vmax + 1e-9)
+    assert np.all(np.abs(np.diff(plan, axis=0)) <= vmax + 1e-9) and np.all(plan <= upper + 1e-9)
 
 
 @pytest.mark.sim
