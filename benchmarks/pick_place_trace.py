@@ -53,8 +53,9 @@ def main() -> None:
                   f"hand at cube @{near}, gripper closing @{closing}, cube lifted @{lifted}")
             start = max(0, near - 5)
             for row in t[start:start + args.ticks:args.every]:
-                print("  t=%3d hand-cube %.3f  cube_z %.3f  finger %.4f  cmd %.4f  cube-target %.3f  hand_z %.3f"
-                      % tuple(row))
+                tick, hand_cube, cube_z, finger, cmd, cube_target, hand_z = row
+                print(f"  t={int(tick):3d} hand-cube {hand_cube:.3f}  cube_z {cube_z:.3f}  finger {finger:.4f}  "
+                      f"cmd {cmd:.4f}  cube-target {cube_target:.3f}  hand_z {hand_z:.3f}")
     finally:
         sim.disconnect()
 

@@ -248,8 +248,9 @@ class SlowFastExecutor(ChunkExecutor):
 
     def _new_limiter(self):
         """Decoded rows are held inside the robot's position, velocity and acceleration limits
-        (at 0.9 of safety_node's), so what runs in process is what safety passes in the graph."""
-        return None if self._spec is None else SetpointLimiter(self._spec, 0.9)
+        (SetpointLimiter's default margin under safety_node's), so what runs in process is what
+        safety passes in the graph."""
+        return None if self._spec is None else SetpointLimiter(self._spec)
 
     def reset(self, noise_seed: int | None = None) -> None:
         super().reset(noise_seed)

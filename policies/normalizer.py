@@ -89,6 +89,11 @@ class Normalizer(nn.Module):
 OBS_CLIP = 1.5  # normalized observations of quantile-limited keys saturate here
 
 
+def quantile_clip(keys, quantile: float) -> dict[str, float] | None:
+    """``Normalizer(clip=...)`` for observation ``keys`` normalized at ``quantile`` (none at 0)."""
+    return {k: OBS_CLIP for k in keys} if quantile > 0 else None
+
+
 def quantile_limits(stats: dict[str, dict[str, np.ndarray]], keys, quantile: float) -> dict:
     """``stats`` with ``min``/``max`` of ``keys`` replaced by their ``quantile`` and
     ``1 - quantile`` quantiles (``SequenceDataset.stats(quantile=...)``); as is for 0."""

@@ -25,7 +25,7 @@ from torch import nn
 from rosmind.dataset import is_image_key
 from rosmind.errors import UserError
 from rosmind.policies.augment import add_state_noise
-from rosmind.policies.normalizer import OBS_CLIP, Normalizer, quantile_limits
+from rosmind.policies.normalizer import Normalizer, quantile_clip, quantile_limits
 
 from .config import RELATIVE_OBS_SCALE, DiffusionConfig
 from .encoders import (
@@ -56,8 +56,7 @@ class DiffusionPolicy(nn.Module):
         # Relative chunks are normalized per row: the motion 15 ticks ahead spans far more than
         # the next tick's, and one range for all rows would waste the near rows' precision.
         act_shape = (cfg.horizon, cfg.action_dim) if cfg.relative_actions else (cfg.action_dim,)
-        self.normalizer = Normalizer({**low_dim, "action": act_shape},
-                                     clip={k: OBS_CLIP for k in low_dim} if cfg.obs_quantile > 0 else None)
+        self.normalizer = Normalizer({**low_dim, "action": act_shape}, clip=quantile_clip(low_dim, cfg.obs_quantile))
         self.obs_encoder = ObsEncoder(cfg.obs_keys, cfg.obs_shapes, cfg.image_feature_dim, cfg.image_channels,
                                       cfg.image_crop_ratio, extra_per_step=relative_obs_dim(cfg))
         self.unet = ConditionalUnet1D(cfg.action_dim, self.obs_encoder.out_per_step * cfg.n_obs_steps,

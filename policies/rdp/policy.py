@@ -24,7 +24,7 @@ from torch import nn
 
 from rosmind.errors import UserError
 from rosmind.policies.diffusion.policy import DiffusionPolicy
-from rosmind.policies.normalizer import OBS_CLIP, Normalizer, quantile_limits
+from rosmind.policies.normalizer import Normalizer, quantile_clip, quantile_limits
 
 from .config import RDPConfig
 from .tokenizer import AsymmetricTokenizer, time_shift
@@ -78,7 +78,7 @@ class RDPPolicy(nn.Module):
         # Relative chunks normalized per row (as Diffusion Policy's relative_actions); fast keys per element.
         self.normalizer = Normalizer({"action": (cfg.chunk, cfg.action_dim),
                                       **{k: (self._fast_width(k),) for k in cfg.fast_keys}},
-                                     clip={k: OBS_CLIP for k in cfg.fast_keys} if cfg.obs_quantile > 0 else None)
+                                     clip=quantile_clip(cfg.fast_keys, cfg.obs_quantile))
         for k in cfg.fast_keys:
             if is_tactile(k):  # the pad's PCA (fitted on the dataset)
                 d = int(np.prod(cfg.obs_shapes[k]))
