@@ -15,7 +15,9 @@ Per tick the buffer stores the observation the expert saw and the command it sen
 
 With ``takeover_from`` (``--takeover-from CHECKPOINT``) a learner drives each episode first and
 the expert takes over from where it left (corrective demonstrations); the root attribute
-``takeovers`` maps each such seed to ``[checkpoint, tick]``.
+``takeovers`` maps each such seed to ``[checkpoint, tick]``. With ``action_noise``
+(``--action-noise``) the robot runs noisy commands and the clean ones are recorded (DART); the
+root attribute ``action_noise`` keeps ``[sigma, tau]``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ STATE_KEYS = ("joint_pos", "joint_vel", "ee_pose", "wrench", "object_poses", "go
 FAILED_ATTR = "failed_seeds"
 OPTIONS_ATTR = "task_options"
 TAKEOVER_ATTR = "takeovers"
+NOISE_ATTR = "action_noise"  # [sigma rad, tau s] of the DART noise, or None
 
 
 @dataclass
@@ -61,6 +64,11 @@ class CollectConfig:
     # whole of it); buffers record the options given here.
     takeover_from: str | None = None
     takeover_ticks: tuple[int, int] = (40, 140)
+    # DART: the robot is sent the expert's commands plus ``ActionNoise(action_noise, action_noise_tau)``
+    # while the clean commands are recorded, so the demonstrations visit the states a cloned
+    # policy drifts into and show the way back.
+    action_noise: float = 0.0
+    action_noise_tau: float = 1.0
 
     def __post_init__(self):
         if self.episodes < 1:
@@ -75,12 +83,39 @@ class CollectConfig:
         if not 1 <= lo <= hi:
             raise SpecError(f"collect: --takeover-ticks must be LO,HI with 1 <= LO <= HI, got {lo},{hi}")
         self.takeover_ticks = (lo, hi)
+        import math
+
+        if not (math.isfinite(self.action_noise) and self.action_noise >= 0):
+            raise SpecError(f"collect: --action-noise must be a finite number >= 0 (rad), got {self.action_noise!r}")
+        if not (math.isfinite(self.action_noise_tau) and self.action_noise_tau > 0):
+            raise SpecError(f"collect: --action-noise-tau must be > 0 (s), got {self.action_noise_tau!r}")
 
     def takeover_tick(self, seed: int) -> int | None:
         """The tick at which the expert takes over episode ``seed`` (None: the expert drives it all)."""
         if self.takeover_from is None:
             return None
         return int(np.random.default_rng([seed, 0x7A4E]).integers(self.takeover_ticks[0], self.takeover_ticks[1] + 1))
+
+
+class ActionNoise:
+    """DART's noise (Laskey et al., "DART: Noise Injection for Robust Imitation Learning", CoRL
+    2017) on a demonstrator's joint commands: an Ornstein-Uhlenbeck offset per arm (or leg) joint,
+    stationary standard deviation ``sigma`` rad and correlation time ``tau`` s, one step per
+    control tick, drawn from ``seed`` alone (the same episode on any worker). Gripper joints are
+    left alone. ``noise(action) -> action + offset``."""
+
+    def __init__(self, spec, sigma: float, tau: float, seed: int):
+        import math
+
+        self.mask = np.array([j.role != "gripper" for j in spec.joints], dtype=np.float64)
+        self.decay = math.exp(-spec.control_period / tau)
+        self.scale = sigma * math.sqrt(1.0 - self.decay ** 2)
+        self.rng = np.random.default_rng([seed, 0xDA27])
+        self.offset = np.zeros(spec.dof)
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        self.offset = self.decay * self.offset + self.scale * self.rng.standard_normal(len(self.offset))
+        return np.asarray(action, dtype=np.float64) + self.mask * self.offset
 
 
 @dataclass
@@ -152,11 +187,14 @@ class _Worker:
             for k in cam_keys:
                 rows[k].append(depth_mm(obs[k]) if k.endswith("/depth") else obs[k])
 
+        perturb = ActionNoise(cls.sim.spec, cfg.action_noise, cfg.action_noise_tau, seed) if cfg.action_noise else None
         if handover is None:
-            res = run_episode(cls.sim, cls.policy, seed, on_tick=on_tick, after_success_ticks=cfg.after_success_ticks)
+            res = run_episode(cls.sim, cls.policy, seed, on_tick=on_tick, after_success_ticks=cfg.after_success_ticks,
+                              perturb=perturb)
         else:
             res = run_episode(cls.sim, cls.learner, seed, on_tick=on_tick, after_success_ticks=cfg.after_success_ticks,
-                              takeover=(handover, cls.policy), noise="episode")  # seeded: any worker count
+                              takeover=(handover, cls.policy), noise="episode",  # seeded: any worker count
+                              perturb=perturb)
         data = {key: np.stack(v) for key, v in rows.items() if v}
         return Episode(seed=seed, success=res.success, data=data, takeover_tick=handover)
 
@@ -195,6 +233,11 @@ def collect(cfg: CollectConfig, out: str | Path, progress: bool = True) -> dict:
         raise SpecError(f"{out}: its episodes were collected with task options "
                         f"{buf.root.attrs.get(OPTIONS_ATTR, {})}, not {options}; collect into a new buffer")
     buf.root.attrs[OPTIONS_ATTR] = options
+    noise = [cfg.action_noise, cfg.action_noise_tau] if cfg.action_noise else None
+    if buf.n_episodes and buf.root.attrs.get(NOISE_ATTR) != noise:
+        raise SpecError(f"{out}: its episodes were collected with action noise {buf.root.attrs.get(NOISE_ATTR)} "
+                        f"([sigma rad, tau s]), not {noise}; collect into a new buffer")
+    buf.root.attrs[NOISE_ATTR] = noise
     failed_before = [int(s) for s in buf.root.attrs.get(FAILED_ATTR, [])]
     have |= set(failed_before)
     wanted = [cfg.seed_start + i for i in range(cfg.episodes)]

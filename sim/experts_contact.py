@@ -42,6 +42,10 @@ class WipeExpertConfig:
     horizon: int = 8
     hover: float = 0.08  # tool tip height (above the table) to approach at: above any board
     approach_speed: float = 0.25  # m/s
+    # The approach slows down near the path's start: each row moves at most this fraction of
+    # the distance left, so a row says how far the start still is, not only which way (a cloned
+    # policy that stops short or overshoots sees rows that close the gap).
+    approach_gain: float = 0.3
     descend_speed: float = 0.05
     wipe_speed: float = 0.06
     contact_force: float = 3.0  # N: the sponge has touched
@@ -50,7 +54,7 @@ class WipeExpertConfig:
     force_gain: float = 0.5  # fraction of the force error corrected per tick
     max_dz: float = 0.004  # m per tick of height correction
     lift: float = 0.06
-    tolerance: float = 0.01  # m: a free-space move has arrived
+    tolerance: float = 0.015  # m: a free-space move has arrived (DART noise moves the tool by ~1 cm)
     tool_radius: float = WipeConfig.tool_radius
     tool_offset: float = Tool.offset
     path_start_y: float = WipeConfig.path_y[0]
@@ -58,6 +62,8 @@ class WipeExpertConfig:
     limit_margin: float = 0.9
 
     def __post_init__(self):
+        if not 0 < self.approach_gain <= 1:
+            raise SpecError(f"WipeExpertConfig.approach_gain: in (0, 1], got {self.approach_gain!r}")
         for n in ("hover", "approach_speed", "descend_speed", "wipe_speed", "contact_force", "force_target",
                   "stiffness", "force_gain", "max_dz", "lift", "tolerance", "tool_radius"):
             v = getattr(self, n)
@@ -116,8 +122,7 @@ class WipeExpert:
             out, pos = [], tip.copy()
             for _ in range(h):
                 d = start - pos
-                n = np.linalg.norm(d)
-                pos = start.copy() if n <= c.approach_speed * dt else pos + d * (c.approach_speed * dt / n)
+                pos = pos + d * min(c.approach_gain, c.approach_speed * dt / max(np.linalg.norm(d), 1e-9))
                 out.append(pos.copy())
             return out
         if self.phase == "descend":

@@ -56,7 +56,8 @@ class ObsHistory:
 def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
                 on_tick: Callable[[int, Observation, np.ndarray | None], None] | None = None,
                 executor: ChunkExecutor | None = None, after_success_ticks: int = 0,
-                noise: str = "stream", takeover: tuple[int, object] | None = None) -> EpisodeResult:
+                noise: str = "stream", takeover: tuple[int, object] | None = None,
+                perturb: Callable[[np.ndarray], np.ndarray] | None = None) -> EpisodeResult:
     """Run one seeded episode; ``on_tick(tick, obs, action)`` sees every tick (e.g. a recorder).
 
     When the executor has no row for a tick (it never happens synchronously) the last
@@ -68,6 +69,9 @@ def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
     ``takeover=(k, expert)``: from tick ``k`` on ``expert`` drives instead, continuing from the
     state ``policy`` left and from its last commands (``expert.take_over``): corrective
     demonstrations from the states a learner reaches (DAgger's idea, with the expert in control).
+    ``perturb(action) -> action``: what the robot is sent instead of each command; ``on_tick``
+    still sees the policy's own command (DART: the noisy states a learner will drift into, labelled
+    with the expert's correction; see ``ActionNoise``).
     """
     ex = executor or make_executor(policy)
     cfg = policy.config
@@ -87,8 +91,10 @@ def run_episode(sim: SimRobot, policy, seed: int, max_ticks: int | None = None,
             expert.take_over(newest, sent[-1] if sent else None, sent[-1] - sent[-2] if len(sent) > 1 else None)
             hist = ObsHistory(input_keys(expert.config), expert.config.n_obs_steps)
         action = ex.step(hist.push(obs), tick)
+        if action is None and perturb is not None and sent:  # a held setpoint drifts with the noise too
+            action = sent[-1]
         if action is not None:
-            sim.write(action)
+            sim.write(action if perturb is None else perturb(action))
             sent = [*sent[-1:], np.asarray(action, dtype=np.float64)]
         if on_tick is not None:
             on_tick(tick, obs, action)

@@ -42,3 +42,49 @@ def test_demos_run_on_after_success_so_the_release_is_learnable(tmp_path):
     assert tail_ee[-1, 2] > tail_ee[0, 2] + 0.02  # and the hand backs off upwards
     with pytest.raises(SpecError, match="after-success-ticks"):
         CollectConfig(after_success_ticks=-1)
+
+
+def test_action_noise_is_an_ou_offset_on_the_arm_joints_only_drawn_from_the_seed():
+    from rosmind.sim.collect import ActionNoise
+    from rosmind.spec import load_spec
+
+    spec = load_spec("panda")
+    a = ActionNoise(spec, 0.01, 0.5, seed=4)
+    cmd = np.linspace(-0.5, 0.5, spec.dof)
+    off = np.stack([a(cmd) - cmd for _ in range(4000)])
+    assert np.all(off[:, 7] == 0)  # the finger is left alone
+    std = off[400:, :7].std(0)
+    assert np.all((std > 0.007) & (std < 0.013)), std  # stationary std ~ sigma
+    # Correlated over tau = 0.5 s = 10 ticks: neighbours alike, 2 s apart nearly independent.
+    r1 = np.mean([np.corrcoef(off[400:-1, j], off[401:, j])[0, 1] for j in range(7)])
+    r40 = np.mean([np.corrcoef(off[400:-40, j], off[440:, j])[0, 1] for j in range(7)])
+    assert r1 > 0.85 and abs(r40) < 0.2, (r1, r40)
+    b = ActionNoise(spec, 0.01, 0.5, seed=4)
+    np.testing.assert_array_equal(np.stack([b(cmd) - cmd for _ in range(5)]), off[:5])
+    assert not np.array_equal(ActionNoise(spec, 0.01, 0.5, seed=5)(cmd), off[0] + cmd)
+
+
+def test_dart_demos_record_the_clean_commands_while_the_robot_runs_noisy_ones(tmp_path):
+    from rosmind.errors import SpecError
+
+    clean, noisy = tmp_path / "c.zarr", tmp_path / "n.zarr"
+    opts = dict(task="wipe", policy="wipe_expert", episodes=1, seed_start=2, keep_failed=True)
+    collect(CollectConfig(**opts), clean, progress=False)
+    collect(CollectConfig(**opts, action_noise=0.01, action_noise_tau=0.5, workers=1), noisy, progress=False)
+    rc, rn = ReplayBuffer.open(clean), ReplayBuffer.open(noisy)
+    assert rn.root.attrs["action_noise"] == [0.01, 0.5] and rc.root.attrs["action_noise"] is None
+
+    def gap(buf):  # how far the arm is from the command it was sent the tick before
+        q, act = buf.array("joint_pos")[:], buf.array("action")[:]
+        return np.abs(q[1:, :7] - act[:-1, :7]).mean()
+
+    assert gap(rn) > 2 * gap(rc), (gap(rn), gap(rc))  # the robot ran something else than what was recorded
+    # A buffer keeps one noise setting: a resume with another is refused, nothing appended.
+    n_before = rn.n_episodes
+    with pytest.raises(SpecError, match="action noise"):
+        collect(CollectConfig(**{**opts, "episodes": 2}, action_noise=0.02), noisy, progress=False)
+    assert ReplayBuffer.open(noisy).n_episodes == n_before
+    with pytest.raises(SpecError, match="action-noise"):
+        CollectConfig(action_noise=-0.1)
+    with pytest.raises(SpecError, match="action-noise-tau"):
+        CollectConfig(action_noise=0.01, action_noise_tau=0.0)

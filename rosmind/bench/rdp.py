@@ -102,7 +102,8 @@ def _episode(args) -> dict:
     finally:
         sim.disconnect()
     return {"seed": seed, "success": bool(r.success), "ticks": r.ticks, "in_window": st["in_window"],
-            "force_rmse": st["force_rmse"], "max_force": st["max_force"], "commands": cmds if bump else None,
+            "force_rmse": st["force_rmse"], "max_force": st["max_force"], "path_error": st["path_error"],
+            "commands": cmds if bump else None,
             "forces": forces if bump else None}
 
 
@@ -124,7 +125,9 @@ def evaluate_variant(variant: str, paths: dict, seeds: list[int], workers: int) 
             "in_window_mean": float(np.mean([e["in_window"] for e in eps])),
             "force_rmse_mean_n": float(np.mean(finite("force_rmse"))) if finite("force_rmse") else None,
             "max_force_mean_n": float(np.mean([e["max_force"] for e in eps])),
-            "per_episode": [{k2: e[k2] for k2 in ("seed", "success", "in_window", "force_rmse", "max_force")}
+            # mean |x - path_x| while wiping, m (success needs <= the task's max_path_error)
+            "path_error_median_m": float(np.median(finite("path_error"))) if finite("path_error") else None,
+            "per_episode": [{k2: e[k2] for k2 in ("seed", "success", "in_window", "force_rmse", "max_force", "path_error")}
                             for e in eps]}
 
 
@@ -211,7 +214,8 @@ def run(args) -> int:
         r = evaluate_variant(v, paths, seeds, args.workers)
         out["variants"][v] = r
         print(f"{v:>15}: success {r['successes']}/{r['episodes']} ({r['ci95'][0]:.3f}-{r['ci95'][1]:.3f})  "
-              f"in-window {100 * r['in_window_mean']:.1f} %  force RMSE {r['force_rmse_mean_n']} N", flush=True)
+              f"in-window {100 * r['in_window_mean']:.1f} %  force RMSE {r['force_rmse_mean_n']} N  "
+              f"path error median {r['path_error_median_m']} m", flush=True)
     lat_seeds = seeds[:args.latency_episodes]
     for v in variants if args.latency_episodes > 0 else ():
         r = reaction_latency(v, paths, lat_seeds, args.bump_tick, args.bump_height, args.workers, args.response_mm)

@@ -20,6 +20,11 @@ def add_arguments(p):
     p.add_argument("--keep-failed", action="store_true", help="store failed episodes too (success=0)")
     p.add_argument("--after-success-ticks", type=int, default=10,
                    help="ticks recorded after the task first succeeds (the expert lets go and backs off)")
+    p.add_argument("--action-noise", type=float, default=0.0, metavar="RAD",
+                   help="DART: the robot runs the demonstrator's commands plus an Ornstein-Uhlenbeck offset on each "
+                        "arm joint with this standard deviation (rad), the clean commands are recorded")
+    p.add_argument("--action-noise-tau", type=float, default=1.0, metavar="S",
+                   help="with --action-noise: the offset's correlation time (s)")
     p.add_argument("--takeover-from", metavar="CHECKPOINT",
                    help="corrective demonstrations: this checkpoint drives each episode until a tick drawn from "
                         "--takeover-ticks, then the expert takes over; only the expert's part is recorded")
@@ -46,7 +51,8 @@ def run(args) -> int:
         takeover = _takeover_fields(args, spec, cams)
     cfg = CollectConfig(**takeover, task_options=options, task=args.task, robot=args.robot, policy=args.policy, episodes=args.episodes,
                         seed_start=args.seed_start, workers=args.workers, cameras=cams, depth=args.depth,
-                        keep_failed=args.keep_failed, after_success_ticks=args.after_success_ticks)
+                        keep_failed=args.keep_failed, after_success_ticks=args.after_success_ticks,
+                        action_noise=args.action_noise, action_noise_tau=args.action_noise_tau)
     summary = collect(cfg, args.out)
     print(json.dumps(summary))
     return 0
