@@ -58,12 +58,17 @@ class WipeExpertConfig:
     tool_radius: float = WipeConfig.tool_radius
     tool_offset: float = Tool.offset
     path_start_y: float = WipeConfig.path_y[0]
+    # Touch down this far before the path's start (the task counts a touch-down up to
+    # START_MARGIN past it): a clone that arrives a little short still starts in time.
+    lead_in: float = 0.01
     open_width: float = 0.04
     limit_margin: float = 0.9
 
     def __post_init__(self):
         if not 0 < self.approach_gain <= 1:
             raise SpecError(f"WipeExpertConfig.approach_gain: in (0, 1], got {self.approach_gain!r}")
+        if not 0 <= self.lead_in <= 0.05:
+            raise SpecError(f"WipeExpertConfig.lead_in: in [0, 0.05] m, got {self.lead_in!r}")
         for n in ("hover", "approach_speed", "descend_speed", "wipe_speed", "contact_force", "force_target",
                   "stiffness", "force_gain", "max_dz", "lift", "tolerance", "tool_radius"):
             v = getattr(self, n)
@@ -99,7 +104,7 @@ class WipeExpert:
 
     def _advance_phase(self, tip: np.ndarray, goal: np.ndarray) -> None:
         c = self.config
-        start = np.array([goal[0], c.path_start_y, c.hover])
+        start = np.array([goal[0], c.path_start_y - c.lead_in, c.hover])
         if self.phase == "approach" and np.linalg.norm(tip - start) < c.tolerance:
             self.phase = "descend"
             self.cmd = tip.copy()
@@ -118,7 +123,7 @@ class WipeExpert:
         dt = self.spec.control_period
         h = c.horizon
         if self.phase == "approach":
-            start = np.array([goal[0], c.path_start_y, c.hover])
+            start = np.array([goal[0], c.path_start_y - c.lead_in, c.hover])
             out, pos = [], tip.copy()
             for _ in range(h):
                 d = start - pos
@@ -127,7 +132,7 @@ class WipeExpert:
             return out
         if self.phase == "descend":
             self.cmd = self.cmd + [0.0, 0.0, -c.descend_speed * dt]
-            self.cmd[:2] = [goal[0], c.path_start_y]
+            self.cmd[:2] = [goal[0], c.path_start_y - c.lead_in]
             return [self.cmd + [0.0, 0.0, -c.descend_speed * dt * k] for k in range(h)]
         if self.phase == "wipe":
             dz = np.clip(c.force_gain * (self.force - c.force_target) / c.stiffness, -c.max_dz, c.max_dz)
