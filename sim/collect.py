@@ -23,6 +23,7 @@ root attribute ``action_noise`` keeps ``[sigma, tau]``.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -83,8 +84,6 @@ class CollectConfig:
         if not 1 <= lo <= hi:
             raise SpecError(f"collect: --takeover-ticks must be LO,HI with 1 <= LO <= HI, got {lo},{hi}")
         self.takeover_ticks = (lo, hi)
-        import math
-
         if not (math.isfinite(self.action_noise) and self.action_noise >= 0):
             raise SpecError(f"collect: --action-noise must be a finite number >= 0 (rad), got {self.action_noise!r}")
         if not (math.isfinite(self.action_noise_tau) and self.action_noise_tau > 0):
@@ -105,8 +104,6 @@ class ActionNoise:
     left alone. ``noise(action) -> action + offset``."""
 
     def __init__(self, spec, sigma: float, tau: float, seed: int):
-        import math
-
         self.mask = np.array([j.role != "gripper" for j in spec.joints], dtype=np.float64)
         self.decay = math.exp(-spec.control_period / tau)
         self.scale = sigma * math.sqrt(1.0 - self.decay ** 2)

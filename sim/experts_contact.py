@@ -102,9 +102,14 @@ class WipeExpert:
         self.cmd: np.ndarray | None = None  # commanded tool-tip position
         self.force = 0.0
 
+    def _hover_start(self, goal: np.ndarray) -> np.ndarray:
+        """Where the approach ends: above the touch-down point, ``lead_in`` before the path's start."""
+        c = self.config
+        return np.array([goal[0], c.path_start_y - c.lead_in, c.hover])
+
     def _advance_phase(self, tip: np.ndarray, goal: np.ndarray) -> None:
         c = self.config
-        start = np.array([goal[0], c.path_start_y - c.lead_in, c.hover])
+        start = self._hover_start(goal)
         if self.phase == "approach" and np.linalg.norm(tip - start) < c.tolerance:
             self.phase = "descend"
             self.cmd = tip.copy()
@@ -123,7 +128,7 @@ class WipeExpert:
         dt = self.spec.control_period
         h = c.horizon
         if self.phase == "approach":
-            start = np.array([goal[0], c.path_start_y - c.lead_in, c.hover])
+            start = self._hover_start(goal)
             out, pos = [], tip.copy()
             for _ in range(h):
                 d = start - pos
@@ -132,7 +137,7 @@ class WipeExpert:
             return out
         if self.phase == "descend":
             self.cmd = self.cmd + [0.0, 0.0, -c.descend_speed * dt]
-            self.cmd[:2] = [goal[0], c.path_start_y - c.lead_in]
+            self.cmd[:2] = self._hover_start(goal)[:2]
             return [self.cmd + [0.0, 0.0, -c.descend_speed * dt * k] for k in range(h)]
         if self.phase == "wipe":
             dz = np.clip(c.force_gain * (self.force - c.force_target) / c.stiffness, -c.max_dz, c.max_dz)

@@ -86,6 +86,9 @@ def test_config_rejects_what_the_tokenizer_cannot_do():
         RDPConfig(latent_time_shift=-1)
     with pytest.raises(SpecError, match="obs_quantile"):
         RDPConfig(obs_quantile=-0.1)
+    with pytest.raises(SpecError, match="low-dimensional"):
+        RDPConfig(fast_keys=("camera/wrist/rgb",), obs_shapes={"camera/wrist/rgb": (8, 8, 3), "joint_pos": (8,),
+                                                               "ee_pose": (7,), "wrench": (6,), "goal_pose": (7,)})
 
 
 def test_time_shift_moves_rows_and_repeats_the_edges():
@@ -94,9 +97,6 @@ def test_time_shift_moves_rows_and_repeats_the_edges():
     assert out[0, :, 0].tolist() == [0, 1, 2, 3, 4, 5]
     assert out[1, :, 0].tolist() == [2, 3, 4, 5, 5, 5]  # later rows now, the last one held
     assert out[2, :, 1].tolist() == [0, 0, 1, 2, 3, 4]  # earlier, the first one held
-    with pytest.raises(SpecError, match="low-dimensional"):
-        RDPConfig(fast_keys=("camera/wrist/rgb",), obs_shapes={"camera/wrist/rgb": (8, 8, 3), "joint_pos": (8,),
-                                                               "ee_pose": (7,), "wrench": (6,), "goal_pose": (7,)})
 
 
 class _Counting:
