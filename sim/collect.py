@@ -17,7 +17,8 @@ With ``takeover_from`` (``--takeover-from CHECKPOINT``) a learner drives each ep
 the expert takes over from where it left (corrective demonstrations); the root attribute
 ``takeovers`` maps each such seed to ``[checkpoint, tick]``. With ``action_noise``
 (``--action-noise``) the robot runs noisy commands and the clean ones are recorded (DART); the
-root attribute ``action_noise`` keeps ``[sigma, tau]``.
+root attribute ``action_noise`` maps each such seed to ``[sigma, tau]``. Either kind of episode
+can be added to any buffer (DAgger and DART aggregate data): each seed says how it was made.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ STATE_KEYS = ("joint_pos", "joint_vel", "ee_pose", "wrench", "object_poses", "go
 FAILED_ATTR = "failed_seeds"
 OPTIONS_ATTR = "task_options"
 TAKEOVER_ATTR = "takeovers"
-NOISE_ATTR = "action_noise"  # [sigma rad, tau s] of the DART noise, or None
+NOISE_ATTR = "action_noise"  # seed -> [sigma rad, tau s] of the DART noise it ran with
 
 
 @dataclass
@@ -231,10 +232,10 @@ def collect(cfg: CollectConfig, out: str | Path, progress: bool = True) -> dict:
                         f"{buf.root.attrs.get(OPTIONS_ATTR, {})}, not {options}; collect into a new buffer")
     buf.root.attrs[OPTIONS_ATTR] = options
     noise = [cfg.action_noise, cfg.action_noise_tau] if cfg.action_noise else None
-    if buf.n_episodes and buf.root.attrs.get(NOISE_ATTR) != noise:
-        raise SpecError(f"{out}: its episodes were collected with action noise {buf.root.attrs.get(NOISE_ATTR)} "
-                        f"([sigma rad, tau s]), not {noise}; collect into a new buffer")
-    buf.root.attrs[NOISE_ATTR] = noise
+    noisy = buf.root.attrs.get(NOISE_ATTR) or {}
+    if not isinstance(noisy, dict):
+        raise SpecError(f"{out}: root attribute {NOISE_ATTR!r} is {noisy!r}, expected a map of seed -> [sigma, tau] "
+                        "(buffers from before 2026-12-07 kept one pair; collect into a new buffer)")
     failed_before = [int(s) for s in buf.root.attrs.get(FAILED_ATTR, [])]
     have |= set(failed_before)
     wanted = [cfg.seed_start + i for i in range(cfg.episodes)]
@@ -257,6 +258,9 @@ def collect(cfg: CollectConfig, out: str | Path, progress: bool = True) -> dict:
             if ep.takeover_tick is not None:  # seed -> (learner, tick): which states these came from
                 takeovers[str(ep.seed)] = [cfg.takeover_from, ep.takeover_tick]
                 buf.root.attrs[TAKEOVER_ATTR] = takeovers
+            if noise is not None:
+                noisy[str(ep.seed)] = noise
+                buf.root.attrs[NOISE_ATTR] = noisy
         if not ep.success:
             failed += 1
             if not cfg.keep_failed:

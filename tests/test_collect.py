@@ -72,18 +72,24 @@ def test_dart_demos_record_the_clean_commands_while_the_robot_runs_noisy_ones(tm
     collect(CollectConfig(**opts), clean, progress=False)
     collect(CollectConfig(**opts, action_noise=0.01, action_noise_tau=0.5, workers=1), noisy, progress=False)
     rc, rn = ReplayBuffer.open(clean), ReplayBuffer.open(noisy)
-    assert rn.root.attrs["action_noise"] == [0.01, 0.5] and rc.root.attrs["action_noise"] is None
+    assert rn.root.attrs["action_noise"] == {"2": [0.01, 0.5]} and not rc.root.attrs.get("action_noise")
 
     def gap(buf):  # how far the arm is from the command it was sent the tick before
         q, act = buf.array("joint_pos")[:], buf.array("action")[:]
         return np.abs(q[1:, :7] - act[:-1, :7]).mean()
 
     assert gap(rn) > 2 * gap(rc), (gap(rn), gap(rc))  # the robot ran something else than what was recorded
-    # A buffer keeps one noise setting: a resume with another is refused, nothing appended.
-    n_before = rn.n_episodes
-    with pytest.raises(SpecError, match="action noise"):
-        collect(CollectConfig(**{**opts, "episodes": 2}, action_noise=0.02), noisy, progress=False)
-    assert ReplayBuffer.open(noisy).n_episodes == n_before
+    # Settings mix in one buffer (DART data aggregated with clean demos): each seed keeps its own.
+    collect(CollectConfig(**{**opts, "episodes": 2}, action_noise=0.02), noisy, progress=False)
+    collect(CollectConfig(**{**opts, "episodes": 3}), noisy, progress=False)
+    rn = ReplayBuffer.open(noisy)
+    assert rn.n_episodes == 3 and list(rn.episode_meta("seed")) == [2, 3, 4]
+    assert rn.root.attrs["action_noise"] == {"2": [0.01, 0.5], "3": [0.02, 1.0]}
+    # A buffer whose attribute is not a per-seed map (the one-pair format) is refused, nothing appended.
+    ReplayBuffer.open(noisy, "a").root.attrs["action_noise"] = [0.01, 0.5]
+    with pytest.raises(SpecError, match="seed -> \\[sigma, tau\\]"):
+        collect(CollectConfig(**{**opts, "episodes": 4}), noisy, progress=False)
+    assert ReplayBuffer.open(noisy).n_episodes == 3
     with pytest.raises(SpecError, match="action-noise"):
         CollectConfig(action_noise=-0.1)
     with pytest.raises(SpecError, match="action-noise-tau"):
