@@ -56,6 +56,16 @@ register_preset(Preset(
                 n_action_steps=8, relative_actions=True, image_channels=[16, 32, 64], image_feature_dim=64),
     families=("diffusion",)))
 register_preset(Preset(
+    "pick_place_rgb_gripper", "Panda pick_place from joint state and the gripper + scene RGB cameras (no object poses)",
+    # The gripper camera sees the fingertips and what is between them: whether the fingers
+    # have closed on the cube (what the wrist camera cannot show) is in the picture. No random
+    # crop: the fingers are the picture's own reference; a shifted crop would move them.
+    train=dict(steps=14000, batch_size=64, lr=3e-4, warmup_steps=500, checkpoint_every=2000, val_every=0),
+    policy=dict(obs_keys=["joint_pos", "camera/gripper/rgb", "camera/scene/rgb"], n_obs_steps=1, horizon=16,
+                n_action_steps=12, relative_actions=True, image_channels=[16, 32, 64], image_feature_dim=64,
+                image_crop_ratio=1.0),
+    families=("diffusion",)))
+register_preset(Preset(
     "wipe_rdp", "Panda wipe: RDP from joint state, the wrist wrench and the path's end (slow), the wrench (fast)",
     train=dict(steps=13000, batch_size=64, lr=5e-4, warmup_steps=500, checkpoint_every=1000, val_every=0),
     # No ee_pose: with the tool straight down its quaternion is (+-1, 0, 0, ~0) and the qw >= 0

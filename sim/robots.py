@@ -181,7 +181,8 @@ class PandaSim(BulletRobot):
     Joint 8 of the spec is ``panda_finger_joint1`` (0..0.04 m per finger); finger 2 is
     driven to the same target. Extra ``read()`` keys: ``ee_pose`` [7] of the grasp target
     between the fingertips, ``wrench`` [6] at ``panda_hand_joint``. Cameras: ``wrist`` (on
-    the hand, looking along the fingers) and ``scene`` (fixed, facing the robot).
+    the hand, looking along the fingers, which it does not see), ``gripper`` (on the hand,
+    tilted in to see the fingertips and what they hold) and ``scene`` (fixed, facing the robot).
     """
 
     NAME = "panda"
@@ -190,6 +191,9 @@ class PandaSim(BulletRobot):
     # The fixed scene camera (base frame): in front of the robot, above the cube region.
     SCENE_EYE = (0.9, 0.0, 0.55)
     SCENE_TARGET = (0.48, 0.0, 0.0)
+    # The gripper camera (panda_hand frame): eye beside the fingers, looking past the fingertips.
+    GRIPPER_EYE = (0.08, 0.0, 0.02)
+    GRIPPER_TARGET = (0.0, 0.0, 0.13)
     # Offset of the grasp target from panda_hand, used if the URDF lacks the link.
     GRASP_OFFSET = 0.105
 
@@ -303,6 +307,12 @@ class PandaSim(BulletRobot):
             # Beside the hand (along its x axis, clear of the fingers), looking along +z.
             eye = np.asarray(hp) + r @ np.array([0.07, 0.0, 0.03])
             return eye, eye + r[:, 2], r[:, 0]
+        if name == "gripper":
+            hp, hq = self.link_world_pose(self.hand)
+            r = quat_to_matrix(hq)
+            # On the hand beside the fingers, tilted in to see the fingertips and what is between them.
+            eye = np.asarray(hp) + r @ np.array(self.GRIPPER_EYE)
+            return eye, np.asarray(hp) + r @ np.array(self.GRIPPER_TARGET), r[:, 0]
         bp, bq = self.base_pose()
         r = quat_to_matrix(bq)
         eye = np.asarray(bp) + r @ np.array(self.SCENE_EYE)

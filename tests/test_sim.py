@@ -121,7 +121,7 @@ def test_panda_tracks_a_setpoint():
 def test_render_shapes_dtypes_depth():
     with make_sim("panda") as sim:
         sim.reset(0)
-        for name in ("wrist", "scene"):
+        for name in ("wrist", "gripper", "scene"):
             w, h = sim.spec.sensor(name).resolution
             rgb, depth = sim.render(name)
             assert rgb.shape == (h, w, 3) and rgb.dtype == np.uint8
@@ -147,6 +147,37 @@ def test_render_shapes_dtypes_depth():
         assert 0.3 < float(np.median(depth)) < 0.7
         with pytest.raises(SpecError, match="no sensor 'nose'"):
             sim.render("nose")
+
+
+@pytest.mark.sim
+def test_gripper_camera_sees_both_fingers_the_wrist_camera_does_not():
+    """Each finger's centre, projected through the camera's pose and intrinsics, lands in the
+    gripper camera's picture (and is what the depth there shows: not hidden) and outside the
+    wrist camera's."""
+    from rosmind.pointcloud import intrinsics_of
+
+    with make_sim("panda", "pick_place") as sim:
+        sim.reset(3)
+
+        def pixels(name):
+            fx, fy, cx, cy = intrinsics_of(sim.camera_intrinsics(name))
+            to_cam = np.linalg.inv(sim.camera_pose(name))
+            out = []
+            for link in sim.finger_links:
+                lo, hi = p.getAABB(sim.body, link, physicsClientId=sim.world.cid)
+                pos, _ = sim.world_to_base((np.add(lo, hi) / 2).tolist(), [0, 0, 0, 1])
+                x, y, z = (to_cam @ np.append(pos, 1.0))[:3]
+                out.append((fx * x / z + cx, fy * y / z + cy, z))
+            return out
+
+        w, h = sim.spec.sensor("gripper").resolution
+        _, depth = sim.render("gripper")
+        for u, v, z in pixels("gripper"):
+            assert 0 <= u < w and 0 <= v < h and z > 0, (u, v, z)
+            assert abs(float(depth[int(round(v)), int(round(u))]) - z) < 0.015, (depth[int(round(v)), int(round(u))], z)
+        w, h = sim.spec.sensor("wrist").resolution
+        for u, v, z in pixels("wrist"):
+            assert not (0 <= u < w and 0 <= v < h and z > 0), (u, v, z)
 
 
 @pytest.mark.sim
