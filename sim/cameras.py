@@ -40,6 +40,15 @@ def cameras_of(keys: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def checkpoint_cameras(checkpoint) -> tuple[str, ...]:
+    """The cameras a checkpoint reads (robot_node renders these and no others); () for none."""
+    if not checkpoint:
+        return ()
+    from rosmind.checkpoint import read_manifest
+
+    return cameras_of(read_manifest(checkpoint).get("config", {}).get("obs_keys", []))
+
+
 class CameraObservations(SimWrapper):
     """Wraps a SimRobot so that ``reset``/``read`` carry camera frames (wrap, don't subclass)."""
 

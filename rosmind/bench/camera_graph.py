@@ -60,13 +60,15 @@ def stages(robot_rows, policy_rows, safety_rows) -> dict:
 
 
 def run_mode(checkpoint: Path, mode: str, episodes: int, seed: int) -> dict:
+    from rosmind.sim.cameras import checkpoint_cameras
     from rosmind.stats import wilson_interval
     from rosmind.timeline import load_rows
 
     with tempfile.TemporaryDirectory(prefix="rosmind-camgraph-") as tmp:
         d = Path(tmp)
         cmd = [sys.executable, "-m", "rosmind.cli", "launch", str(LAUNCH), f"checkpoint:={checkpoint.resolve()}",
-               f"mode:={mode}", "cameras:=true", f"episodes:={episodes}", f"seed:={seed}",
+               f"mode:={mode}", "cameras:=true",
+               f"camera_names:={','.join(checkpoint_cameras(checkpoint))}", f"episodes:={episodes}", f"seed:={seed}",
                f"results:={d / 'results.json'}", f"robot_timeline:={d / 'robot.json'}",
                f"policy_timeline:={d / 'policy.json'}", f"safety_timeline:={d / 'safety.json'}"]
         rc = subprocess.call(cmd, stdout=subprocess.DEVNULL, env=os.environ.copy())

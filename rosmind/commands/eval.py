@@ -129,6 +129,7 @@ def _direct(args, spec) -> dict:
 
 
 def _ros(args, spec) -> dict:
+    from rosmind.sim.cameras import checkpoint_cameras
     from rosmind.stats import wilson_interval
 
     if (args.sampler or args.steps or args.sampling or args.top_k is not None or args.anchor
@@ -141,7 +142,8 @@ def _ros(args, spec) -> dict:
         cmd = [sys.executable, "-m", "rosmind.cli", "launch", str(LAUNCH), f"robot:={spec.name}",
                f"task:={args.task}", f"episodes:={args.episodes}", f"seed:={args.seed_start}",
                f"results:={out}", f"mode:={args.mode}", f"task_options:={','.join(args.task_option)}",
-               f"cameras:={'true' if _needs_cameras(args.checkpoint) else 'false'}",
+               f"cameras:={'true' if checkpoint_cameras(args.checkpoint) else 'false'}",
+               f"camera_names:={','.join(checkpoint_cameras(args.checkpoint))}",
                f"obs_noise:={','.join(args.obs_noise)}", f"noise:={args.noise}"]
         cmd += [f"checkpoint:={Path(args.checkpoint).resolve()}"] if args.checkpoint else [f"policy:={args.policy}"]
         rc = subprocess.call(cmd, stdout=subprocess.DEVNULL if args.json else None)
@@ -158,16 +160,6 @@ def _ros(args, spec) -> dict:
             "latency_ms": log.get("latency", {}).get("round_trip_ms", {}),
             "no_plan_ticks": log.get("no_plan_ticks", 0), "late_ticks": log.get("late_ticks", 0),
             "mode": "ros", "ros_mode": args.mode, "noise": args.noise}
-
-
-def _needs_cameras(checkpoint: str | None) -> bool:
-    """Whether a checkpoint reads camera keys (robot_node must render them)."""
-    if not checkpoint:
-        return False
-    from rosmind.checkpoint import read_manifest
-    from rosmind.sim.cameras import cameras_of
-
-    return bool(cameras_of(read_manifest(checkpoint).get("config", {}).get("obs_keys", [])))
 
 
 def run(args) -> int:
