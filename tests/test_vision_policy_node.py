@@ -158,6 +158,7 @@ def test_camera_graph_bench_times_every_stage(ros_env, tmp_path):
                       "inference_ms", "publish_ms", "safety_filter_ms", "plan_to_robot_ms"):
             s = m["stages"][stage]
             assert s["n"] > 0 and 0 <= s["p50"] < 2000, (mode, stage, s)
+        assert m["camera_topics"] == ["camera/scene/image_raw"], m["camera_topics"]  # only what it reads
     lock = res["modes"]["lockstep"]
     assert lock["stages"]["image_age_at_inference_sim_ms"]["p99"] < 1e-6  # chunks start on camera ticks
     assert lock["no_plan_ticks"] == 0

@@ -85,7 +85,9 @@ def run_mode(checkpoint: Path, mode: str, episodes: int, seed: int) -> dict:
             "no_plan_ticks_per_episode": [e.get("no_plan_ticks", 0) for e in eps],
             "late_ticks": res.get("late_ticks"), "missed_commands": res.get("missed_commands"),
             "round_trip_ms": res.get("latency", {}).get("round_trip_ms"),
-            "stages": stages(rows["robot"], rows["policy"], rows["safety"])}
+            "stages": stages(rows["robot"], rows["policy"], rows["safety"]),
+            # the image topics robot_node rendered and published: the checkpoint's cameras only
+            "camera_topics": sorted({t for ev, t, *_ in rows["robot"] if ev == "publish"})}
 
 
 def run(args) -> int:
