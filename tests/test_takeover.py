@@ -91,7 +91,7 @@ def test_takeover_refuses_a_learner_the_robot_or_cameras_cannot_host(tmp_path):
     out = tmp_path / "bad.zarr"
     base = ["collect", "--task", "pick_place", "--episodes", "1", "--out", out]
     cases = [
-        (["--takeover-from", "checkpoints/diffusion_pick_place_rgb"], "reads camera(s) ['wrist', 'scene']; add them to --cameras"),
+        (["--takeover-from", "checkpoints/diffusion_pick_place_rgb"], "reads camera(s) ['gripper', 'scene']; add them to --cameras"),
         (["--takeover-from", "checkpoints/a1_walk"], "robot 'a1', not 'panda'"),
         (["--takeover-from", LEARNER, "--takeover-ticks", "50"], "--takeover-ticks: expected LO,HI"),
         (["--takeover-from", LEARNER, "--takeover-ticks", "60,50"], "1 <= LO <= HI"),

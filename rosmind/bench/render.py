@@ -23,7 +23,7 @@ from rosmind.bench import write_result
 VARIANTS = (("tiny", "detailed"), ("tiny", "low_poly"), ("egl", "detailed"), ("egl", "low_poly"))
 ROSMIND_PATH = ("tiny", "low_poly")
 REFERENCE_PATH = ("tiny", "detailed")
-CAMERAS = ("wrist", "scene")
+CAMERAS = ("wrist", "gripper", "scene")
 
 
 def add_arguments(p):
@@ -135,8 +135,8 @@ def run(args) -> int:
         if "error" in v:
             print(f"{name:>16}: {v['error']}")
             continue
-        cells = "  ".join(f"{r} {v[r]['wrist']['ms_p50']:.2f}/{v[r]['scene']['ms_p50']:.2f}" for r in v)
-        print(f"{name:>16} ms (wrist/scene): {cells}")
+        cells = "  ".join(f"{r} " + "/".join(f"{v[r][c]['ms_p50']:.2f}" for c in CAMERAS) for r in v)
+        print(f"{name:>16} ms ({'/'.join(CAMERAS)}): {cells}")
     print(f"speed-up of {out['rosmind_path']} over {out['reference_path']}: {speedup}")
     print(f"frames/s of {out['rosmind_path']} by processes: {fps}")
     if args.json:
