@@ -21,7 +21,7 @@ def test_shipped_specs_load(name, dof):
 
 def test_panda_sensors():
     spec = load_spec("panda")
-    assert {s.name for s in spec.sensors_of("rgbd")} == {"wrist", "scene"}
+    assert {s.name for s in spec.sensors_of("rgbd")} == {"wrist", "gripper", "scene"}
     assert spec.sensor("wrench").kind == "wrench"
     assert spec.joints[-1].role == "gripper"
 
