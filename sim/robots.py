@@ -191,9 +191,11 @@ class PandaSim(BulletRobot):
     # The fixed scene camera (base frame): in front of the robot, above the cube region.
     SCENE_EYE = (0.9, 0.0, 0.55)
     SCENE_TARGET = (0.48, 0.0, 0.0)
-    # The gripper camera (panda_hand frame): eye beside the fingers, looking past the fingertips.
-    GRIPPER_EYE = (0.08, 0.0, 0.02)
-    GRIPPER_TARGET = (0.0, 0.0, 0.13)
+    # Cameras on panda_hand: (eye, target) in the hand frame; target None: looking along +z.
+    HAND_CAMERAS = {
+        "wrist": ((0.07, 0.0, 0.03), None),  # beside the hand, clear of the fingers (sees neither)
+        "gripper": ((0.08, 0.0, 0.02), (0.0, 0.0, 0.13)),  # tilted in: the fingertips and what they hold
+    }
     # Offset of the grasp target from panda_hand, used if the URDF lacks the link.
     GRASP_OFFSET = 0.105
 
@@ -301,18 +303,13 @@ class PandaSim(BulletRobot):
         return self.cameras[name].intrinsics()
 
     def _camera_view(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if name == "wrist":
+        if name in self.HAND_CAMERAS:
+            eye_h, target_h = self.HAND_CAMERAS[name]
             hp, hq = self.link_world_pose(self.hand)
             r = quat_to_matrix(hq)
-            # Beside the hand (along its x axis, clear of the fingers), looking along +z.
-            eye = np.asarray(hp) + r @ np.array([0.07, 0.0, 0.03])
-            return eye, eye + r[:, 2], r[:, 0]
-        if name == "gripper":
-            hp, hq = self.link_world_pose(self.hand)
-            r = quat_to_matrix(hq)
-            # On the hand beside the fingers, tilted in to see the fingertips and what is between them.
-            eye = np.asarray(hp) + r @ np.array(self.GRIPPER_EYE)
-            return eye, np.asarray(hp) + r @ np.array(self.GRIPPER_TARGET), r[:, 0]
+            eye = np.asarray(hp) + r @ np.array(eye_h)
+            target = eye + r[:, 2] if target_h is None else np.asarray(hp) + r @ np.array(target_h)
+            return eye, target, r[:, 0]
         bp, bq = self.base_pose()
         r = quat_to_matrix(bq)
         eye = np.asarray(bp) + r @ np.array(self.SCENE_EYE)

@@ -139,11 +139,11 @@ def _ros(args, spec) -> dict:
     perturbations(args, spec, args.task)  # bad options fail here, before a graph starts
     with tempfile.TemporaryDirectory(prefix="rosmind-eval-") as tmp:
         out = Path(tmp) / "results.json"
+        cams = checkpoint_cameras(args.checkpoint)
         cmd = [sys.executable, "-m", "rosmind.cli", "launch", str(LAUNCH), f"robot:={spec.name}",
                f"task:={args.task}", f"episodes:={args.episodes}", f"seed:={args.seed_start}",
                f"results:={out}", f"mode:={args.mode}", f"task_options:={','.join(args.task_option)}",
-               f"cameras:={'true' if checkpoint_cameras(args.checkpoint) else 'false'}",
-               f"camera_names:={','.join(checkpoint_cameras(args.checkpoint))}",
+               f"cameras:={'true' if cams else 'false'}", f"camera_names:={','.join(cams)}",
                f"obs_noise:={','.join(args.obs_noise)}", f"noise:={args.noise}"]
         cmd += [f"checkpoint:={Path(args.checkpoint).resolve()}"] if args.checkpoint else [f"policy:={args.policy}"]
         rc = subprocess.call(cmd, stdout=subprocess.DEVNULL if args.json else None)
