@@ -54,7 +54,8 @@ class FallGuard:
         if crouch is None or len(crouch) != spec.dof:
             raise SpecError(f"{spec.source}: extra.crouch_pose: a quadruped spec needs {spec.dof} joint "
                             f"positions to fold into after a fall, got {crouch!r}")
-        self.crouch = np.clip(np.asarray(crouch, dtype=np.float64), spec.limits("lower"), spec.limits("upper"))
+        self.lower, self.upper = np.array(spec.limits("lower")), np.array(spec.limits("upper"))
+        self.crouch = np.clip(np.asarray(crouch, dtype=np.float64), self.lower, self.upper)
         self.fallen = False
         self.last_tilt = 0.0
         self.trips = 0
@@ -73,7 +74,8 @@ class FallGuard:
         """One control period from ``current`` [D] toward the crouch, speed-limited."""
         step = self.config.crouch_speed * self.spec.control_period
         cur = np.asarray(current, dtype=np.float64)
-        return cur + np.clip(self.crouch - cur, -step, step)
+        # From a measured position, which may read a hair past a limit: never command one past it.
+        return np.clip(cur + np.clip(self.crouch - cur, -step, step), self.lower, self.upper)
 
     def reset(self) -> None:
         self.fallen = False

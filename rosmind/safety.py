@@ -250,7 +250,7 @@ class SafetySupervisor:
         if self.state is State.ESTOP:
             return None
         self.state = State.ESTOP
-        self.setpoint = None if self.measured is None else self.measured.copy()
+        self.setpoint = None if self.measured is None else self._measured_in_limits()
         self._intervene("estop", "e-stop engaged: holding the measured position, every "
                         "command rejected until safety/reset")
         return self.setpoint
@@ -263,10 +263,11 @@ class SafetySupervisor:
         now = self.clock()
         previous = self.state.value
         self.state = State.ARMED
-        self._set_plan(now, self.measured[None], self.measured, np.zeros_like(self.measured), now)
+        q = self._measured_in_limits()
+        self._set_plan(now, q[None], q, np.zeros_like(q), now)
         self.setpoint = None
         self._info(f"reset: {previous} -> ARMED at the measured position")
-        return self.measured.copy(), f"re-armed from {previous} at the measured position"
+        return q, f"re-armed from {previous} at the measured position"
 
     def tick(self, now: float | None = None) -> np.ndarray | None:
         """Run the watchdog; returns a hold/stop setpoint ``[D]`` on a transition, else None."""
@@ -284,7 +285,7 @@ class SafetySupervisor:
         if (self.state is State.HOLDING and age >= self.config.watchdog_stop_timeout_s - _EPS
                 and self.measured is not None):
             self.state = State.STOPPED
-            self.setpoint = self.measured.copy()
+            self.setpoint = self._measured_in_limits()
             self._intervene("watchdog_stop", f"no new command for {age:.3f} s: stopped at the "
                             "measured position; a command near it (or safety/reset) re-arms")
             out = self.setpoint
@@ -327,6 +328,12 @@ class SafetySupervisor:
         return sum(self.counts.values())
 
     # internals
+
+    def _measured_in_limits(self) -> np.ndarray:
+        """The measured position as a setpoint: inside the position limits, which a sensor reading
+        may pass by a hair (a simulated finger at its stop reads 0.04 + 1e-6) or a robot pushed
+        past a soft limit by more; safety never commands a position outside them."""
+        return np.clip(self.measured, self.lower, self.upper)
 
     def _ready(self) -> None:
         if self.state is State.ESTOP:

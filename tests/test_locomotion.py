@@ -285,6 +285,8 @@ def test_fall_guard_trips_on_tilt_and_folds_slowly():
     for _ in range(200):
         nxt = guard.setpoint(nxt)
     assert np.allclose(nxt, spec.extra["crouch_pose"])
+    past = np.array(spec.limits("upper")) + 0.1  # a measured position past every limit
+    assert np.all(guard.setpoint(past) <= np.array(spec.limits("upper")))
     guard.reset()
     assert not guard.fallen and FallGuard(spec).update_imu([np.nan, 0, 0, 1])
     panda = load_spec("panda")

@@ -268,6 +268,25 @@ def test_estop_latches_until_reset():
     assert sup.filter_command(measured + 0.01) is not None
 
 
+def test_setpoints_from_the_measured_position_stay_inside_the_limits():
+    # A simulated finger at its open stop reads 0.04 + 1e-6: stop, e-stop and reset hold the
+    # measured position, and none of them may command past a limit (tests/test_faults_ros.py saw it).
+    hi = np.array(SPEC.limits("upper"))
+    over = Q0.copy()
+    over[7] = hi[7] + 1e-6
+    over[3] = hi[3] + 0.01  # pushed past a soft limit by more
+    inside = np.clip(over, SPEC.limits("lower"), hi)
+    sup, clock, _ = make(measured=over)
+    assert sup.filter_command(inside) is not None
+    np.testing.assert_array_equal(sup.tick(clock.t + 2.0), inside)  # watchdog stop
+    assert sup.state is State.STOPPED
+    np.testing.assert_array_equal(sup.estop(), inside)
+    setpoint, _ = sup.reset()
+    np.testing.assert_array_equal(setpoint, inside)
+    clock.t += DT
+    assert sup.filter_command(inside) is not None and sup.state is State.ARMED
+
+
 def test_reset_needs_joint_states():
     sup, _, _ = make(measured=None)
     sup.estop()
