@@ -66,6 +66,7 @@ def test_unet_output_depends_on_step_and_condition():
     (dict(obs_keys=("joint_pos", "wrench")), "obs_shapes"),
     (dict(down_dims=(12, 32)), "down_dims"),
     (dict(obs_keys=("camera/wrist/rgb",), obs_shapes={"camera/wrist/rgb": (64, 64)}), "obs_shapes"),
+    (dict(n_samples=0), "n_samples"),
 ])
 def test_config_validation_names_the_field(kw, field):
     with pytest.raises(SpecError, match=f"DiffusionConfig.{field}"):
@@ -113,6 +114,29 @@ def test_reseed_makes_inference_repeatable_and_reset_keeps_drawing_fresh_noise(p
     policy.reseed(7)
     np.testing.assert_array_equal(c, policy.infer(obs)["action"])
     assert not np.array_equal(c, a1)
+
+
+def test_n_samples_executes_the_medoid_of_its_draws():
+    torch.manual_seed(0)
+    p = DiffusionPolicy(DiffusionConfig(**SMALL, n_samples=5))
+    cfg, b, k = p.config, 3, 5
+    cond = p._encode(p._obs_tensors(_obs(cfg, batch=b), batched=True), augment=False)
+    p.reseed(3)
+    chosen = p.sample_chunks(cond).numpy()
+    p.reseed(3)  # the same noise: every draw, row-major per observation
+    draws = p.sample(cond.repeat_interleave(k, dim=0)).numpy().reshape(b, k, cfg.horizon, cfg.action_dim)
+    rows = draws[:, :, cfg.n_obs_steps - 1:cfg.n_obs_steps - 1 + cfg.n_action_steps]
+    for i in range(b):
+        cost = [sum(np.linalg.norm(rows[i, a] - rows[i, c]) for c in range(k)) for a in range(k)]
+        np.testing.assert_array_equal(chosen[i], draws[i, int(np.argmin(cost))])
+        assert len({round(float(c), 6) for c in cost}) == k  # distinct draws: the choice is real
+    # One draw (the default) is the plain sampler, the same noise as before the option existed.
+    p.config.n_samples = 1
+    p.reseed(3)
+    one = p.sample_chunks(cond).numpy()
+    p.reseed(3)
+    np.testing.assert_array_equal(one, p.sample(cond).numpy())
+    assert "n_samples" in DiffusionConfig.resumable_fields  # run time only: init_from may change it
 
 
 def test_frozen_sampling_matches_eager_and_is_dropped_on_weight_changes():

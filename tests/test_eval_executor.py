@@ -56,3 +56,21 @@ def test_ros_mode_refuses_executor_settings(repo):
     r = subprocess.run([sys.executable, "-m", "rosmind.cli", "eval", "--checkpoint", str(repo / CKPT), "--ros",
                         "--n-action-steps", "4"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--n-action-steps" in r.stderr and "direct mode only" in r.stderr
+
+
+def test_samples_override_reaches_the_policy_and_bad_uses_are_refused(repo, capsys):
+    import argparse
+
+    from rosmind.cli import main
+    from rosmind.commands.eval import add_arguments, load_policy
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    policy = load_policy(p.parse_args(["--checkpoint", str(repo / CKPT), "--samples", "4"]), load_spec("panda"))
+    assert policy.config.n_samples == 4
+    assert main(["eval", "--checkpoint", str(repo / CKPT), "--episodes", "1", "--samples", "0"]) != 0
+    assert "--samples" in capsys.readouterr().err
+    assert main(["eval", "--policy", "expert", "--episodes", "1", "--samples", "2"]) != 0
+    assert "not a diffusion policy" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(repo / CKPT), "--episodes", "1", "--ros", "--samples", "2"]) != 0
+    assert "direct mode only" in capsys.readouterr().err

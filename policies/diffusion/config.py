@@ -90,9 +90,14 @@ class DiffusionConfig(PolicyConfig, DenoiserConfig):
     # from the pose labels sim data carries, as Levine et al. (2016) pretrain their spatial-
     # softmax encoder on object poses; the head is unused at run time.
     aux_pose_weight: float = 0.0
+    # Run time: sample this many chunks per observation and execute their medoid (the one
+    # closest, summed over its executed rows, to the others in normalized units): the majority
+    # mode instead of a single draw, which can land in a rare one (turning back mid-lift).
+    # 1 = one draw, as in the paper. The encoders run once; the UNet runs on n_samples rows.
+    n_samples: int = 1
     # Fields that leave the weights' shapes and meaning alone: --resume and train.init_from may
     # change them (the image encoders are convolutions + spatial softmax: any crop size fits).
-    resumable_fields: ClassVar[tuple[str, ...]] = ("state_noise", "image_crop_ratio", "image_resize")
+    resumable_fields: ClassVar[tuple[str, ...]] = ("state_noise", "image_crop_ratio", "image_resize", "n_samples")
 
     @property
     def aux_keys(self) -> tuple[str, ...]:
@@ -120,6 +125,8 @@ class DiffusionConfig(PolicyConfig, DenoiserConfig):
         if self.relative_obs and need:
             raise bad("relative_obs", f"needs obs key(s) {need} among obs_keys {list(self.obs_keys)}")
         self.check_obs_quantile()
+        if not 1 <= self.n_samples <= 64:
+            raise bad("n_samples", f"chunks drawn per observation, in [1, 64], got {self.n_samples}")
         if not math.isfinite(self.aux_pose_weight) or self.aux_pose_weight < 0:
             raise bad("aux_pose_weight", f"must be a finite number >= 0, got {self.aux_pose_weight}")
         lacking = [k for k in self.aux_keys if k not in self.obs_shapes]

@@ -204,6 +204,19 @@ class DiffusionPolicy(nn.Module):
             x = self.sampler.step(eps, int(t), x, generator=self._generator)
         return x
 
+    def sample_chunks(self, cond: torch.Tensor) -> torch.Tensor:
+        """``sample`` with ``config.n_samples`` draws per row of ``cond``: the medoid of each row's
+        draws, measured over the rows a chunk executes. ``[B, horizon, Da]``, normalized units."""
+        cfg, k = self.config, self.config.n_samples
+        if k == 1:
+            return self.sample(cond)
+        b = cond.shape[0]
+        x = self.sample(cond.repeat_interleave(k, dim=0)).reshape(b, k, cfg.horizon, cfg.action_dim)
+        start = cfg.n_obs_steps - 1
+        rows = x[:, :, start:start + cfg.n_action_steps].reshape(b, k, -1)
+        best = torch.cdist(rows, rows).sum(dim=-1).argmin(dim=1)
+        return x[torch.arange(b), best]
+
     def _obs_tensors(self, obs: dict[str, np.ndarray], batched: bool) -> dict[str, torch.Tensor]:
         cfg = self.config
         out = {}
@@ -234,7 +247,7 @@ class DiffusionPolicy(nn.Module):
         cfg = self.config
         with torch.inference_mode():
             o = self._obs_tensors(obs, batched=True)
-            actions = self.normalizer.unnormalize("action", self.sample(self._encode(o, augment=False)))
+            actions = self.normalizer.unnormalize("action", self.sample_chunks(self._encode(o, augment=False)))
             actions = actions + self._anchor(o)
         start = cfg.n_obs_steps - 1
         return {"action": actions[:, start:start + cfg.n_action_steps].numpy().astype(np.float32)}
@@ -244,7 +257,7 @@ class DiffusionPolicy(nn.Module):
         cfg = self.config
         with torch.inference_mode():
             o = self._obs_tensors(obs, batched=False)
-            actions = self.normalizer.unnormalize("action", self.sample(self._encode(o, augment=False)))
+            actions = self.normalizer.unnormalize("action", self.sample_chunks(self._encode(o, augment=False)))
             actions = (actions + self._anchor(o))[0]
         start = cfg.n_obs_steps - 1
         return {"action": actions[start:start + cfg.n_action_steps].numpy().astype(np.float32)}

@@ -38,6 +38,7 @@ def add_arguments(p):
     p.add_argument("--n-envs", type=int, default=8, help="direct mode: envs stepped together")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], help="diffusion: override the sampler")
     p.add_argument("--steps", type=int, help="diffusion: override the number of inference steps")
+    p.add_argument("--samples", type=int, help="diffusion: override n_samples (chunks drawn per plan, medoid executed)")
     p.add_argument("--sampling", choices=["greedy", "top_k", "expected"], help="carp: override the code sampling")
     p.add_argument("--top-k", type=int, help="carp: override top_k (with top_k sampling)")
     p.add_argument("--anchor", choices=["measured", "command"],
@@ -86,6 +87,12 @@ def load_policy(args, spec):
         if not hasattr(policy, "set_sampler"):
             raise UserError(f"--sampler/--steps: policy {args.checkpoint or args.policy!r} is not a diffusion policy")
         policy.set_sampler(args.sampler or policy.config.sampler, args.steps or policy.config.num_inference_steps)
+    if args.samples is not None:
+        if not hasattr(policy, "sample_chunks"):
+            raise UserError(f"--samples: policy {args.checkpoint or args.policy!r} is not a diffusion policy")
+        if not 1 <= args.samples <= 64:
+            raise UserError(f"--samples: chunks drawn per plan, in [1, 64], got {args.samples}")
+        policy.config.n_samples = args.samples
     if args.anchor:
         if not getattr(policy.config, "relative_actions", False):
             raise UserError(f"--anchor: policy {args.checkpoint or args.policy!r} has no relative actions")
@@ -132,9 +139,9 @@ def _ros(args, spec) -> dict:
     from rosmind.sim.cameras import checkpoint_cameras
     from rosmind.stats import wilson_interval
 
-    if (args.sampler or args.steps or args.sampling or args.top_k is not None or args.anchor
+    if (args.sampler or args.steps or args.samples is not None or args.sampling or args.top_k is not None or args.anchor
             or args.n_action_steps or args.temporal_ensemble is not None):
-        raise UserError("--sampler/--steps/--sampling/--top-k/--anchor/--n-action-steps/--temporal-ensemble "
+        raise UserError("--sampler/--steps/--samples/--sampling/--top-k/--anchor/--n-action-steps/--temporal-ensemble "
                         "apply to direct mode only")
     perturbations(args, spec, args.task)  # bad options fail here, before a graph starts
     with tempfile.TemporaryDirectory(prefix="rosmind-eval-") as tmp:
