@@ -60,10 +60,11 @@ register_preset(Preset(
     # The gripper camera sees the fingertips and what is between them: whether the fingers
     # have closed on the cube (what the wrist camera cannot show) is in the picture. No random
     # crop: the fingers are the picture's own reference; a shifted crop would move them.
+    # n_samples 8 (run time only): the medoid of 8 chunks, 88/100 against 79/100 for one draw.
     train=dict(steps=14000, batch_size=64, lr=3e-4, warmup_steps=500, checkpoint_every=2000, val_every=0),
     policy=dict(obs_keys=["joint_pos", "camera/gripper/rgb", "camera/scene/rgb"], n_obs_steps=1, horizon=16,
                 n_action_steps=12, relative_actions=True, image_channels=[16, 32, 64], image_feature_dim=64,
-                image_crop_ratio=1.0),
+                image_crop_ratio=1.0, n_samples=8),
     families=("diffusion",)))
 register_preset(Preset(
     "wipe_rdp", "Panda wipe: RDP from joint state, the wrist wrench and the path's end (slow), the wrench (fast)",
