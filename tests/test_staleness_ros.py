@@ -100,20 +100,23 @@ class Robot(FakeRobot):
         return any(round(cv.to_sec(m.header.stamp), 6) == t for m in self.traj)
 
 
-@pytest.mark.parametrize("robot,key,topic,frozen", [
-    ("panda", "ee_pose", "/ee_pose", False),
-    ("panda", "object_poses", "/object_poses", False),
-    ("panda", "wrench", "/wrench", False),
-    ("panda", "wrench", "/wrench", True),
-    ("panda", "camera/scene/rgb", "/camera/scene/image_raw", False),
-    ("panda", "camera/scene/rgb", "/camera/scene/image_raw", True),
-    ("a1", "imu_orientation", "/imu", False),
-    ("a1", "odom_twist", "/odom", False),
+@pytest.mark.parametrize("robot,key,topic,frozen,period", [
+    ("panda", "ee_pose", "/ee_pose", False, 0.2),
+    ("panda", "object_poses", "/object_poses", False, 0.2),
+    # A periodic report a minute away: the stall is named, and its end, as they happen (a short
+    # stall had gone unreported between two 1 s reports in a CI run).
+    ("panda", "object_poses", "/object_poses", True, 60.0),
+    ("panda", "wrench", "/wrench", False, 0.2),
+    ("panda", "wrench", "/wrench", True, 0.2),
+    ("panda", "camera/scene/rgb", "/camera/scene/image_raw", False, 0.2),
+    ("panda", "camera/scene/rgb", "/camera/scene/image_raw", True, 0.2),
+    ("a1", "imu_orientation", "/imu", False, 0.2),
+    ("a1", "odom_twist", "/odom", False, 0.2),
 ])
 def test_a_silent_or_frozen_input_pauses_the_policy_names_the_topic_and_resumes(ros_env, tmp_path, robot, key,
-                                                                                 topic, frozen):
+                                                                                 topic, frozen, period):
     ckpt, spec = _checkpoint(tmp_path / "ckpt", robot, key)
-    proc = start_policy_node(ros_env, ckpt, "-p", f"robot:={robot}")
+    proc = start_policy_node(ros_env, ckpt, "-p", f"robot:={robot}", "-p", f"diagnostics_period_s:={period}")
     rob = Robot(spec, key)
     every = rob.every
     try:
@@ -151,6 +154,6 @@ def test_a_silent_or_frozen_input_pauses_the_policy_names_the_topic_and_resumes(
     commanded_silent = [k for k in silent if rob.answered(k)]
     assert commanded_silent == [], f"ticks {commanded_silent} commanded while {topic} was silent"
     assert named, (diag_silent, out)
-    assert int(diag_silent["skipped_stale_ticks"]) >= 2, diag_silent
+    assert int(diag_silent["skipped_stale_ticks"]) >= (2 if period < 5 else 1), diag_silent
     assert key in diag_silent["stale_keys"], diag_silent
     assert cleared, diag_back  # resumed: nothing is named stale any more

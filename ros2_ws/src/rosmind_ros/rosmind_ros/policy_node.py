@@ -21,6 +21,7 @@ Serves ``policy/reset`` (Trigger): policy, executor and observation history star
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections import deque
@@ -49,6 +50,8 @@ from rosmind.stats import latency_summary
 from rosmind.timeline import Timeline
 from rosmind_ros import conversions as cv
 from rosmind_ros.params import declare_from_dataclass, run_node
+
+_IMMEDIATE_DIAG_S = 0.1  # a newly stale input is reported at once, at most this often
 
 MSG_CLASSES = {schema.JOINT_STATE: JointState, schema.POSE_STAMPED: PoseStamped,
                schema.POSE_ARRAY: PoseArray, schema.WRENCH_STAMPED: WrenchStamped,
@@ -145,6 +148,7 @@ class PolicyNode(Node):
         self._error: BaseException | None = None
         self.skipped_stale = 0
         self._stale_keys: list[str] = []
+        self._last_diag = -math.inf  # monotonic time of the last /diagnostics message
         self._camera_keys = [k for k in keys if schema.camera_name(k)]
         stages = (("obs", "inference", "publish", "e2e") + (("decode", "image_age") if self._camera_keys else ())
                   + (("fast",) if self._fast else ()))
@@ -274,9 +278,14 @@ class PolicyNode(Node):
 
     def _skip(self, t: float) -> None:
         self.skipped_stale += 1
-        self._stale_keys = self.asm.stale(t, self._ages(t))
+        keys = self.asm.stale(t, self._ages(t))
+        changed, self._stale_keys = keys != self._stale_keys, keys
         self.get_logger().warn(f"tick t={t:.3f} skipped: stale input(s) {self._stale_keys}",
                                throttle_duration_sec=1.0)
+        if changed and time.monotonic() - self._last_diag >= _IMMEDIATE_DIAG_S:
+            # Name a newly stale input now (and its end, in _process), not at the next periodic
+            # report: a stall shorter than diagnostics_period_s went unreported in a CI run.
+            self._diagnostics()
 
     def _infer(self, obs: dict, tick: int, generation: int, arrived: float, frames: dict | None = None) -> None:
         t0 = time.perf_counter()
@@ -323,8 +332,6 @@ class PolicyNode(Node):
         plan lands before the current one runs out (never less than the configured prefetch,
         at most n_action_steps - 1). Lockstep keeps the configured value: it must plan on the
         same ticks as direct evaluation."""
-        import math
-
         self._recent_infer.append(seconds)
         need = math.ceil(max(self._recent_infer) / self.dt + 0.5)
         n_act = self.executor_.config.n_action_steps or self.policy.config.n_action_steps
@@ -352,7 +359,10 @@ class PolicyNode(Node):
             raise self._error
         t0 = time.perf_counter()
         tick = round(t / self.dt)
-        self._stale_keys = []  # inputs are fresh again: /diagnostics names only what is stale now
+        if self._stale_keys:  # inputs are fresh again: /diagnostics names only what is stale now
+            self._stale_keys = []
+            if time.monotonic() - self._last_diag >= _IMMEDIATE_DIAG_S:
+                self._diagnostics()
         if self._tick0 is None:
             self._tick0 = tick  # the episode's first tick (lockstep: robot_node's tick 0 after reset)
         self._now = (tick, t)
@@ -421,6 +431,7 @@ class PolicyNode(Node):
         msg.status = [cv.diagnostic_status(f"{self.get_name()}: policy", level,
                                            f"{self.cfg.checkpoint or self.cfg.policy}", values, self.spec.name)]
         self.diag_pub.publish(msg)
+        self._last_diag = time.monotonic()
 
     def destroy_node(self):
         self.worker.shutdown(wait=True, cancel_futures=True)
