@@ -282,9 +282,10 @@ class PolicyNode(Node):
         changed, self._stale_keys = keys != self._stale_keys, keys
         self.get_logger().warn(f"tick t={t:.3f} skipped: stale input(s) {self._stale_keys}",
                                throttle_duration_sec=1.0)
-        if changed and time.monotonic() - self._last_diag >= _IMMEDIATE_DIAG_S:
+        if changed:
             # Name a newly stale input now (and its end, in _process), not at the next periodic
-            # report: a stall shorter than diagnostics_period_s went unreported in a CI run.
+            # report: a stall shorter than diagnostics_period_s went unreported in a CI run. Not
+            # rate-limited: a stall of one tick right after a report would be lost otherwise.
             self._diagnostics()
 
     def _infer(self, obs: dict, tick: int, generation: int, arrived: float, frames: dict | None = None) -> None:
