@@ -51,8 +51,6 @@ from rosmind.timeline import Timeline
 from rosmind_ros import conversions as cv
 from rosmind_ros.params import declare_from_dataclass, run_node
 
-_IMMEDIATE_DIAG_S = 0.1  # a newly stale input is reported at once, at most this often
-
 MSG_CLASSES = {schema.JOINT_STATE: JointState, schema.POSE_STAMPED: PoseStamped,
                schema.POSE_ARRAY: PoseArray, schema.WRENCH_STAMPED: WrenchStamped,
                schema.IMAGE: Image, schema.IMU: Imu, schema.ODOMETRY: Odometry, schema.TWIST: Twist}
@@ -148,7 +146,6 @@ class PolicyNode(Node):
         self._error: BaseException | None = None
         self.skipped_stale = 0
         self._stale_keys: list[str] = []
-        self._last_diag = -math.inf  # monotonic time of the last /diagnostics message
         self._camera_keys = [k for k in keys if schema.camera_name(k)]
         stages = (("obs", "inference", "publish", "e2e") + (("decode", "image_age") if self._camera_keys else ())
                   + (("fast",) if self._fast else ()))
@@ -284,8 +281,8 @@ class PolicyNode(Node):
                                throttle_duration_sec=1.0)
         if changed:
             # Name a newly stale input now (and its end, in _process), not at the next periodic
-            # report: a stall shorter than diagnostics_period_s went unreported in a CI run. Not
-            # rate-limited: a stall of one tick right after a report would be lost otherwise.
+            # report: a stall shorter than diagnostics_period_s went unreported in a CI run. At
+            # most once per tick, as the set of stale inputs can change only once per tick.
             self._diagnostics()
 
     def _infer(self, obs: dict, tick: int, generation: int, arrived: float, frames: dict | None = None) -> None:
@@ -362,8 +359,7 @@ class PolicyNode(Node):
         tick = round(t / self.dt)
         if self._stale_keys:  # inputs are fresh again: /diagnostics names only what is stale now
             self._stale_keys = []
-            if time.monotonic() - self._last_diag >= _IMMEDIATE_DIAG_S:
-                self._diagnostics()
+            self._diagnostics()
         if self._tick0 is None:
             self._tick0 = tick  # the episode's first tick (lockstep: robot_node's tick 0 after reset)
         self._now = (tick, t)
@@ -432,7 +428,6 @@ class PolicyNode(Node):
         msg.status = [cv.diagnostic_status(f"{self.get_name()}: policy", level,
                                            f"{self.cfg.checkpoint or self.cfg.policy}", values, self.spec.name)]
         self.diag_pub.publish(msg)
-        self._last_diag = time.monotonic()
 
     def destroy_node(self):
         self.worker.shutdown(wait=True, cancel_futures=True)
