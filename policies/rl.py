@@ -70,6 +70,10 @@ class RLConfig:
     actor_hidden: tuple[int, ...] = (256, 128, 64)
     critic_hidden: tuple[int, ...] = (256, 128, 64)
     save_every: int = 50
+    # Iterations at the start that train only the critic (the actor, its std included, frozen):
+    # residual RL's burn-in (Silver et al. 2018, "Residual Policy Learning"). With a sparse reward
+    # the first advantages are noise until the value function knows the base's success odds.
+    critic_warmup_iterations: int = 0
     # Stop (after the iteration block that crosses it) once training has run this long, and
     # export what it has: a wall-clock budget for a machine of known speed. 0 = no limit.
     max_minutes: float = 0.0
@@ -82,6 +86,9 @@ class RLConfig:
         for name in ("iterations", "num_steps_per_env", "num_learning_epochs", "num_mini_batches", "save_every"):
             if getattr(self, name) < 1:
                 raise SpecError(f"RLConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.critic_warmup_iterations < self.iterations:
+            raise SpecError(f"RLConfig.critic_warmup_iterations: in [0, iterations {self.iterations}), "
+                            f"got {self.critic_warmup_iterations}")
         if not self.learning_rate > 0:
             raise SpecError(f"RLConfig.learning_rate: must be > 0, got {self.learning_rate}")
         if self.schedule not in ("adaptive", "fixed"):
@@ -356,7 +363,12 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
         while (remaining := rcfg.iterations - runner.current_learning_iteration) > 0:
             if rcfg.max_minutes and time.monotonic() - start > rcfg.max_minutes * 60:
                 break
-            runner.learn(min(remaining, rcfg.save_every), init_at_random_ep_len=first)
+            warm = rcfg.critic_warmup_iterations - runner.current_learning_iteration
+            block = min(remaining, rcfg.save_every, warm if warm > 0 else remaining)
+            # Adam leaves a parameter without a gradient alone: a frozen actor stays exactly as it is.
+            for prm in runner.alg._raw_actor.parameters():
+                prm.requires_grad_(warm <= 0)
+            runner.learn(block, init_at_random_ep_len=first)
             runner.current_learning_iteration += 1  # learn() leaves it at its last iteration
             first = False
             it = runner.current_learning_iteration

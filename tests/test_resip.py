@@ -111,9 +111,18 @@ def test_ppo_smoke_run_through_the_one_rl_entry_point(repo, tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "rosmind.cli", "train", "--policy", "resip", "--base", str(repo / BASE),
                         "--task", "pick_place", "--out", str(out), "rl.iterations=2", "rl.num_steps_per_env=4",
-                        "env.num_envs=2", "rl.progress=false", "rl.save_every=1"],
+                        "env.num_envs=2", "rl.progress=false", "rl.save_every=1", "rl.critic_warmup_iterations=1"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    # the warm-up iteration trained the critic only: the actor (its std too) is as it started
+    from safetensors.torch import load_file
+
+    first, last = (load_file(str(f / "train_state.safetensors")) for f in sorted((out / "checkpoints").glob("iter_*")))
+    actor = [k for k in first if k.startswith("actor.") and "normalizer" not in k]
+    last_layer = max((k for k in actor if k.endswith(".weight")), key=lambda k: int(k.split(".")[-2]))
+    assert torch.count_nonzero(first[last_layer]) == 0 and torch.count_nonzero(last[last_layer]) > 0
+    critic = [k for k in first if k.startswith("critic.") and k.endswith("weight")]
+    assert any(not torch.equal(first[k], last[k]) for k in critic)
     m = read_manifest(out / "checkpoint")
     assert m["family"] == "resip" and m["training"]["iterations"] == 2 and m["training"]["env_steps"] == 16
     res = load_checkpoint(out / "checkpoint")
@@ -169,3 +178,5 @@ def test_resip_trains_with_a_fixed_learning_rate():
     assert RLConfig().runner_cfg()["algorithm"]["schedule"] == "adaptive"  # locomotion: legged_gym's
     with pytest.raises(SpecError, match="RLConfig.schedule"):
         RLConfig(schedule="cosine")
+    with pytest.raises(SpecError, match="critic_warmup_iterations"):
+        RLConfig(iterations=5, critic_warmup_iterations=5)
