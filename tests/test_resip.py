@@ -111,7 +111,8 @@ def test_ppo_smoke_run_through_the_one_rl_entry_point(repo, tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "rosmind.cli", "train", "--policy", "resip", "--base", str(repo / BASE),
                         "--task", "pick_place", "--out", str(out), "rl.iterations=2", "rl.num_steps_per_env=4",
-                        "env.num_envs=2", "rl.progress=false", "rl.save_every=1", "rl.critic_warmup_iterations=1"],
+                        "env.num_envs=2", "rl.progress=false", "rl.save_every=1", "rl.critic_warmup_iterations=1",
+                        "rl.critic_learning_rate=0.005"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     # the warm-up iteration trained the critic only: the actor (its std too) is as it started
@@ -123,6 +124,8 @@ def test_ppo_smoke_run_through_the_one_rl_entry_point(repo, tmp_path):
     assert torch.count_nonzero(first[last_layer]) == 0 and torch.count_nonzero(last[last_layer]) > 0
     critic = [k for k in first if k.startswith("critic.") and k.endswith("weight")]
     assert any(not torch.equal(first[k], last[k]) for k in critic)
+    groups = json.loads((out / "checkpoints" / "latest" / "train_state.json").read_text())["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [1e-4, 0.005]  # the actor's rate, the critic's own
     m = read_manifest(out / "checkpoint")
     assert m["family"] == "resip" and m["training"]["iterations"] == 2 and m["training"]["env_steps"] == 16
     res = load_checkpoint(out / "checkpoint")
@@ -180,3 +183,5 @@ def test_resip_trains_with_a_fixed_learning_rate():
         RLConfig(schedule="cosine")
     with pytest.raises(SpecError, match="critic_warmup_iterations"):
         RLConfig(iterations=5, critic_warmup_iterations=5)
+    with pytest.raises(SpecError, match="critic_learning_rate"):
+        RLConfig(critic_learning_rate=5e-3)  # the adaptive schedule sets one rate for all
