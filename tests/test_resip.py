@@ -185,3 +185,26 @@ def test_resip_trains_with_a_fixed_learning_rate():
         RLConfig(iterations=5, critic_warmup_iterations=5)
     with pytest.raises(SpecError, match="critic_learning_rate"):
         RLConfig(critic_learning_rate=5e-3)  # the adaptive schedule sets one rate for all
+
+
+def test_residual_env_keeps_the_envs_base_plans_on_one_beat(repo, one_thread):
+    """After an auto-reset mid-beat, an env's first chunk runs only up to the next beat, where it
+    plans again with the others: one batched base call a beat, not one per env per phase."""
+    from rosmind.policies.resip.env import ResidualEnv, ResidualEnvConfig
+
+    env = ResidualEnv(ResidualEnvConfig(base=str(repo / BASE), task="pick_place", num_envs=2,
+                                        task_options={"time_limit_s": 0.35}))  # 7 ticks an episode
+    calls: list[tuple[int, int]] = []  # (tick, batch size)
+    infer = env.policy.base.infer_batch
+    env.policy.base.infer_batch = lambda obs: calls.append((env._tick, len(obs["joint_pos"]))) or infer(obs)
+    try:
+        env.reset()
+        beat = env._ex[0].n_action_steps
+        for _ in range(2 * beat + 2):
+            _, _, done, _ = env.step(np.zeros((2, env.num_actions)))
+        assert beat == 8 and env.finished["episodes"] == 4  # both ended at ticks 7 and 14
+        # tick 0: both; 7: both reset; 8: the beat, both again; 14: reset; 16: the beat
+        assert calls == [(0, 2), (7, 2), (8, 2), (14, 2), (16, 2)]
+        assert all(t % beat == 0 for t in env._planned_at)
+    finally:
+        env.close()

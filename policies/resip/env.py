@@ -3,7 +3,8 @@ adds a residual. It has the numpy interface of ``rosmind.sim.locomotion.Locomoti
 one RL entry point (``rosmind.policies.rl``) trains it with rsl-rl's PPO.
 
 Per control tick and env: the base's row for the tick (its chunk executor; one batched base
-inference for all envs whose chunk is due) ``a_b``; the agent's observation is the residual's
+inference for all envs whose chunk is due, the envs kept on one beat: an env reset mid-beat runs
+its first chunk only up to the next beat) ``a_b``; the agent's observation is the residual's
 input, ``ResidualPolicy.features(obs, a_b)`` (``policy`` and ``critic`` groups alike; rsl-rl
 normalizes it); its action ``r`` is applied as ``a_b + scale * r`` (``ResidualPolicy.scale``), held inside the
 limits by the policy's ``SetpointLimiter`` as ``ResidualExecutor`` holds it, on ``VecSimEnv``
@@ -70,6 +71,7 @@ class ResidualEnv:
         self._ex = [ChunkExecutor(_BatchSlot(self.policy.base.config)) for _ in range(n)]
         self._obs: list[dict] = []
         self._base = np.zeros((n, self.num_actions))
+        self._planned_at = np.zeros(n, dtype=np.int64)  # the tick of each env's newest plan
         self.limiter = self.policy.limiter()  # batched: the composed command, as ResidualExecutor holds it
         self._tick = 0
         self.finished = {"episodes": 0, "successes": 0}
@@ -80,12 +82,18 @@ class ResidualEnv:
         self._obs = [{k: v[i] for k, v in obs.items()} for i in range(self.num_envs)]
         stacked = [h.push(o) for h, o in zip(self._hist, self._obs, strict=True)]
         t = self._tick
-        due = [i for i, ex in enumerate(self._ex) if ex.wants_inference(t)]
+        # On the beat (every n_action_steps ticks of the one clock) every env whose plan began
+        # off it (after a reset mid-way) plans again with the rest: one batched base call a beat
+        # (plus one for the envs reset on a tick), not one per env once resets spread the phases.
+        beat = self._ex[0].n_action_steps
+        due = [i for i, ex in enumerate(self._ex)
+               if ex.wants_inference(t) or t % beat == 0 and self._planned_at[i] % beat]
         if due:
             keys = self.policy.base.config.obs_keys
             chunks = self.policy.base.infer_batch({k: np.stack([stacked[i][k] for i in due]) for k in keys})["action"]
             for j, i in enumerate(due):
                 self._ex[i].add_chunk(self._ex[i].reanchor(chunks[j], stacked[i], t), t)
+                self._planned_at[i] = t
         for i, ex in enumerate(self._ex):
             self._base[i] = ex.action(t)
 
