@@ -201,7 +201,9 @@ def test_residual_env_keeps_the_envs_base_plans_on_one_beat(repo, one_thread):
         env.reset()
         beat = env._ex[0].n_action_steps
         for _ in range(2 * beat + 2):
-            _, _, done, _ = env.step(np.zeros((2, env.num_actions)))
+            _, _, done, info = env.step(np.zeros((2, env.num_actions)))
+            # running out of time is a failure, not bootstrapped (ResiP's code: truncation is done)
+            assert not info["time_outs"].any()
         assert beat == 8 and env.finished["episodes"] == 4  # both ended at ticks 7 and 14
         # tick 0: both; 7: both reset; 8: the beat, both again; 14: reset; 16: the beat
         assert calls == [(0, 2), (7, 2), (8, 2), (14, 2), (16, 2)]

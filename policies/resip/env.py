@@ -9,8 +9,9 @@ input, ``ResidualPolicy.features(obs, a_b)`` (``policy`` and ``critic`` groups a
 normalizes it); its action ``r`` is applied as ``a_b + scale * r`` (``ResidualPolicy.scale``), held inside the
 limits by the policy's ``SetpointLimiter`` as ``ResidualExecutor`` holds it, on ``VecSimEnv``
 (worker processes running make_sim's robot and task). Reward: 1 at the tick an episode ends in
-success, else 0 (the paper's sparse reward); an episode that runs out of time is a time-out
-(bootstrapped), not a failure state. Episodes auto-reset onto the next seeds.
+success, else 0 (the paper's sparse reward); an episode that runs out of time ends as a failure
+(its value is not bootstrapped: ResiP's code treats a truncation as done) unless
+``bootstrap_time_outs``. Episodes auto-reset onto the next seeds.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ResidualEnvConfig:
     action_scale: float = 0.1
     residual_keys: tuple[str, ...] = ()
     task_options: dict = field(default_factory=dict)
+    bootstrap_time_outs: bool = False  # False: running out of time is a failure (ResiP's code)
 
     def __post_init__(self):
         if self.num_envs < 1:
@@ -118,7 +120,7 @@ class ResidualEnv:
         obs, _, done, info = self.vec.step(self.limiter(self._base + self.policy.scale * r))
         self.episode_length += 1
         success = info["success"] & done
-        time_out = done & ~success
+        time_out = done & ~success & self.cfg.bootstrap_time_outs
         self.finished["episodes"] += int(done.sum())
         self.finished["successes"] += int(success.sum())
         for i in np.flatnonzero(done):
