@@ -356,8 +356,14 @@ def run_main(a) -> int:
     spec = load_spec("panda")
     rclpy.init()
     ex = SingleThreadedExecutor()
-    spin = threading.Thread(target=ex.spin, daemon=True)
-    spin.start()
+    stop = threading.Event()
+
+    def spin() -> None:  # spin_once in a loop, so that the thread can be stopped and joined
+        while not stop.is_set():
+            ex.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
     report = {"robot": spec.name, "policy": "expert", "mode": "realtime", "control_period_s": spec.control_period,
               "cpu_count": os.cpu_count(), "seed": a.seed, "trials": {}}
     try:
@@ -376,6 +382,10 @@ def run_main(a) -> int:
                 report["trials"][name] = r
                 print(f"{name}: " + json.dumps({k: v for k, v in r.items() if k not in ("fault",)}), flush=True)
     finally:
+        # The spin thread ends before rclpy does: a daemon thread still inside the executor at
+        # interpreter exit aborted the process ("terminate called without an active exception").
+        stop.set()
+        spinner.join(timeout=5.0)
         ex.shutdown()
         rclpy.shutdown()
     line = json.dumps(report)
