@@ -210,3 +210,41 @@ def test_residual_env_keeps_the_envs_base_plans_on_one_beat(repo, one_thread):
         assert all(t % beat == 0 for t in env._planned_at)
     finally:
         env.close()
+
+
+def test_goal_frame_features_and_an_untrained_goal_frame_residual(repo, tmp_path, one_thread):
+    """``goal_frame``: the hand's pose in the goal's frame joins the residual's input (ee_pose is
+    subscribed though the base does not read it); the features ignore a quaternion's sign, and
+    an untrained residual is still the base to the bit."""
+    import math
+
+    from rosmind.policies.resip.policy import goal_frame_features
+
+    def pose(x, y, z, yaw, flip=1.0):  # a hand pointing down (pi about x), then yaw about z
+        q = np.array([math.cos(yaw / 2), math.sin(yaw / 2), 0.0, 0.0]) * flip
+        return np.array([x, y, z, *q])
+
+    goal = np.array([0.5, 0.1, 0.03, 0.0, 0.0, math.sin(0.25), math.cos(0.25)])  # yaw 0.5 about z
+    ee = pose(0.5 + 0.01 * math.cos(0.5), 0.1 + 0.01 * math.sin(0.5), 0.1, 0.5 + math.pi / 2 + 0.02)
+    f = goal_frame_features(ee, goal, math.pi / 2)
+    np.testing.assert_allclose(f, [0.01, 0.0, 0.07, 0.02], atol=1e-12)  # 1 cm along the hole's x
+    ee[3:] *= -1  # the same orientation
+    np.testing.assert_allclose(goal_frame_features(ee, goal, math.pi / 2), f, atol=1e-12)
+
+    peg = "checkpoints/dp_peg_insert"
+    res = ResidualPolicy(ResipConfig(base=str(repo / peg), goal_frame=True))
+    assert "ee_pose" not in res.base.config.obs_keys and res.config.obs_keys[-1] == "ee_pose"
+    assert res.config.obs_dim == sum(res._sizes) + 4 + 8
+    save_checkpoint(res, tmp_path / "gf")
+    assert read_manifest(tmp_path / "gf")["observations"]["ee_pose"]["topic"] == "ee_pose"
+    runs = []
+    for policy in (load_checkpoint(tmp_path / "gf"), load_checkpoint(repo / peg)):
+        out = []
+        sim = make_sim("panda", "peg_insert", time_limit_s=1.0)
+        try:
+            run_episode(sim, policy, 5, on_tick=lambda t, o, a: out.append(sim.setpoint.copy()), noise="episode")
+        finally:
+            sim.disconnect()
+        runs.append(np.array(out))
+    assert runs[0].shape == (20, 8)
+    np.testing.assert_array_equal(runs[0], runs[1])

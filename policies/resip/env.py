@@ -31,6 +31,7 @@ class ResidualEnvConfig:
     seed: int = 0
     action_scale: float = 0.1
     residual_keys: tuple[str, ...] = ()
+    goal_frame: bool = False  # ResipConfig.goal_frame: the hand's pose in the goal's frame as input
     task_options: dict = field(default_factory=dict)
     bootstrap_time_outs: bool = False  # False: running out of time is a failure (ResiP's code)
 
@@ -54,7 +55,7 @@ class ResidualEnv:
 
         self.cfg = cfg
         self.policy = ResidualPolicy(ResipConfig(base=cfg.base, action_scale=cfg.action_scale,
-                                                 residual_keys=cfg.residual_keys))
+                                                 residual_keys=cfg.residual_keys, goal_frame=cfg.goal_frame))
         pc = self.policy.config
         if any(k.startswith("camera/") for k in pc.obs_keys):
             raise SpecError("ResidualEnv: the base reads cameras; the vectorized env renders none yet")

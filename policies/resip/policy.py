@@ -23,6 +23,7 @@ residual off and on at run time (policy_node's ``residual`` parameter).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,26 @@ def resolve_base(base: str) -> Path:
     raise CheckpointError(f"ResipConfig.base: no checkpoint at {base!r} (nor at {ROOT / p})")
 
 
+GOAL_FRAME_KEYS = ("ee_pose", "goal_pose")
+GOAL_FRAME_DIM = 4
+
+
+def heading(q: np.ndarray) -> float:
+    """The yaw of a frame's x axis, from its quaternion (x, y, z, w); q and -q give the same."""
+    x, y, z, w = q
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def goal_frame_features(ee: np.ndarray, goal: np.ndarray, yaw_period: float) -> np.ndarray:
+    """``ee`` [7] in the frame of ``goal`` [7] turned about z by the goal's yaw: dx, dy, dz and
+    the yaw between them wrapped into [-period/2, period/2)."""
+    yaw = heading(goal[3:])
+    c, s = math.cos(yaw), math.sin(yaw)
+    d = ee[:3] - goal[:3]
+    dyaw = (heading(ee[3:]) - yaw + yaw_period / 2) % yaw_period - yaw_period / 2
+    return np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1], d[2], dyaw])
+
+
 @dataclass
 class ResipConfig(PolicyConfig):
     base: str = "checkpoints/diffusion_pick_place"
@@ -62,6 +83,13 @@ class ResipConfig(PolicyConfig):
     hidden_dims: tuple[int, ...] = (256, 256)
     action_scale: float = 0.1
     limit_margin: float = 1.0  # of the spec's velocity/acceleration limits; 1: exactly safety_node's
+    # Add the end-effector's pose in the goal's frame to the residual's input: x, y, z of
+    # ``ee_pose`` minus ``goal_pose`` turned by the goal's yaw, and the yaw between them modulo
+    # ``goal_yaw_period`` (a square peg: pi/2). ``ee_pose`` is subscribed even where the base
+    # does not read it. Raw quaternions are not fed in: a hand pointing down sits where q and -q
+    # swap, and a base that read ``ee_pose`` raw was thrown off by it (11/100).
+    goal_frame: bool = False
+    goal_yaw_period: float = math.pi / 2
     obs_dim: int = 0  # filled in from the base
     action_dim: int = 0
     obs_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # the base's
@@ -76,6 +104,8 @@ class ResipConfig(PolicyConfig):
             raise SpecError(f"ResipConfig.action_scale: in (0, 1], got {self.action_scale}")
         if not (0.0 < self.limit_margin <= 1.0):
             raise SpecError(f"ResipConfig.limit_margin: in (0, 1], got {self.limit_margin}")
+        if not self.goal_yaw_period > 0:
+            raise SpecError(f"ResipConfig.goal_yaw_period: must be > 0, got {self.goal_yaw_period}")
 
 
 class ResidualPolicy(nn.Module):
@@ -112,8 +142,13 @@ class ResidualPolicy(nn.Module):
             raise SpecError(f"ResipConfig.residual_keys: {missing} are not among the base's observations {list(shapes)}")
         config.residual_keys = keys
         self._sizes = [int(np.prod(shapes[k])) for k in keys]
+        if config.goal_frame:
+            for k in GOAL_FRAME_KEYS:
+                if k not in config.obs_keys:
+                    config.obs_keys += (k,)
+                    config.obs_shapes[k] = (7,)
         config.action_dim = int(getattr(bc, "action_dim", 0))
-        config.obs_dim = sum(self._sizes) + config.action_dim
+        config.obs_dim = sum(self._sizes) + (GOAL_FRAME_DIM if config.goal_frame else 0) + config.action_dim
         self.config = config
         from rosmind.policies.locomotion import build_mlp
 
@@ -150,6 +185,9 @@ class ResidualPolicy(nn.Module):
         """The residual's input for one tick: the newest step of each residual key, the base action."""
         parts = [np.asarray(obs[k], dtype=np.float64).reshape(-1, n)[-1] for k, n in
                  zip(self.config.residual_keys, self._sizes, strict=True)]
+        if self.config.goal_frame:
+            ee, goal = (np.asarray(obs[k], dtype=np.float64).reshape(-1, 7)[-1] for k in GOAL_FRAME_KEYS)
+            parts.append(goal_frame_features(ee, goal, self.config.goal_yaw_period))
         return np.concatenate([*parts, np.asarray(base_action, dtype=np.float64).reshape(-1)])
 
     @torch.no_grad()
