@@ -38,6 +38,7 @@ from rosmind.errors import SpecError
 
 STATE_KEYS = ("joint_pos", "joint_vel", "ee_pose", "wrench", "object_poses", "goal_pose")
 FAILED_ATTR = "failed_seeds"
+TASK_ATTR = "task"  # the task (and robot) the episodes ran: a policy trained on them names it
 OPTIONS_ATTR = "task_options"
 TAKEOVER_ATTR = "takeovers"
 NOISE_ATTR = "action_noise"  # seed -> [sigma rad, tau s] of the DART noise it ran with
@@ -231,6 +232,10 @@ def collect(cfg: CollectConfig, out: str | Path, progress: bool = True) -> dict:
         raise SpecError(f"{out}: its episodes were collected with task options "
                         f"{buf.root.attrs.get(OPTIONS_ATTR, {})}, not {options}; collect into a new buffer")
     buf.root.attrs[OPTIONS_ATTR] = options
+    task = {"task": cfg.task, "robot": cfg.robot}
+    if buf.n_episodes and buf.root.attrs.get(TASK_ATTR, task) != task:
+        raise SpecError(f"{out}: its episodes ran {buf.root.attrs[TASK_ATTR]}, not {task}; collect into a new buffer")
+    buf.root.attrs[TASK_ATTR] = task
     noise = [cfg.action_noise, cfg.action_noise_tau] if cfg.action_noise else None
     noisy = buf.root.attrs.get(NOISE_ATTR) or {}
     if not isinstance(noisy, dict):

@@ -25,6 +25,13 @@ def test_collect_parallel_matches_serial_and_resumes(tmp_path):
     assert ends[-1] == ra.array("action").shape[0] == ra.array("joint_pos").shape[0]
     assert ra.array("object_poses").shape[1:] == (1, 7)
     assert np.all(np.isfinite(ra.array("action")[:]))
+    # the buffer names the task its episodes ran (a policy trained on it records it); another
+    # task's episodes are refused
+    assert ra.root.attrs["task"] == {"task": "pick_place", "robot": "panda"}
+    from rosmind.errors import SpecError
+
+    with pytest.raises(SpecError, match="its episodes ran .*pick_place.*not .*peg_insert"):
+        collect(CollectConfig(task="peg_insert", policy="peg_expert", episodes=1), a, progress=False)
 
 
 def test_demos_run_on_after_success_so_the_release_is_learnable(tmp_path):

@@ -248,3 +248,20 @@ def test_goal_frame_features_and_an_untrained_goal_frame_residual(repo, tmp_path
         runs.append(np.array(out))
     assert runs[0].shape == (20, 8)
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_a_base_for_another_task_is_refused(repo, tmp_path):
+    """By the task its training episodes ran (the base's manifest), and by what the task observes:
+    a pick_place base reads one object pose, peg_insert publishes two."""
+    import subprocess
+    import sys
+
+    from rosmind.policies.resip.env import ResidualEnv, ResidualEnvConfig
+
+    r = subprocess.run([sys.executable, "-m", "rosmind.cli", "train", "--policy", "resip", "--base",
+                        str(repo / "checkpoints/dp_peg_insert"), "--task", "pick_place", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "was trained on 'peg_insert' episodes, not task 'pick_place'" in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SpecError, match=r"object_poses is \[2, 7\] here, \[1, 7\] for the policy"):
+        ResidualEnv(ResidualEnvConfig(base=str(repo / BASE), task="peg_insert", num_envs=1))

@@ -47,6 +47,7 @@ class ResidualEnv:
     def __init__(self, cfg: ResidualEnvConfig):
         from rosmind.policies.executors import ChunkExecutor
         from rosmind.policies.resip import ResidualPolicy, ResipConfig
+        from rosmind.policies.resip.policy import resolve_base
         from rosmind.registry import TASKS
         from rosmind.sim.evaluate import _BatchSlot
         from rosmind.sim.rollout import ObsHistory
@@ -63,6 +64,11 @@ class ResidualEnv:
         robot = entry.meta.get("robot", pc.robot)
         if robot != pc.robot:
             raise SpecError(f"ResidualEnv: task {cfg.task!r} is for robot {robot!r}; the base {cfg.base} for {pc.robot!r}")
+        from rosmind.checkpoint import read_manifest
+
+        ran = read_manifest(resolve_base(cfg.base)).get("training", {}).get("dataset", {}).get("task")
+        if ran and ran != cfg.task:
+            raise SpecError(f"ResidualEnv: the base {cfg.base} was trained on {ran!r} episodes, not task {cfg.task!r}")
         spec = load_spec(pc.robot)
         self.num_envs = n = cfg.num_envs
         self.num_actions = pc.action_dim
@@ -70,6 +76,13 @@ class ResidualEnv:
         self.max_episode_length = int(round(limit * spec.control_rate_hz))
         self.episode_length = np.zeros(n, dtype=np.int64)
         self.vec = VecSimEnv(pc.robot, cfg.task, n, cfg.task_options)
+        first = self.vec.reset(seed=cfg.seed)  # what the task observes, against what the policy reads
+        wrong = {k: (list(first[k].shape[1:]) if k in first else "missing", list(pc.obs_shapes.get(k, ())))
+                 for k in pc.obs_keys if k not in first or tuple(first[k].shape[1:]) != tuple(pc.obs_shapes.get(k, ()))}
+        if wrong:
+            self.vec.close()
+            raise SpecError(f"ResidualEnv: task {cfg.task!r} does not observe what the base {cfg.base} reads: "
+                            + ", ".join(f"{k} is {a} here, {b} for the policy" for k, (a, b) in wrong.items()))
         self._hist = [ObsHistory(pc.obs_keys, pc.n_obs_steps) for _ in range(n)]
         self._ex = [ChunkExecutor(_BatchSlot(self.policy.base.config)) for _ in range(n)]
         self._obs: list[dict] = []
