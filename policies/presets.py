@@ -88,7 +88,9 @@ register_preset(Preset(
 register_preset(Preset(
     "peg_insert_dp", "Panda peg_insert: the ResiP base, Diffusion Policy from joint state, the wrist wrench and the hole pose",
     # The base is meant to get close, not to be precise (issue 16): 6000 steps on 186 demos got
-    # 4/100, 20000 steps on 535 demos 15/100 (checkpoints/dp_peg_insert/README.md).
+    # 4/100, 20000 steps on 535 demos 15/100, and 32/100 run 4 rows a chunk with the medoid of 8
+    # samples (its manifest; checkpoints/dp_peg_insert/README.md). Reading ee_pose as well got
+    # 11/100: the hand points down, where a quaternion and its negative swap.
     train=dict(steps=20000, batch_size=64, lr=5e-4, warmup_steps=300, checkpoint_every=1000, val_every=0),
     policy=dict(obs_keys=["joint_pos", "wrench", "goal_pose"], n_obs_steps=2, horizon=16, n_action_steps=8,
                 relative_actions=True),
