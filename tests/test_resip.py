@@ -27,9 +27,9 @@ pytestmark = pytest.mark.sim
 BASE = "checkpoints/diffusion_pick_place"
 
 
-def _actions(policy, seed: int) -> np.ndarray:
+def _actions(policy, seed: int, task: str = "pick_place", time_limit_s: float = 1.5) -> np.ndarray:
     out = []
-    sim = make_sim("panda", "pick_place", time_limit_s=1.5)
+    sim = make_sim("panda", task, time_limit_s=time_limit_s)
     try:
         run_episode(sim, policy, seed, on_tick=lambda t, o, a: out.append(sim.setpoint.copy()), noise="episode")
     finally:
@@ -237,17 +237,9 @@ def test_goal_frame_features_and_an_untrained_goal_frame_residual(repo, tmp_path
     assert res.config.obs_dim == sum(res._sizes) + 4 + 8
     save_checkpoint(res, tmp_path / "gf")
     assert read_manifest(tmp_path / "gf")["observations"]["ee_pose"]["topic"] == "ee_pose"
-    runs = []
-    for policy in (load_checkpoint(tmp_path / "gf"), load_checkpoint(repo / peg)):
-        out = []
-        sim = make_sim("panda", "peg_insert", time_limit_s=1.0)
-        try:
-            run_episode(sim, policy, 5, on_tick=lambda t, o, a: out.append(sim.setpoint.copy()), noise="episode")
-        finally:
-            sim.disconnect()
-        runs.append(np.array(out))
-    assert runs[0].shape == (20, 8)
-    np.testing.assert_array_equal(runs[0], runs[1])
+    a, b = (_actions(p, 5, "peg_insert", 1.0) for p in (load_checkpoint(tmp_path / "gf"), load_checkpoint(repo / peg)))
+    assert a.shape == (20, 8)
+    np.testing.assert_array_equal(a, b)
 
 
 def test_a_base_for_another_task_is_refused(repo, tmp_path):
