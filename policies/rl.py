@@ -359,6 +359,10 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
             last.weight.zero_()
             last.bias.zero_()
     start = time.monotonic()
+    # A resumed run's wall time goes on from where it stopped (max_minutes counts this session)
+    done_before = [json.loads(x) for x in (out / PROGRESS).read_text().splitlines() if x.strip()] \
+        if resume and (out / PROGRESS).is_file() else []
+    wall_before = float(done_before[-1]["wall_s"]) if done_before else 0.0
     training = {"task": task, "family": family, "rl": dataclasses.asdict(rcfg)}
     if resume:
         latest = out / "checkpoints" / "latest"
@@ -386,10 +390,10 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
             # One line a block: the learning curve (an env that counts finished episodes and
             # successes, as ResidualEnv does, adds them: success per block is their difference).
             progress.write(json.dumps({"iteration": it, "env_steps": it * steps_per_iteration,
-                                       "wall_s": round(time.monotonic() - start, 1),
+                                       "wall_s": round(wall_before + time.monotonic() - start, 1),
                                        **getattr(env, "finished", {})}) + "\n")
             progress.flush()
-    wall = time.monotonic() - start
+    wall = wall_before + time.monotonic() - start
     done = runner.current_learning_iteration
     training |= {"iterations": done, "env_steps": int(done * rcfg.num_steps_per_env * env.num_envs),
                  "wall_s": round(wall, 1), "stopped_by": "max_minutes" if done < rcfg.iterations else "iterations"}

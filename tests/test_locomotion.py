@@ -5,6 +5,7 @@ setpoint limiter safety passes unchanged, and the fall guard."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import mujoco
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rosmind.checkpoint import load_checkpoint
+from rosmind.checkpoint import load_checkpoint, read_manifest
 from rosmind.errors import CheckpointError, SpecError, UnknownNameError
 from rosmind.fall_guard import FallGuard, FallGuardConfig, tilt_deg
 from rosmind.safety import SafetyConfig, SafetySupervisor
@@ -227,6 +228,10 @@ def test_ppo_smoke_run_exports_what_rsl_rl_trained(tmp_path, one_thread):
     assert torch.allclose(policy.act_normalized(x), actor.as_jit()(x), atol=1e-5)
     # --resume continues from the saved iteration; a checkpoint for another robot is refused.
     train_rl("a1_velocity", out, ["rl.iterations=3"], resume=True)
+    rows = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
+    walls = [r["wall_s"] for r in rows]
+    assert [r["iteration"] for r in rows] == [1, 2, 3] and walls == sorted(walls)  # wall time goes on
+    assert read_manifest(ckpt)["training"]["wall_s"] >= walls[1]
     with pytest.raises(CheckpointError, match="trained for robot 'a1', not 'go2'"):
         load_checkpoint(ckpt, load_spec("go2"))
 
