@@ -389,9 +389,10 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
             it = runner.current_learning_iteration
             # One line a block: the learning curve (an env that counts finished episodes and
             # successes, as ResidualEnv does, adds them: success per block is their difference).
+            counts = {k: v + int(done_before[-1].get(k, 0)) if done_before else v  # cumulative over resumes
+                      for k, v in getattr(env, "finished", {}).items()}
             progress.write(json.dumps({"iteration": it, "env_steps": it * steps_per_iteration,
-                                       "wall_s": round(wall_before + time.monotonic() - start, 1),
-                                       **getattr(env, "finished", {})}) + "\n")
+                                       "wall_s": round(wall_before + time.monotonic() - start, 1), **counts}) + "\n")
             progress.flush()
     wall = wall_before + time.monotonic() - start
     done = runner.current_learning_iteration
