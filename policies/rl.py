@@ -339,8 +339,11 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
         torch.set_num_threads(rcfg.torch_threads)
     torch.manual_seed(rcfg.seed)
     out.mkdir(parents=True, exist_ok=True)
+    command = shlex.join(["rosmind", *sys.argv[1:]])
+    first_command = saved["command"] if resume else command  # a resume keeps the run's own command
+    resumes = [*saved.get("resumed", []), command] if resume else []
     run_json.write_text(json.dumps({
-        "task": task, "family": family, "command": shlex.join(["rosmind", *sys.argv[1:]]), "rl_overrides": rl_kw,
+        "task": task, "family": family, "command": first_command, "resumed": resumes, "rl_overrides": rl_kw,
         "env_overrides": env_kw, "rl": dataclasses.asdict(rcfg),
         "env": json.loads(json.dumps(dataclasses.asdict(env.cfg), default=list))}, indent=1))
     Runner = _runner_class()

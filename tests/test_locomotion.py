@@ -227,7 +227,10 @@ def test_ppo_smoke_run_exports_what_rsl_rl_trained(tmp_path, one_thread):
     actor.eval()
     assert torch.allclose(policy.act_normalized(x), actor.as_jit()(x), atol=1e-5)
     # --resume continues from the saved iteration; a checkpoint for another robot is refused.
+    first = json.loads((out / "run.json").read_text())
     train_rl("a1_velocity", out, ["rl.iterations=3"], resume=True)
+    run = json.loads((out / "run.json").read_text())  # the run's own command stays; the resume is added
+    assert run["command"] == first["command"] and len(run["resumed"]) == 1 and first["resumed"] == []
     rows = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
     walls = [r["wall_s"] for r in rows]
     assert [r["iteration"] for r in rows] == [1, 2, 3] and walls == sorted(walls)  # wall time goes on
