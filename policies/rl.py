@@ -363,9 +363,9 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
             last.bias.zero_()
     start = time.monotonic()
     # A resumed run's wall time goes on from where it stopped (max_minutes counts this session)
-    done_before = [json.loads(x) for x in (out / PROGRESS).read_text().splitlines() if x.strip()] \
-        if resume and (out / PROGRESS).is_file() else []
-    wall_before = float(done_before[-1]["wall_s"]) if done_before else 0.0
+    lines = (out / PROGRESS).read_text().strip().splitlines() if resume and (out / PROGRESS).is_file() else []
+    before = json.loads(lines[-1]) if lines else {}  # the last progress line: wall time, episode counts
+    wall_before = float(before.get("wall_s", 0.0))
     training = {"task": task, "family": family, "rl": dataclasses.asdict(rcfg)}
     if resume:
         latest = out / "checkpoints" / "latest"
@@ -392,8 +392,7 @@ def train_rl(task: str, out: str | Path, overrides: list[str], resume: bool = Fa
             it = runner.current_learning_iteration
             # One line a block: the learning curve (an env that counts finished episodes and
             # successes, as ResidualEnv does, adds them: success per block is their difference).
-            counts = {k: v + int(done_before[-1].get(k, 0)) if done_before else v  # cumulative over resumes
-                      for k, v in getattr(env, "finished", {}).items()}
+            counts = {k: v + int(before.get(k, 0)) for k, v in getattr(env, "finished", {}).items()}  # over resumes
             progress.write(json.dumps({"iteration": it, "env_steps": it * steps_per_iteration,
                                        "wall_s": round(wall_before + time.monotonic() - start, 1), **counts}) + "\n")
             progress.flush()

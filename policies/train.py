@@ -346,7 +346,9 @@ def train(family: str, dataset: str | Path, out: str | Path, preset: str | None 
     writer = bar = None
     command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     dataset_info = {"path": str(dataset), "hash": train_ds.buffer.content_hash()}
-    ran = train_ds.buffer.root.attrs.get("task")  # sim/collect.py's TASK_ATTR: what the episodes ran
+    from rosmind.sim.collect import TASK_ATTR
+
+    ran = train_ds.buffer.root.attrs.get(TASK_ATTR)  # what the episodes ran
     if ran:
         dataset_info["task"] = ran["task"]
     if is_main:

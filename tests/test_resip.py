@@ -257,3 +257,17 @@ def test_a_base_for_another_task_is_refused(repo, tmp_path):
     assert not (tmp_path / "r").exists()
     with pytest.raises(SpecError, match=r"object_poses is \[2, 7\] here, \[1, 7\] for the policy"):
         ResidualEnv(ResidualEnvConfig(base=str(repo / BASE), task="peg_insert", num_envs=1))
+
+
+def test_a_resumed_run_counts_its_episodes_on(repo, tmp_path):
+    """progress.jsonl's episode counts (the learning curve) go on across a resume, as its wall time does."""
+    from rosmind.policies.rl import train_rl
+
+    out = tmp_path / "run"
+    args = ["rl.num_steps_per_env=4", "env.num_envs=2", "rl.progress=false", "rl.save_every=1",
+            'env.task_options={"time_limit_s": 0.15}']  # 3-tick episodes: some end every iteration
+    train_rl("pick_place", out, ["rl.iterations=1", *args], family="resip")
+    train_rl("pick_place", out, ["rl.iterations=2"], resume=True, family="resip")
+    rows = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    assert 0 < rows[0]["episodes"] < rows[1]["episodes"] and rows[0]["wall_s"] <= rows[1]["wall_s"]
