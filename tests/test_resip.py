@@ -230,11 +230,22 @@ def test_goal_frame_features_and_an_untrained_goal_frame_residual(repo, tmp_path
     np.testing.assert_allclose(f, [0.01, 0.0, 0.07, 0.02], atol=1e-12)  # 1 cm along the hole's x
     ee[3:] *= -1  # the same orientation
     np.testing.assert_allclose(goal_frame_features(ee, goal, math.pi / 2), f, atol=1e-12)
+    # goal_tilt: the hand's z axis in the goal's frame, (0, 0) pointing straight down ...
+    np.testing.assert_allclose(goal_frame_features(ee, goal, math.pi / 2, tilt=True)[4:], [0.0, 0.0], atol=1e-12)
+    tilted = np.array([0.5, 0.1, 0.1, 0.0, math.sin((math.pi - 0.1) / 2), 0.0, math.cos((math.pi - 0.1) / 2)])
+    for sign in (1.0, -1.0):  # ... and 0.1 rad off it towards the world's x, turned into the goal's yaw
+        tilted[3:] *= sign
+        np.testing.assert_allclose(goal_frame_features(tilted, goal, math.pi / 2, tilt=True)[4:],
+                                   [math.sin(0.1) * math.cos(0.5), -math.sin(0.1) * math.sin(0.5)], atol=1e-12)
+    with pytest.raises(SpecError, match="goal_tilt: needs goal_frame"):
+        ResipConfig(base="x", goal_tilt=True)
 
     peg = "checkpoints/dp_peg_insert"
     res = ResidualPolicy(ResipConfig(base=str(repo / peg), goal_frame=True))
     assert "ee_pose" not in res.base.config.obs_keys and res.config.obs_keys[-1] == "ee_pose"
     assert res.config.obs_dim == sum(res._sizes) + 4 + 8
+    assert ResidualPolicy(ResipConfig(base=str(repo / peg), goal_frame=True, goal_tilt=True)).config.obs_dim == \
+        res.config.obs_dim + 2
     save_checkpoint(res, tmp_path / "gf")
     assert read_manifest(tmp_path / "gf")["observations"]["ee_pose"]["topic"] == "ee_pose"
     a, b = (_actions(p, 5, "peg_insert", 1.0) for p in (load_checkpoint(tmp_path / "gf"), load_checkpoint(repo / peg)))

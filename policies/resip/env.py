@@ -32,6 +32,7 @@ class ResidualEnvConfig:
     action_scale: float = 0.1
     residual_keys: tuple[str, ...] = ()
     goal_frame: bool = False  # ResipConfig.goal_frame: the hand's pose in the goal's frame as input
+    goal_tilt: bool = False  # ResipConfig.goal_tilt: and the hand's tilt in that frame
     task_options: dict = field(default_factory=dict)
     bootstrap_time_outs: bool = False  # False: running out of time is a failure (ResiP's code)
 
@@ -56,7 +57,8 @@ class ResidualEnv:
 
         self.cfg = cfg
         self.policy = ResidualPolicy(ResipConfig(base=cfg.base, action_scale=cfg.action_scale,
-                                                 residual_keys=cfg.residual_keys, goal_frame=cfg.goal_frame))
+                                                 residual_keys=cfg.residual_keys, goal_frame=cfg.goal_frame,
+                                                 goal_tilt=cfg.goal_tilt))
         pc = self.policy.config
         if any(k.startswith("camera/") for k in pc.obs_keys):
             raise SpecError("ResidualEnv: the base reads cameras; the vectorized env renders none yet")

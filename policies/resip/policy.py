@@ -57,6 +57,7 @@ def resolve_base(base: str) -> Path:
 
 GOAL_FRAME_KEYS = ("ee_pose", "goal_pose")
 GOAL_FRAME_DIM = 4
+TILT_DIM = 2
 
 
 def heading(q: np.ndarray) -> float:
@@ -65,14 +66,27 @@ def heading(q: np.ndarray) -> float:
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
-def goal_frame_features(ee: np.ndarray, goal: np.ndarray, yaw_period: float) -> np.ndarray:
+def tool_axis(q: np.ndarray) -> np.ndarray:
+    """The z axis of a frame [3] (a column of its rotation), from its quaternion (x, y, z, w):
+    q and -q give the same."""
+    x, y, z, w = q
+    return np.array([2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y)])
+
+
+def goal_frame_features(ee: np.ndarray, goal: np.ndarray, yaw_period: float, tilt: bool = False) -> np.ndarray:
     """``ee`` [7] in the frame of ``goal`` [7] turned about z by the goal's yaw: dx, dy, dz and
-    the yaw between them wrapped into [-period/2, period/2)."""
+    the yaw between them wrapped into [-period/2, period/2); with ``tilt`` also the x and y of
+    the hand's z axis in that frame (0, 0 for a hand square to the goal's plane: a held tool's
+    tip is off the hand's xy by its length times these)."""
     yaw = heading(goal[3:])
     c, s = math.cos(yaw), math.sin(yaw)
     d = ee[:3] - goal[:3]
     dyaw = (heading(ee[3:]) - yaw + yaw_period / 2) % yaw_period - yaw_period / 2
-    return np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1], d[2], dyaw])
+    out = [c * d[0] + s * d[1], -s * d[0] + c * d[1], d[2], dyaw]
+    if tilt:
+        z = tool_axis(ee[3:])
+        out += [c * z[0] + s * z[1], -s * z[0] + c * z[1]]
+    return np.array(out)
 
 
 @dataclass
@@ -90,6 +104,8 @@ class ResipConfig(PolicyConfig):
     # swap, and a base that read ``ee_pose`` raw was thrown off by it (11/100).
     goal_frame: bool = False
     goal_yaw_period: float = math.pi / 2
+    # With ``goal_frame``: the hand's tilt in the goal's frame as well (``goal_frame_features``).
+    goal_tilt: bool = False
     obs_dim: int = 0  # filled in from the base
     action_dim: int = 0
     obs_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # the base's
@@ -104,6 +120,8 @@ class ResipConfig(PolicyConfig):
             raise SpecError(f"ResipConfig.action_scale: in (0, 1], got {self.action_scale}")
         if not (0.0 < self.limit_margin <= 1.0):
             raise SpecError(f"ResipConfig.limit_margin: in (0, 1], got {self.limit_margin}")
+        if self.goal_tilt and not self.goal_frame:
+            raise SpecError("ResipConfig.goal_tilt: needs goal_frame (the tilt is taken in the goal's frame)")
         if not self.goal_yaw_period > 0:
             raise SpecError(f"ResipConfig.goal_yaw_period: must be > 0, got {self.goal_yaw_period}")
 
@@ -148,7 +166,8 @@ class ResidualPolicy(nn.Module):
                     config.obs_keys += (k,)
                     config.obs_shapes[k] = (7,)
         config.action_dim = int(getattr(bc, "action_dim", 0))
-        config.obs_dim = sum(self._sizes) + (GOAL_FRAME_DIM if config.goal_frame else 0) + config.action_dim
+        config.obs_dim = sum(self._sizes) + (GOAL_FRAME_DIM if config.goal_frame else 0) \
+            + (TILT_DIM if config.goal_tilt else 0) + config.action_dim
         self.config = config
         from rosmind.policies.locomotion import build_mlp
 
@@ -187,7 +206,7 @@ class ResidualPolicy(nn.Module):
                  zip(self.config.residual_keys, self._sizes, strict=True)]
         if self.config.goal_frame:
             ee, goal = (np.asarray(obs[k], dtype=np.float64).reshape(-1, 7)[-1] for k in GOAL_FRAME_KEYS)
-            parts.append(goal_frame_features(ee, goal, self.config.goal_yaw_period))
+            parts.append(goal_frame_features(ee, goal, self.config.goal_yaw_period, self.config.goal_tilt))
         return np.concatenate([*parts, np.asarray(base_action, dtype=np.float64).reshape(-1)])
 
     @torch.no_grad()
