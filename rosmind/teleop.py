@@ -106,6 +106,8 @@ class Kinematics(Protocol):
 
     def ik(self, pos: np.ndarray, quat: np.ndarray, seed: np.ndarray) -> np.ndarray: ...
 
+    def jacobian(self, q_arm: np.ndarray) -> np.ndarray: ...
+
     def close(self) -> None: ...
 
 
@@ -128,6 +130,15 @@ class PandaTeleopKinematics:
 
     def ik(self, pos: np.ndarray, quat: np.ndarray, seed: np.ndarray) -> np.ndarray:
         return self.kin.ik(pos, quat, np.asarray(seed, dtype=np.float64)[:7])
+
+    def jacobian(self, q_arm: np.ndarray) -> np.ndarray:
+        """[6, 7]: the EE's linear then angular velocity (base frame) per unit of each arm joint's."""
+        q = [float(v) for v in np.asarray(q_arm, dtype=np.float64)[:7]]
+        self.kin._set(q)
+        zero = [0.0] * 9
+        lin, ang = self._p.calculateJacobian(self.kin.body, self.kin.ee, [0.0, 0.0, 0.0], q + [0.0, 0.0], zero, zero,
+                                             physicsClientId=self.kin.cid)
+        return np.vstack([np.asarray(lin)[:, :7], np.asarray(ang)[:, :7]])
 
     def close(self) -> None:
         self.kin.close()

@@ -253,6 +253,47 @@ def test_goal_frame_features_and_an_untrained_goal_frame_residual(repo, tmp_path
     np.testing.assert_array_equal(a, b)
 
 
+def test_an_ee_space_residual_moves_the_hand_by_its_twist(repo, tmp_path, one_thread):
+    """``residual_space="ee"`` (the paper's end-effector space): a unit of mu's first three moves
+    the hand ``action_scale * ee_speed * period`` along that base axis, a unit of the next three
+    turns it ``action_scale * ee_rate * period`` about it (through the Jacobian: first order),
+    the last unit moves the fingers as in joint space; zero units are zero to the bit, and an
+    untrained ee residual is still the base."""
+    from rosmind.teleop import make_kinematics
+
+    res = ResidualPolicy(ResipConfig(base=str(repo / BASE), residual_space="ee"))
+    assert res.config.residual_dim == 7 and res.mlp[-1].out_features == 7
+    kin = make_kinematics(res.spec)
+    q = np.array([0.1, 0.3, -0.1, -2.0, 0.05, 2.3, 0.785, 0.04])
+    p0, r0 = kin.fk_pose(q[:7])
+    step = 0.1 * 1.0 * res.spec.control_period  # 5 mm at 20 Hz
+    for axis in range(3):
+        mu = np.zeros(7)
+        mu[axis] = 1.0
+        dq = res.to_joint(mu, np.stack([q * 0.5, q]))  # the newest row of a history
+        moved = kin.fk_pose(q[:7] + dq[:7])[0] - p0
+        want = np.eye(3)[axis] * step
+        np.testing.assert_allclose(moved, want, atol=0.03 * step)
+        assert dq[7] == 0.0
+    import pybullet as pb
+
+    mu = np.zeros(7)
+    mu[5] = 1.0  # about the base's z
+    turned = kin.fk_pose(q[:7] + res.to_joint(mu, q)[:7])[1]
+    rel = pb.getEulerFromQuaternion(pb.multiplyTransforms([0, 0, 0], turned, [0, 0, 0], pb.invertTransform([0, 0, 0], r0)[1])[1])
+    np.testing.assert_allclose(rel, [0.0, 0.0, 0.1 * 2.0 * res.spec.control_period], atol=5e-4)
+    mu = np.zeros(7)
+    mu[6] = 1.0
+    np.testing.assert_array_equal(res.to_joint(mu, q), np.r_[np.zeros(7), res.scale[7]])
+    assert not np.any(res.to_joint(np.zeros(7), q))
+    with pytest.raises(SpecError, match="residual_space: 'cartesian' is not one of"):
+        ResipConfig(base="x", residual_space="cartesian")
+    save_checkpoint(res, tmp_path / "ee")
+    back = load_checkpoint(tmp_path / "ee")
+    assert back.config.residual_space == "ee" and back.mlp[-1].out_features == 7
+    np.testing.assert_array_equal(_actions(back, 11), _actions(load_checkpoint(repo / BASE), 11))
+
+
 def test_a_base_for_another_task_is_refused(repo, tmp_path):
     """By the task its training episodes ran (the base's manifest), and by what the task observes:
     a pick_place base reads one object pose, peg_insert publishes two."""

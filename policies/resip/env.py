@@ -6,8 +6,9 @@ Per control tick and env: the base's row for the tick (its chunk executor; one b
 inference for all envs whose chunk is due, the envs kept on one beat: an env reset mid-beat runs
 its first chunk only up to the next beat) ``a_b``; the agent's observation is the residual's
 input, ``ResidualPolicy.features(obs, a_b)`` (``policy`` and ``critic`` groups alike; rsl-rl
-normalizes it); its action ``r`` is applied as ``a_b + scale * r`` (``ResidualPolicy.scale``), held inside the
-limits by the policy's ``SetpointLimiter`` as ``ResidualExecutor`` holds it, on ``VecSimEnv``
+normalizes it); its action ``r`` is applied as ``a_b + to_joint(r)`` (``ResidualPolicy.to_joint``:
+``scale * r`` in joint space, through the Jacobian in "ee" space), held inside the limits by the
+policy's ``SetpointLimiter`` as ``ResidualExecutor`` holds it, on ``VecSimEnv``
 (worker processes running make_sim's robot and task). Reward: 1 at the tick an episode ends in
 success, else 0 (the paper's sparse reward); an episode that runs out of time ends as a failure
 (its value is not bootstrapped: ResiP's code treats a truncation as done) unless
@@ -33,6 +34,7 @@ class ResidualEnvConfig:
     residual_keys: tuple[str, ...] = ()
     goal_frame: bool = False  # ResipConfig.goal_frame: the hand's pose in the goal's frame as input
     goal_tilt: bool = False  # ResipConfig.goal_tilt: and the hand's tilt in that frame
+    residual_space: str = "joint"  # ResipConfig.residual_space: "joint" or "ee"
     task_options: dict = field(default_factory=dict)
     bootstrap_time_outs: bool = False  # False: running out of time is a failure (ResiP's code)
 
@@ -58,7 +60,7 @@ class ResidualEnv:
         self.cfg = cfg
         self.policy = ResidualPolicy(ResipConfig(base=cfg.base, action_scale=cfg.action_scale,
                                                  residual_keys=cfg.residual_keys, goal_frame=cfg.goal_frame,
-                                                 goal_tilt=cfg.goal_tilt))
+                                                 goal_tilt=cfg.goal_tilt, residual_space=cfg.residual_space))
         pc = self.policy.config
         if any(k.startswith("camera/") for k in pc.obs_keys):
             raise SpecError("ResidualEnv: the base reads cameras; the vectorized env renders none yet")
@@ -73,7 +75,8 @@ class ResidualEnv:
             raise SpecError(f"ResidualEnv: the base {cfg.base} was trained on {ran!r} episodes, not task {cfg.task!r}")
         spec = load_spec(pc.robot)
         self.num_envs = n = cfg.num_envs
-        self.num_actions = pc.action_dim
+        self.num_actions = pc.residual_dim  # what the agent outputs
+        self.action_dim = pc.action_dim  # what the robot takes
         limit = getattr(entry.config(**cfg.task_options), "time_limit_s", 10.0) if entry.config else 10.0
         self.max_episode_length = int(round(limit * spec.control_rate_hz))
         self.episode_length = np.zeros(n, dtype=np.int64)
@@ -88,7 +91,7 @@ class ResidualEnv:
         self._hist = [ObsHistory(pc.obs_keys, pc.n_obs_steps) for _ in range(n)]
         self._ex = [ChunkExecutor(_BatchSlot(self.policy.base.config)) for _ in range(n)]
         self._obs: list[dict] = []
-        self._base = np.zeros((n, self.num_actions))
+        self._base = np.zeros((n, self.action_dim))
         self._planned_at = np.zeros(n, dtype=np.int64)  # the tick of each env's newest plan
         self.limiter = self.policy.limiter()  # batched: the composed command, as ResidualExecutor holds it
         self._tick = 0
@@ -126,14 +129,15 @@ class ResidualEnv:
             ex.reset()
         self._tick = 0
         self.episode_length[:] = 0
-        self.limiter.reset(obs["joint_pos"][:, :self.num_actions])
+        self.limiter.reset(obs["joint_pos"][:, :self.action_dim])
         self._plan(obs)
         return self._features()
 
     def step(self, residual: np.ndarray):
         r = np.asarray(residual, dtype=np.float64).reshape(self.num_envs, self.num_actions)
         # (PPO's sampled residual is never exactly zero: ResidualExecutor's zero case is not needed)
-        obs, _, done, info = self.vec.step(self.limiter(self._base + self.policy.scale * r))
+        correction = np.stack([self.policy.to_joint(r[i], o["joint_pos"]) for i, o in enumerate(self._obs)])
+        obs, _, done, info = self.vec.step(self.limiter(self._base + correction))
         self.episode_length += 1
         success = info["success"] & done
         time_out = done & ~success & self.cfg.bootstrap_time_outs
@@ -142,7 +146,7 @@ class ResidualEnv:
         for i in np.flatnonzero(done):
             self._hist[i].reset()
             self._ex[i].reset()
-            self.limiter.reset(obs["joint_pos"][i, :self.num_actions], ids=i)
+            self.limiter.reset(obs["joint_pos"][i, :self.action_dim], ids=i)
             self.episode_length[i] = 0
         self._tick += 1  # one clock for all envs: a reset executor plans at once, at this tick
         self._plan(obs)

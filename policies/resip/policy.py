@@ -55,6 +55,8 @@ def resolve_base(base: str) -> Path:
     raise CheckpointError(f"ResipConfig.base: no checkpoint at {base!r} (nor at {ROOT / p})")
 
 
+RESIDUAL_SPACES = ("joint", "ee")
+DLS_DAMPING = 0.01  # of the "ee" space's Jacobian inverse: bounded joint moves near a singularity
 GOAL_FRAME_KEYS = ("ee_pose", "goal_pose")
 GOAL_FRAME_DIM = 4
 TILT_DIM = 2
@@ -106,6 +108,15 @@ class ResipConfig(PolicyConfig):
     goal_yaw_period: float = math.pi / 2
     # With ``goal_frame``: the hand's tilt in the goal's frame as well (``goal_frame_features``).
     goal_tilt: bool = False
+    # What a unit of ``mu`` moves. "joint": each joint, as above. "ee": the paper's space (its
+    # actions are end-effector pose deltas): mu's first six are a twist of the end effector (base
+    # frame), a unit ``action_scale * ee_speed`` m/s and ``action_scale * ee_rate`` rad/s for one
+    # tick, turned into arm joint moves through the damped least-squares inverse of the arm's
+    # Jacobian at the measured joints; the rest (the gripper) move as in "joint".
+    residual_space: str = "joint"
+    ee_speed: float = 1.0  # m/s
+    ee_rate: float = 2.0  # rad/s
+    residual_dim: int = 0  # mu's size: filled in
     obs_dim: int = 0  # filled in from the base
     action_dim: int = 0
     obs_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # the base's
@@ -122,6 +133,10 @@ class ResipConfig(PolicyConfig):
             raise SpecError(f"ResipConfig.limit_margin: in (0, 1], got {self.limit_margin}")
         if self.goal_tilt and not self.goal_frame:
             raise SpecError("ResipConfig.goal_tilt: needs goal_frame (the tilt is taken in the goal's frame)")
+        if self.residual_space not in RESIDUAL_SPACES:
+            raise SpecError(f"ResipConfig.residual_space: {self.residual_space!r} is not one of {list(RESIDUAL_SPACES)}")
+        if not (self.ee_speed > 0 and self.ee_rate > 0):
+            raise SpecError(f"ResipConfig.ee_speed/ee_rate: must be > 0, got {self.ee_speed}, {self.ee_rate}")
         if not self.goal_yaw_period > 0:
             raise SpecError(f"ResipConfig.goal_yaw_period: must be > 0, got {self.goal_yaw_period}")
 
@@ -171,14 +186,22 @@ class ResidualPolicy(nn.Module):
         self.config = config
         from rosmind.policies.locomotion import build_mlp
 
-        self.mlp = build_mlp(config.obs_dim, config.hidden_dims, config.action_dim, "elu")
+        self._kin, self._n_arm = None, config.action_dim
+        from rosmind.spec import load_spec
+
+        self.spec = spec = load_spec(config.robot)
+        if config.residual_space == "ee":
+            from rosmind.teleop import make_kinematics
+
+            object.__setattr__(self, "_kin", make_kinematics(spec))
+            self._n_arm = int(self._kin.jacobian(np.zeros(config.action_dim)).shape[1])
+            self._ee_unit = config.action_scale * spec.control_period * np.repeat([config.ee_speed, config.ee_rate], 3)
+        config.residual_dim = config.action_dim - self._n_arm + (6 if config.residual_space == "ee" else self._n_arm)
+        self.mlp = build_mlp(config.obs_dim, config.hidden_dims, config.residual_dim, "elu")
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
         self.register_buffer("obs_mean", torch.zeros(config.obs_dim))
         self.register_buffer("obs_std", torch.ones(config.obs_dim))
-        from rosmind.spec import load_spec
-
-        self.spec = spec = load_spec(config.robot)
         vmax = np.array(spec.limits("velocity"), dtype=np.float64)[:config.action_dim]
         self.scale = config.action_scale * vmax * spec.control_period  # [action_dim], per unit of mu
 
@@ -214,4 +237,16 @@ class ResidualPolicy(nn.Module):
         """``scale * mu``: what is added to ``base_action`` at this tick."""
         x = torch.as_tensor(self.features(obs, base_action), dtype=torch.float32)
         x = (x - self.obs_mean) / self.obs_std
-        return self.scale * self.mlp(x).double().numpy()
+        return self.to_joint(self.mlp(x).double().numpy(), obs["joint_pos"])
+
+    def to_joint(self, mu: np.ndarray, joint_pos: np.ndarray) -> np.ndarray:
+        """The joint correction [action_dim] for residual units ``mu`` [residual_dim] with the
+        arm at ``joint_pos`` (its newest row): zero units give exactly zero."""
+        mu = np.asarray(mu, dtype=np.float64)
+        if self._kin is None:
+            return self.scale * mu
+        n = self._n_arm
+        jac = self._kin.jacobian(np.asarray(joint_pos, dtype=np.float64).reshape(-1, self.config.action_dim)[-1, :n])
+        twist = self._ee_unit * mu[:6]
+        arm = jac.T @ np.linalg.solve(jac @ jac.T + DLS_DAMPING ** 2 * np.eye(6), twist)
+        return np.concatenate([arm, self.scale[n:] * mu[6:]])
