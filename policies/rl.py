@@ -70,6 +70,9 @@ class RLConfig:
     # (0.125 rad of joint-target noise) let the first run stop crouching and walk within the
     # 60-minute budget (checkpoints/a1_walk/README.md).
     init_std: float = 0.5
+    # > 0: exploration noise correlated over steps, eps_t = rho eps_{t-1} + sqrt(1 - rho^2) white_t
+    # (``policies/colored_noise.py``); 0: rsl-rl's own white Gaussian.
+    noise_correlation: float = 0.0
     actor_hidden: tuple[int, ...] = (256, 128, 64)
     critic_hidden: tuple[int, ...] = (256, 128, 64)
     save_every: int = 50
@@ -99,8 +102,16 @@ class RLConfig:
         if self.critic_learning_rate < 0 or self.critic_learning_rate and self.schedule != "fixed":
             raise SpecError(f"RLConfig.critic_learning_rate: >= 0, and only with schedule 'fixed' "
                             f"(got {self.critic_learning_rate} with {self.schedule!r})")
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise SpecError(f"RLConfig.noise_correlation: in [0, 1), got {self.noise_correlation}")
         self.actor_hidden = tuple(int(h) for h in self.actor_hidden)
         self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
+
+    def distribution_cfg(self) -> dict[str, Any]:
+        if self.noise_correlation > 0:
+            return {"class_name": "rosmind.policies.colored_noise:ColoredGaussianDistribution",
+                    "init_std": self.init_std, "correlation": self.noise_correlation}
+        return {"class_name": "GaussianDistribution", "init_std": self.init_std}
 
     def runner_cfg(self) -> dict[str, Any]:
         return {
@@ -117,7 +128,7 @@ class RLConfig:
                 "schedule": self.schedule, "desired_kl": self.desired_kl, "use_clipped_value_loss": True},
             "actor": {"class_name": "MLPModel", "hidden_dims": list(self.actor_hidden), "activation": "elu",
                       "obs_normalization": True,
-                      "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": self.init_std}},
+                      "distribution_cfg": self.distribution_cfg()},
             "critic": {"class_name": "MLPModel", "hidden_dims": list(self.critic_hidden), "activation": "elu",
                        "obs_normalization": True},
         }

@@ -187,6 +187,46 @@ def test_resip_trains_with_a_fixed_learning_rate():
         RLConfig(critic_learning_rate=5e-3)  # the adaptive schedule sets one rate for all
 
 
+def test_colored_exploration_noise_keeps_the_gaussian_and_correlates_in_time():
+    """``rl.noise_correlation``: rollout samples (inference mode) are mean + std * an AR(1) process
+    per env, each step still N(mean, std); PPO's recomputation (gradients on) samples plainly
+    and leaves the process alone; log-probabilities are rsl-rl's."""
+    from rosmind.policies.colored_noise import ColoredGaussianDistribution
+    from rosmind.policies.rl import RLConfig
+
+    torch.manual_seed(0)
+    d = ColoredGaussianDistribution(3, init_std=0.5, correlation=0.9)
+    mean = torch.tensor([1.0, -2.0, 0.0])
+    xs = []
+    with torch.inference_mode():
+        for _ in range(4000):
+            d.update(mean.expand(64, 3))
+            xs.append(d.sample())
+    eps = (torch.stack(xs) - mean) / 0.5  # [T, envs, 3]
+    assert abs(eps.std().item() - 1.0) < 0.03 and abs(eps.mean().item()) < 0.05
+    lag1 = (eps[1:] * eps[:-1]).mean().item()
+    assert abs(lag1 - 0.9) < 0.03
+    white = ColoredGaussianDistribution(3, init_std=0.5, correlation=0.0)
+    with torch.inference_mode():
+        ws = []
+        for _ in range(2000):
+            white.update(mean.expand(64, 3))
+            ws.append(white.sample())
+    w = (torch.stack(ws) - mean) / 0.5
+    assert abs((w[1:] * w[:-1]).mean().item()) < 0.03
+    state = d._eps.clone()
+    d.update(mean.expand(16, 3))  # an update's minibatch, gradients on
+    assert d.sample().shape == (16, 3) and torch.equal(d._eps, state)
+    a = torch.zeros(16, 3)
+    ref = torch.distributions.Normal(mean, 0.5).log_prob(a).sum(-1)
+    torch.testing.assert_close(d.log_prob(a), ref)
+    cfg = RLConfig(noise_correlation=0.95).runner_cfg()["actor"]["distribution_cfg"]
+    assert cfg["class_name"].endswith(":ColoredGaussianDistribution") and cfg["correlation"] == 0.95
+    assert RLConfig().runner_cfg()["actor"]["distribution_cfg"]["class_name"] == "GaussianDistribution"
+    with pytest.raises(SpecError, match="noise_correlation"):
+        RLConfig(noise_correlation=1.0)
+
+
 def test_residual_env_keeps_the_envs_base_plans_on_one_beat(repo, one_thread):
     """After an auto-reset mid-beat, an env's first chunk runs only up to the next beat, where it
     plans again with the others: one batched base call a beat, not one per env per phase."""

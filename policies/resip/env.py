@@ -35,6 +35,8 @@ class ResidualEnvConfig:
     goal_frame: bool = False  # ResipConfig.goal_frame: the hand's pose in the goal's frame as input
     goal_tilt: bool = False  # ResipConfig.goal_tilt: and the hand's tilt in that frame
     residual_space: str = "joint"  # ResipConfig.residual_space: "joint" or "ee"
+    ee_speed: float = 1.0  # ResipConfig.ee_speed / ee_rate: an "ee" unit's size
+    ee_rate: float = 2.0
     task_options: dict = field(default_factory=dict)
     bootstrap_time_outs: bool = False  # False: running out of time is a failure (ResiP's code)
 
@@ -60,7 +62,8 @@ class ResidualEnv:
         self.cfg = cfg
         self.policy = ResidualPolicy(ResipConfig(base=cfg.base, action_scale=cfg.action_scale,
                                                  residual_keys=cfg.residual_keys, goal_frame=cfg.goal_frame,
-                                                 goal_tilt=cfg.goal_tilt, residual_space=cfg.residual_space))
+                                                 goal_tilt=cfg.goal_tilt, residual_space=cfg.residual_space,
+                                                 ee_speed=cfg.ee_speed, ee_rate=cfg.ee_rate))
         pc = self.policy.config
         if any(k.startswith("camera/") for k in pc.obs_keys):
             raise SpecError("ResidualEnv: the base reads cameras; the vectorized env renders none yet")
