@@ -114,3 +114,45 @@ def test_peg_graph_with_the_shipped_resip_matches_the_direct_rollout(ros_env, re
     # inside the limits, safety_node clamped the residual's corrections in the graph and the
     # residual-on error differed by 3 % (0.6 s in) - that is what this comparison is for.
     np.testing.assert_allclose(ep["final_error"], direct.final_error, rtol=1e-3)
+
+
+def test_eval_no_residual_runs_the_base_alone_direct_and_through_the_graph(ros_env, repo, tmp_path):
+    """`rosmind eval --checkpoint <resip> --no-residual`: direct mode runs the checkpoint's base
+    (the same episode as evaluating the base's own checkpoint); --ros turns policy_node's
+    residual parameter off (the in-process episode with the residual switched off), and on
+    (the composition's episode); a non-resip checkpoint is refused. The seed is the launch
+    test's: switched off, the base's rows reach safety_node as they are (the composition holds
+    its own inside the limits), and on seed 100004 the graph's base-alone episode ended 0.8 %
+    apart from the in-process one while the composed one matched to the bit."""
+    import json
+
+    from procs import run_to_end
+
+    from rosmind.sim.rollout import run_episode
+
+    resip, base = repo / "checkpoints" / "resip_peg_insert", repo / "checkpoints" / "dp_peg_insert"
+    seed = 100002
+    common = ["--task", "peg_insert", "--episodes", "1", "--seed-start", str(seed), "--noise", "episode",
+              "--task-option", "time_limit_s=2.0"]
+    err = {}
+    for name, extra in (("alone", ["--checkpoint", str(base)]), ("direct", ["--checkpoint", str(resip), "--no-residual"]),
+                        ("ros", ["--checkpoint", str(resip), "--no-residual", "--ros"]),
+                        ("ros_composed", ["--checkpoint", str(resip), "--ros"])):
+        out = tmp_path / f"{name}.json"
+        rc, log = run_to_end([sys.executable, "-m", "rosmind.cli", "eval", *common, *extra, "--json", str(out)],
+                             ros_env, timeout=240)
+        assert rc == 0, log[-3000:]
+        r = json.loads(out.read_text())
+        assert r["no_residual"] == ("--no-residual" in extra)
+        err[name] = r["final_error_m"][0]
+    assert err["direct"] == err["alone"]
+    policy = load_checkpoint(resip)
+    for enabled, name in ((False, "ros"), (True, "ros_composed")):
+        ex = make_executor(policy)
+        ex.enabled = enabled
+        with make_sim("panda", "peg_insert", time_limit_s=2.0) as sim:
+            direct = run_episode(sim, policy, seed, executor=ex, noise="episode")
+        np.testing.assert_allclose(err[name], direct.final_error, rtol=1e-3)  # float32 in another process
+    bad = subprocess.run([sys.executable, "-m", "rosmind.cli", "eval", *common, "--checkpoint", str(base), "--no-residual"],
+                         capture_output=True, text=True, timeout=120, env=ros_env)
+    assert bad.returncode == 2 and "is a 'diffusion' checkpoint, not a resip one" in bad.stderr, bad.stderr[-2000:]

@@ -53,6 +53,9 @@ def add_arguments(p):
     p.add_argument("--noise", choices=["stream", "episode"], default="stream",
                    help="sampling noise: one stream per run (default), or seeded per chunk from the "
                         "episode seed and tick, identical in direct and --ros mode")
+    p.add_argument("--no-residual", action="store_true",
+                   help="a residual (resip) checkpoint: its base alone, from the same checkpoint (--ros: policy_node's "
+                        "residual parameter off)")
     p.add_argument("--json", type=Path, help="write the result JSON here")
     p.add_argument("--video", type=Path, help="MP4 of the first episode (scene camera)")
 
@@ -80,6 +83,8 @@ def load_policy(args, spec):
 
     if args.checkpoint:
         policy = load_checkpoint(args.checkpoint, spec)
+        if getattr(args, "no_residual", False):
+            policy = policy.base  # run() checked the family
     else:
         entry = POLICIES.get(args.policy)
         policy = entry.factory(entry.config()) if entry.config else entry.factory()
@@ -151,7 +156,8 @@ def _ros(args, spec) -> dict:
                f"task:={args.task}", f"episodes:={args.episodes}", f"seed:={args.seed_start}",
                f"results:={out}", f"mode:={args.mode}", f"task_options:={','.join(args.task_option)}",
                f"cameras:={'true' if cams else 'false'}", f"camera_names:={','.join(cams)}",
-               f"obs_noise:={','.join(args.obs_noise)}", f"noise:={args.noise}"]
+               f"obs_noise:={','.join(args.obs_noise)}", f"noise:={args.noise}",
+               f"residual:={'false' if args.no_residual else 'true'}"]
         cmd += [f"checkpoint:={Path(args.checkpoint).resolve()}"] if args.checkpoint else [f"policy:={args.policy}"]
         rc = subprocess.call(cmd, stdout=subprocess.DEVNULL if args.json else None)
         if rc != 0 or not out.exists():
@@ -179,13 +185,19 @@ def run(args) -> int:
         raise UserError("--mode realtime applies to --ros only (direct mode steps as fast as it can)")
     TASKS.get(args.task)
     robot = "panda"
+    if args.no_residual and not args.checkpoint:
+        raise UserError("--no-residual needs --checkpoint (a resip checkpoint: its base runs alone)")
     if args.checkpoint:
         from rosmind.checkpoint import read_manifest
 
-        robot = read_manifest(args.checkpoint)["robot"]["fingerprint"]["name"]
+        manifest = read_manifest(args.checkpoint)
+        robot = manifest["robot"]["fingerprint"]["name"]
+        if args.no_residual and manifest["family"] != "resip":
+            raise UserError(f"--no-residual: {args.checkpoint} is a {manifest['family']!r} checkpoint, not a resip "
+                            "one (a base and a residual)")
     spec = load_spec(robot)
     out = _ros(args, spec) if args.ros else _direct(args, spec)
-    out.update(task=args.task, checkpoint=args.checkpoint, policy=args.policy,
+    out.update(task=args.task, checkpoint=args.checkpoint, policy=args.policy, no_residual=args.no_residual,
                task_options=list(args.task_option), obs_noise=list(args.obs_noise))
     lo, hi = out["ci95"]
     lat = out.get("latency_ms") or {}
