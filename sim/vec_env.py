@@ -8,7 +8,8 @@ PyBullet tasks (issue 16), running the same robot and task code as robot_node (`
 Each worker steps its robot one control period per ``step``; all workers step at once. When an
 episode ends (the task's ``done``) the worker records its outcome and starts the next episode at
 once (auto-reset) with the next unused seed, so ``obs`` is always the start of a live episode and
-``info`` says which episodes ended (``success``, ``seed``, ``ticks``). Seeds are handed out in
+``info`` says which episodes ended (``success``, ``seed``, ``ticks``) and each env's task
+``error`` after the step (an ended episode's final one) and ``error_before`` it. Seeds are handed out in
 order (``seed``, ``seed + 1``, ...): env i's first episode is ``seed + i``, later ones go to the
 envs in the order they finish (lowest index first on a tie), so a run is the same every time and
 every episode is the one its seed gives in ``make_sim`` directly.
@@ -19,6 +20,7 @@ Messages between the processes are a JSON header and raw array bytes (no pickle)
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 from typing import Any
 
@@ -45,6 +47,11 @@ def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return meta["h"], arrays
 
 
+def _error(sim) -> float:
+    """The task's ``error`` (its distance from success) now; NaN for a task that has none."""
+    return float(sim.task_status().get("error", math.nan))
+
+
 def _worker(conn, robot: str, task: str, options: dict) -> None:
     from rosmind.sim.robots import make_sim
 
@@ -64,19 +71,22 @@ def _worker(conn, robot: str, task: str, options: dict) -> None:
                 break
             if cmd == "reset":
                 ticks = 0
-                conn.send_bytes(pack({"seed": header["seed"]}, sim.reset(int(header["seed"]))))
+                obs = sim.reset(int(header["seed"]))
+                conn.send_bytes(pack({"seed": header["seed"], "error": _error(sim)}, obs))
                 continue
             sim.write(arrays["action"])
             sim.step()
             ticks += 1
             st = sim.task_status()
-            out = {"done": bool(st["done"]), "success": bool(st.get("success", False)), "ticks": ticks}
+            out = {"done": bool(st["done"]), "success": bool(st.get("success", False)), "ticks": ticks,
+                   "error": float(st.get("error", math.nan))}
             if st["done"]:
                 out["needs_seed"] = True
                 conn.send_bytes(pack(out))
                 header, _ = unpack(conn.recv_bytes())
                 ticks = 0
-                conn.send_bytes(pack({"seed": header["seed"]}, sim.reset(int(header["seed"]))))
+                obs = sim.reset(int(header["seed"]))
+                conn.send_bytes(pack({"seed": header["seed"], "error": _error(sim)}, obs))
             else:
                 conn.send_bytes(pack(out, sim.read()))
     finally:
@@ -104,6 +114,7 @@ class VecSimEnv:
             raise UserError(f"VecSimEnv({robot!r}, {task!r}): {bad[0]}")
         self.dof = hellos[0][0]["dof"]
         self.seeds = [-1] * n_envs  # the seed of each env's live episode
+        self.errors = np.full(n_envs, math.nan)  # each env's task error now (``Task.status``)
         self._next_seed = 0
         self._closed = False
 
@@ -127,6 +138,7 @@ class VecSimEnv:
         for i in range(self.n_envs):
             h, o = self._recv(i)
             self.seeds[i] = h["seed"]
+            self.errors[i] = h["error"]
             obs.append(o)
         return self._stack(obs)
 
@@ -143,7 +155,10 @@ class VecSimEnv:
         heads = [self._recv(i) for i in range(self.n_envs)]
         done = np.array([h["done"] for h, _ in heads])
         success = np.array([h["success"] for h, _ in heads])
-        info = {"success": success, "seed": np.array(self.seeds), "ticks": np.array([h["ticks"] for h, _ in heads])}
+        error = np.array([h["error"] for h, _ in heads])
+        info = {"success": success, "seed": np.array(self.seeds), "ticks": np.array([h["ticks"] for h, _ in heads]),
+                "error": error, "error_before": self.errors.copy()}  # after the step (the final state if done), before
+        self.errors = error.copy()
         obs: list[dict[str, np.ndarray] | None] = [o if not h["done"] else None for h, o in heads]
         for i in np.flatnonzero(done):  # auto-reset with the next seeds, in env order
             self._conns[i].send_bytes(pack({"cmd": "seed", "seed": self._next_seed}))
@@ -151,6 +166,7 @@ class VecSimEnv:
         for i in np.flatnonzero(done):
             h, o = self._recv(i)
             self.seeds[i] = h["seed"]
+            self.errors[i] = h["error"]
             obs[i] = o
         return self._stack(obs), success.astype(np.float64) * done, done, info
 

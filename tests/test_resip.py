@@ -252,6 +252,30 @@ def test_residual_env_keeps_the_envs_base_plans_on_one_beat(repo, one_thread):
         env.close()
 
 
+def test_shaping_pays_the_drop_in_the_tasks_error(repo, one_thread):
+    """``shaping``: a tick's reward is the success indicator plus shaping x (the task's error
+    before the tick - after it), the vectorized env reporting both; 0 leaves the sparse reward."""
+    from rosmind.policies.resip.env import ResidualEnv, ResidualEnvConfig
+
+    env = ResidualEnv(ResidualEnvConfig(base=str(repo / "checkpoints/dp_peg_insert"), task="peg_insert", num_envs=2,
+                                        shaping=5.0, task_options={"time_limit_s": 0.5}))
+    try:
+        env.reset()
+        assert np.all(np.isfinite(env.vec.errors)) and np.all(env.vec.errors > 0.05)  # the peg starts far off
+        total = np.zeros(2)
+        for _ in range(12):  # 10 ticks an episode: both end (time out) and restart at tick 10
+            before = env.vec.errors.copy()
+            _, reward, done, _ = env.step(np.zeros((2, env.num_actions)))
+            if not done.any():
+                np.testing.assert_allclose(reward, 5.0 * (before - env.vec.errors), rtol=1e-5, atol=1e-7)
+            total += reward
+        assert np.all(total > 0)  # the base moves the peg towards the hole
+    finally:
+        env.close()
+    with pytest.raises(SpecError, match="shaping: must be >= 0"):
+        ResidualEnvConfig(shaping=-1.0)
+
+
 def test_goal_frame_features_and_an_untrained_goal_frame_residual(repo, tmp_path, one_thread):
     """``goal_frame``: the hand's pose in the goal's frame joins the residual's input (ee_pose is
     subscribed though the base does not read it); the features ignore a quaternion's sign, and
