@@ -236,6 +236,11 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
             start("fault_proxy", "fault_proxy", {"topic_in": proxy_in, "topic_out": proxy_out, "msg_type": trial.msg_type,
                                                  "robot": spec.name, "active": trial.mild, "seed": seed, **trial.fault})
             client = node.create_client(SetBool, "fault_proxy/enable")
+            # Found before the episode starts: a switch asked for only at the onset could miss a
+            # proxy not yet discovered on a loaded machine (a CI run once injected nothing).
+            if not trial.mild and not client.wait_for_service(timeout_sec=60.0):
+                raise RuntimeError(f"trial {trial.name}: fault_proxy's enable service did not appear in 60 s: "
+                                   f"{procs['fault_proxy'].tail()}")
         start("safety_node", "safety_node", {"robot": spec.name, "use_sim_time": True}, safety_remap)
         start("policy_node", "policy_node", policy_params, remap)
         start("robot_node", "robot_node", {"robot": spec.name, "task": "pick_place", "mode": "realtime",
@@ -259,7 +264,6 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
                 if trial.kill:
                     procs[trial.kill].kill()
                 else:
-                    client.wait_for_service(timeout_sec=5.0)
                     client.call_async(SetBool.Request(data=True))
             elif onset is not None and end is None and time.time() > onset + trial.window_s:
                 end = time.time()
