@@ -247,7 +247,7 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
                                            "episodes": episodes, "seed": seed, "results": str(results),
                                            "min_subscribers": 3, "policy_wait_s": 60.0})
         deadline = time.monotonic() + timeout_s
-        onset = end = None
+        onset = end = asked = None
         while time.monotonic() < deadline and procs["robot_node"].popen.poll() is None:
             time.sleep(0.02)
             dead = [n for n, p in procs.items() if p.popen.poll() is not None and n not in (trial.kill, "robot_node")]
@@ -260,11 +260,16 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
             if first is None:
                 continue
             if onset is None and time.time() > first[0] + 1.5:  # 1.5 s into the task
-                onset = time.time()
                 if trial.kill:
+                    onset = time.time()
                     procs[trial.kill].kill()
-                else:
-                    client.call_async(SetBool.Request(data=True))
+                elif asked is None:
+                    asked = (time.time(), client.call_async(SetBool.Request(data=True)))
+                elif asked[1].done():  # the window starts when the proxy has switched the fault on
+                    onset = time.time()
+                elif time.time() > asked[0] + 10.0:
+                    raise RuntimeError(f"trial {trial.name}: fault_proxy did not answer ~/enable in 10 s: "
+                                       f"{procs['fault_proxy'].tail()}")
             elif onset is not None and end is None and time.time() > onset + trial.window_s:
                 end = time.time()
                 if trial.kill and trial.restart:
