@@ -265,8 +265,8 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
                     procs[trial.kill].kill()
                 elif asked is None:
                     asked = (time.time(), client.call_async(SetBool.Request(data=True)))
-                elif asked[1].done():  # the window starts when the proxy has switched the fault on
-                    onset = time.time()
+                elif asked[1].done():  # the proxy has switched the fault on: the window runs from
+                    onset = asked[0]  # the request (the earliest the fault can begin)
                 elif time.time() > asked[0] + 10.0:
                     raise RuntimeError(f"trial {trial.name}: fault_proxy did not answer ~/enable in 10 s: "
                                        f"{procs['fault_proxy'].tail()}")
