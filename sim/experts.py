@@ -53,10 +53,15 @@ class PickPlaceExpertConfig:
     open_width: float = 0.04  # per finger
     squeeze: float = 0.008  # close to this far inside the cube's half size (grip force)
     limit_margin: float = 0.9  # fraction of the spec's velocity and acceleration limits
+    # Plans continue from the last command, assumed to have run. Where the measured arm is
+    # farther than this (rad, any joint) from every row of the last plan (and from where it
+    # began), that plan did not run (refused or held downstream, or never delivered): the next
+    # one starts from the measured pose again. Tracking lag stays well inside it (0.18 rad seen).
+    resync_rad: float = 0.3
 
     def __post_init__(self):
         for n in ("speed", "slow_speed", "hover_height", "carry_height", "tolerance", "open_width",
-                  "switch_xy", "switch_z"):
+                  "switch_xy", "switch_z", "resync_rad"):
             v = getattr(self, n)
             if not (math.isfinite(v) and v > 0):
                 raise SpecError(f"PickPlaceExpertConfig.{n}: must be positive, got {v!r}")
@@ -161,6 +166,8 @@ class PickPlaceExpert:
         self._last_width: float | None = None
         self._last_cmd: np.ndarray | None = None  # last row of the previous plan that ran
         self._last_step = np.zeros(8)  # and its per-tick step
+        self._last_path: np.ndarray | None = None  # that plan's start and the rows that ran
+        self.resyncs = 0  # plans restarted from the measured pose (a plan did not run)
         self._offset = np.zeros(3)  # cube centre minus grasp target, measured once lifted
 
     def take_over(self, obs: dict[str, np.ndarray], last_cmd: np.ndarray | None = None,
@@ -192,6 +199,7 @@ class PickPlaceExpert:
             self.phase = "approach"  # anything else: open, back over the cube, and again
         if last_cmd is not None:
             self._last_cmd = np.asarray(last_cmd, dtype=np.float64).copy()
+            self._last_path = self._last_cmd[None].copy()
             self._last_step = (np.zeros(8) if last_step is None else np.asarray(last_step, dtype=np.float64).copy())
         return self.phase
 
@@ -290,6 +298,10 @@ class PickPlaceExpert:
         # Paths start at the measured pose (closed loop); steps are limited against the last
         # command, which for the gripper differs from its position whenever it holds the cube.
         seed = q[:7].copy()
+        ran = self._last_path is None or np.abs(self._last_path[:, :7] - q[:7]).max(axis=1).min() <= self.config.resync_rad
+        if not ran:
+            self._last_cmd, self._last_step = None, np.zeros(8)
+            self.resyncs += 1
         start = q.copy() if self._last_cmd is None else self._last_cmd.copy()
         prev, prev_step = start, self._last_step.copy()
         pos = ee[:3].copy()
@@ -304,4 +316,5 @@ class PickPlaceExpert:
         n = min(max(n_executed, 1), len(rows))
         self._last_cmd = rows[n - 1].copy()
         self._last_step = rows[n - 1] - (rows[n - 2] if n > 1 else start)
+        self._last_path = np.vstack([start[None], rows[:n]])
         return rows
