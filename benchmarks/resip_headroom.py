@@ -54,7 +54,7 @@ def run_arm(args, scripted: bool) -> dict:
 
     env = ResidualEnv(ResidualEnvConfig(base=str(args.base), task="peg_insert", num_envs=args.envs,
                                         seed=args.seed_start, residual_space="ee"))
-    ctl = ScriptedResidual(env.policy._ee_unit, env.num_actions, args.gain, args.level, args.clip) if scripted else None
+    ctl = ScriptedResidual(env.policy.ee_unit, env.num_actions, args.gain, args.level, args.clip) if scripted else None
     wanted = set(range(args.seed_start, args.seed_start + args.episodes))
     outcome: dict[int, bool] = {}
     units, steps = [], []

@@ -64,6 +64,12 @@ class RLConfig:
     # adaptive rate climbed until the residual drifted off the base).
     schedule: str = "adaptive"
     desired_kl: float = 0.01
+    # > 0: up to num_learning_epochs passes a batch, stopped once the policy's KL from the one
+    # that collected it passes this (``policies/ppo_kl.py``; ResiP's code: 50 passes, 0.1).
+    target_kl: float = 0.0
+    # rsl-rl clips each value update to clip_param around the old value; ResiP's code does not
+    # (its returns, and shaped ones, move by more than 0.2 between iterations).
+    clipped_value_loss: bool = True
     max_grad_norm: float = 1.0
     # legged_gym uses 1.0 and (512, 256, 128) with 4096 worlds on a GPU. On 2 CPU cores the PPO
     # update was ~60 % of an iteration: (256, 128, 64) halves it, and a 0.5 exploration std
@@ -102,6 +108,8 @@ class RLConfig:
         if self.critic_learning_rate < 0 or self.critic_learning_rate and self.schedule != "fixed":
             raise SpecError(f"RLConfig.critic_learning_rate: >= 0, and only with schedule 'fixed' "
                             f"(got {self.critic_learning_rate} with {self.schedule!r})")
+        if not self.target_kl >= 0:
+            raise SpecError(f"RLConfig.target_kl: >= 0 (0: no early stop), got {self.target_kl}")
         if not 0.0 <= self.noise_correlation < 1.0:
             raise SpecError(f"RLConfig.noise_correlation: in [0, 1), got {self.noise_correlation}")
         self.actor_hidden = tuple(int(h) for h in self.actor_hidden)
@@ -114,6 +122,8 @@ class RLConfig:
         return {"class_name": "GaussianDistribution", "init_std": self.init_std}
 
     def runner_cfg(self) -> dict[str, Any]:
+        stop = {"class_name": "rosmind.policies.ppo_kl:KLStopPPO", "target_kl": self.target_kl} if self.target_kl \
+            else {"class_name": "PPO"}
         return {
             "num_steps_per_env": self.num_steps_per_env,
             "save_interval": self.save_every,
@@ -121,11 +131,12 @@ class RLConfig:
             "logger": "tensorboard",
             "check_for_nan": True,
             "algorithm": {
-                "class_name": "PPO", "num_learning_epochs": self.num_learning_epochs,
+                **stop, "num_learning_epochs": self.num_learning_epochs,
                 "num_mini_batches": self.num_mini_batches, "clip_param": self.clip_param, "gamma": self.gamma,
                 "lam": self.lam, "value_loss_coef": self.value_loss_coef, "entropy_coef": self.entropy_coef,
                 "learning_rate": self.learning_rate, "max_grad_norm": self.max_grad_norm,
-                "schedule": self.schedule, "desired_kl": self.desired_kl, "use_clipped_value_loss": True},
+                "schedule": self.schedule, "desired_kl": self.desired_kl,
+                "use_clipped_value_loss": self.clipped_value_loss},
             "actor": {"class_name": "MLPModel", "hidden_dims": list(self.actor_hidden), "activation": "elu",
                       "obs_normalization": True,
                       "distribution_cfg": self.distribution_cfg()},

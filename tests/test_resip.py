@@ -387,3 +387,42 @@ def test_a_resumed_run_counts_its_episodes_on(repo, tmp_path):
     rows = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2]
     assert 0 < rows[0]["episodes"] < rows[1]["episodes"] and rows[0]["wall_s"] <= rows[1]["wall_s"]
+
+
+@pytest.mark.parametrize("target_kl, passes", [(1e-9, 1), (1e9, 6)])
+def test_ppo_stops_its_passes_at_the_target_kl(target_kl, passes):
+    """``rl.target_kl`` (ResiP's code: up to 50 passes, stopped at KL 0.1): a pass after the first
+    runs only while the policy's KL from the one that collected the batch is within it."""
+    from types import SimpleNamespace
+
+    from tensordict import TensorDict
+
+    from rosmind.policies.ppo_kl import KLStopPPO
+    from rosmind.policies.rl import RLConfig
+
+    torch.manual_seed(0)
+    n_envs, steps, dim, act = 4, 8, 5, 3
+    cfg = RLConfig(target_kl=target_kl, num_learning_epochs=passes if passes > 1 else 6, num_mini_batches=2,
+                   num_steps_per_env=steps, actor_hidden=(16,), critic_hidden=(16,), init_std=0.3).runner_cfg()
+    cfg["multi_gpu"] = None
+    assert cfg["algorithm"]["class_name"].endswith("KLStopPPO")
+
+    def obs():
+        x = torch.randn(n_envs, dim)
+        return TensorDict({"policy": x, "critic": x}, batch_size=[n_envs])
+
+    env = SimpleNamespace(num_envs=n_envs, num_actions=act, cfg={})
+    alg = KLStopPPO.construct_algorithm(obs(), env, cfg, "cpu")
+    before = [p.clone() for p in alg.actor.parameters()]
+    for _ in range(steps):
+        o = obs()
+        a = alg.act(o)
+        alg.process_env_step(o, -a.pow(2).sum(1), torch.zeros(n_envs, dtype=torch.long), {})
+    alg.compute_returns(obs())
+    losses = alg.update()
+    assert alg.epochs_run == passes and losses["epochs"] == passes
+    assert any(not torch.equal(b, p) for b, p in zip(before, alg.actor.parameters(), strict=True))
+    assert "mini_batch_generator" not in vars(alg.storage)  # the method is the storage's own again
+    with pytest.raises(SpecError, match="target_kl"):
+        RLConfig(target_kl=-0.1)
+    assert RLConfig().runner_cfg()["algorithm"]["class_name"] == "PPO"

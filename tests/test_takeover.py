@@ -39,10 +39,18 @@ def test_the_expert_picks_its_phase_from_the_state_it_takes_over():
         assert ex.take_over(_obs(0.15, 0.02, 0.04)) == "approach"  # above the hover height
         assert ex.take_over(_obs(0.02, 0.02, 0.010)) == "approach"  # closed on nothing: a missed grasp
         last = np.r_[REST_POSE, 0.021]  # inside the joint limits (rows are clipped to them)
-        ex.take_over(_obs(0.035, 0.035, 0.021), last_cmd=last, last_step=np.full(8, 0.01))
-        rows = ex.act(_obs(0.035, 0.035, 0.021))
+        obs = _obs(0.035, 0.035, 0.021)
+        obs["joint_pos"][:7] = np.asarray(REST_POSE) - 0.05  # the arm a little behind the learner's command
+        ex.take_over(obs, last_cmd=last, last_step=np.full(8, 0.01))
+        rows = ex.act(obs)
         # Rate-limited from the learner's last command, not from a standstill at the measured pose.
         assert np.all(np.abs(rows[0] - last - 0.01) <= ex.max_dstep + 1e-12)
+        # A learner's command that never ran (the arm far from it: refused downstream): the
+        # expert plans from where the arm is, as PickPlaceExpertConfig.resync_rad says.
+        obs["joint_pos"][:7] = np.asarray(REST_POSE) - 0.5
+        ex.take_over(obs, last_cmd=last, last_step=np.full(8, 0.01))
+        rows = ex.act(obs)
+        assert np.all(np.abs(rows[0, :7] - obs["joint_pos"][:7]) <= ex.max_step[:7] + 1e-12) and ex.resyncs == 1
     finally:
         ex.close()
 

@@ -187,6 +187,7 @@ class ResidualPolicy(nn.Module):
         from rosmind.policies.locomotion import build_mlp
 
         self._kin, self._n_arm = None, config.action_dim
+        self.ee_unit: np.ndarray | None = None  # "ee": the hand's twist a residual unit asks for per tick (m, rad) [6]
         from rosmind.spec import load_spec
 
         self.spec = spec = load_spec(config.robot)
@@ -195,7 +196,7 @@ class ResidualPolicy(nn.Module):
 
             object.__setattr__(self, "_kin", make_kinematics(spec))
             self._n_arm = int(self._kin.jacobian(np.zeros(config.action_dim)).shape[1])
-            self._ee_unit = config.action_scale * spec.control_period * np.repeat([config.ee_speed, config.ee_rate], 3)
+            self.ee_unit = config.action_scale * spec.control_period * np.repeat([config.ee_speed, config.ee_rate], 3)
         config.residual_dim = config.action_dim - self._n_arm + (6 if config.residual_space == "ee" else self._n_arm)
         self.mlp = build_mlp(config.obs_dim, config.hidden_dims, config.residual_dim, "elu")
         nn.init.zeros_(self.mlp[-1].weight)
@@ -247,6 +248,6 @@ class ResidualPolicy(nn.Module):
             return self.scale * mu
         n = self._n_arm
         jac = self._kin.jacobian(np.asarray(joint_pos, dtype=np.float64).reshape(-1, self.config.action_dim)[-1, :n])
-        twist = self._ee_unit * mu[:6]
+        twist = self.ee_unit * mu[:6]
         arm = jac.T @ np.linalg.solve(jac @ jac.T + DLS_DAMPING ** 2 * np.eye(6), twist)
         return np.concatenate([arm, self.scale[n:] * mu[6:]])
