@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pybullet as p
 
 from rosmind.stats import wilson_interval
 
@@ -37,11 +36,10 @@ class ScriptedResidual:
         self.unit, self.n, self.gain, self.level, self.clip = unit, n, gain, level, clip
 
     def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        from rosmind.sim.tasks_peg import PEG_HALF
+        from rosmind.sim.tasks_peg import peg_axis_and_bottom
 
         peg, hole = obs["object_poses"][0], obs["object_poses"][1]
-        axis = np.asarray(p.getMatrixFromQuaternion(peg[3:])).reshape(3, 3)[:, 2]  # down the peg
-        tip = peg[:3] + axis * PEG_HALF[2]
+        axis, tip = peg_axis_and_bottom(peg)
         twist = np.concatenate([self.gain * np.array([hole[0] - tip[0], hole[1] - tip[1], 0.0]),
                                 self.level * np.cross(axis, [0.0, 0.0, -1.0])])
         out = np.zeros(self.n)

@@ -32,7 +32,7 @@ class KLStopPPO(PPO):
         return float(self.actor.get_kl_divergence(batch.old_distribution_params, new).mean())
 
     def update(self) -> dict[str, float]:
-        storage, n_mb = self.storage, self.num_mini_batches
+        storage = self.storage
         if self.actor.is_recurrent or self.critic.is_recurrent:
             raise NotImplementedError("KLStopPPO: feed-forward models only")
         own = storage.mini_batch_generator
@@ -40,7 +40,7 @@ class KLStopPPO(PPO):
 
         def batches(num_mini_batches: int, num_epochs: int):
             for i, batch in enumerate(own(num_mini_batches, num_epochs)):
-                if i % n_mb == 0:
+                if i % num_mini_batches == 0:
                     if i and self.kl(batch) > self.target_kl:
                         return
                     self.epochs_run += 1

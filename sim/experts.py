@@ -56,7 +56,7 @@ class PickPlaceExpertConfig:
     # Plans continue from the last command, assumed to have run. Where the measured arm is
     # farther than this (rad, any joint) from every row of the last plan (and from where it
     # began), that plan did not run (refused or held downstream, or never delivered): the next
-    # one starts from the measured pose again. Tracking lag stays well inside it (0.18 rad seen).
+    # one starts from the measured pose again. Set above the arm's tracking lag behind its command.
     resync_rad: float = 0.3
 
     def __post_init__(self):
@@ -164,9 +164,9 @@ class PickPlaceExpert:
         self.grasp_yaw = 0.0
         self.carry_xy = np.zeros(2)
         self._last_width: float | None = None
-        self._last_cmd: np.ndarray | None = None  # last row of the previous plan that ran
-        self._last_step = np.zeros(8)  # and its per-tick step
-        self._last_path: np.ndarray | None = None  # that plan's start and the rows that ran
+        # The previous plan's start and the rows of it that ran; its last row is the last command.
+        self._last_path: np.ndarray | None = None
+        self._last_step = np.zeros(8)  # the last command's per-tick step
         self.resyncs = 0  # plans restarted from the measured pose (a plan did not run)
         self._offset = np.zeros(3)  # cube centre minus grasp target, measured once lifted
 
@@ -198,8 +198,7 @@ class PickPlaceExpert:
         else:
             self.phase = "approach"  # anything else: open, back over the cube, and again
         if last_cmd is not None:
-            self._last_cmd = np.asarray(last_cmd, dtype=np.float64).copy()
-            self._last_path = self._last_cmd[None].copy()
+            self._last_path = np.asarray(last_cmd, dtype=np.float64).reshape(1, -1).copy()
             self._last_step = (np.zeros(8) if last_step is None else np.asarray(last_step, dtype=np.float64).copy())
         return self.phase
 
@@ -298,11 +297,11 @@ class PickPlaceExpert:
         # Paths start at the measured pose (closed loop); steps are limited against the last
         # command, which for the gripper differs from its position whenever it holds the cube.
         seed = q[:7].copy()
-        ran = self._last_path is None or np.abs(self._last_path[:, :7] - q[:7]).max(axis=1).min() <= self.config.resync_rad
-        if not ran:
-            self._last_cmd, self._last_step = None, np.zeros(8)
+        if self._last_path is not None and \
+                np.abs(self._last_path[:, :7] - q[:7]).max(axis=1).min() > self.config.resync_rad:
+            self._last_path, self._last_step = None, np.zeros(8)  # that plan did not run
             self.resyncs += 1
-        start = q.copy() if self._last_cmd is None else self._last_cmd.copy()
+        start = q.copy() if self._last_path is None else self._last_path[-1].copy()
         prev, prev_step = start, self._last_step.copy()
         pos = ee[:3].copy()
         for k in range(self.config.horizon):
@@ -314,7 +313,6 @@ class PickPlaceExpert:
             rows[k] = np.clip(prev + step, self.lower, self.upper)
             prev_step, prev = rows[k] - prev, rows[k]
         n = min(max(n_executed, 1), len(rows))
-        self._last_cmd = rows[n - 1].copy()
         self._last_step = rows[n - 1] - (rows[n - 2] if n > 1 else start)
         self._last_path = np.vstack([start[None], rows[:n]])
         return rows

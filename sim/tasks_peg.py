@@ -31,6 +31,12 @@ PEG_HALF = (0.01, 0.01, 0.035)
 PEG_OFFSET = 0.105 + PEG_HALF[2]  # the peg's centre below panda_hand: it starts at the fingertips
 
 
+def peg_axis_and_bottom(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The peg's axis (its z, pointing down along it) and its bottom's centre, from its pose [7]."""
+    axis = np.asarray(p.getMatrixFromQuaternion(pose[3:])).reshape(3, 3)[:, 2]
+    return axis, pose[:3] + axis * PEG_HALF[2]
+
+
 @dataclass(frozen=True)
 class PegTool:
     """The peg as a tool link (``sim.panda_urdf.tool_panda_urdf``)."""
@@ -106,9 +112,7 @@ class PegInsertTask(Task):
 
     def peg_bottom(self, sim) -> np.ndarray:
         """The peg bottom's centre (base frame): along the peg's own axis."""
-        pose = self.peg_pose(sim)
-        axis = np.asarray(p.getMatrixFromQuaternion(pose[3:])).reshape(3, 3)[:, 2]
-        return pose[:3] + axis * PEG_HALF[2]  # the hand's z points down along the peg
+        return peg_axis_and_bottom(self.peg_pose(sim))[1]  # the hand's z points down along the peg
 
     def observe(self, sim) -> dict[str, np.ndarray]:
         return {"object_poses": np.stack([self.peg_pose(sim), self.hole.copy()]), "goal_pose": self.hole.copy()}

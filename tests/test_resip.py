@@ -402,7 +402,7 @@ def test_ppo_stops_its_passes_at_the_target_kl(target_kl, passes):
 
     torch.manual_seed(0)
     n_envs, steps, dim, act = 4, 8, 5, 3
-    cfg = RLConfig(target_kl=target_kl, num_learning_epochs=passes if passes > 1 else 6, num_mini_batches=2,
+    cfg = RLConfig(target_kl=target_kl, num_learning_epochs=6, num_mini_batches=2,
                    num_steps_per_env=steps, actor_hidden=(16,), critic_hidden=(16,), init_std=0.3).runner_cfg()
     cfg["multi_gpu"] = None
     assert cfg["algorithm"]["class_name"].endswith("KLStopPPO")

@@ -236,8 +236,8 @@ def run_trial(trial: Trial, episodes: int, seed: int, env: dict, log_dir: Path, 
             start("fault_proxy", "fault_proxy", {"topic_in": proxy_in, "topic_out": proxy_out, "msg_type": trial.msg_type,
                                                  "robot": spec.name, "active": trial.mild, "seed": seed, **trial.fault})
             client = node.create_client(SetBool, "fault_proxy/enable")
-            # Found before the episode starts: a switch asked for only at the onset could miss a
-            # proxy not yet discovered on a loaded machine (a CI run once injected nothing).
+            # Found before the episode starts, not at the onset: a proxy still undiscovered on a
+            # loaded machine is a named error here, not a trial that silently injects nothing.
             if not trial.mild and not client.wait_for_service(timeout_sec=60.0):
                 raise RuntimeError(f"trial {trial.name}: fault_proxy's enable service did not appear in 60 s: "
                                    f"{procs['fault_proxy'].tail()}")
